@@ -1,0 +1,306 @@
+"""The small interfaces the harness calls, one per plugin kind.
+
+A plugin offers objects through the registrar hooks in :mod:`restbench.hookspecs`; each object
+satisfies one of the protocols below. Every object carries the same identity fields
+(:class:`PluginObject`): a kebab-case ``id``, a ``version``, a one-line ``description`` and an
+optional ``citation``. The harness never names a built-in plugin: it only sees these shapes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+
+if TYPE_CHECKING:  # torch is heavy; the CLI's listing commands never import it
+    import torch
+    from torch import nn
+
+    from restbench.data import SleepData, TrainingStats
+
+ID_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+
+#: Sleep stages in the order every dataset uses (PROTOCOL.md): W=0, N1=1, N2=2, N3=3, REM=4.
+STAGES: tuple[str, ...] = ("W", "N1", "N2", "N3", "REM")
+
+KINDS: tuple[str, ...] = ("datasets", "models", "methods", "corruptions", "compressors", "runners")
+
+
+class PluginError(Exception):
+    """An error a user can fix; the CLI prints its message on one line and exits non-zero."""
+
+    exit_code = 1
+
+
+class UsageError(PluginError):
+    """Bad option or unknown id (exit code 2, like click's own usage errors)."""
+
+    exit_code = 2
+
+
+def validate_id(value: str) -> str:
+    """Return ``value`` when it is a stable kebab-case id, else raise :class:`PluginError`."""
+    if not isinstance(value, str) or not ID_PATTERN.match(value):
+        raise PluginError(f"invalid id {value!r}: use lower-case kebab-case such as 'rest-as'")
+    return value
+
+
+@runtime_checkable
+class PluginObject(Protocol):
+    """Identity every registered object carries."""
+
+    id: str
+    version: str
+    description: str
+    citation: str | None
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+@dataclass(frozen=True)
+class DatasetOptions:
+    """What the harness passes to :meth:`Dataset.prepare`.
+
+    ``extra`` holds dataset-specific options (``--dataset-option key=value``); a dataset
+    rejects keys it does not know with a :class:`UsageError`.
+    """
+
+    data_dir: Path | None = None
+    cache_dir: Path = Path(".restbench-cache")
+    seed: int = 0
+    protocol: str | None = None  # e.g. "paper", "sleep-edf-20"; None = the dataset's default
+    n_subjects: int | None = None  # cap on subjects (profiles shrink data with it)
+    skip_bad: bool = False
+    allow_download: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Dataset(PluginObject, Protocol):
+    """A sleep-staging dataset: turns local files (or a generator) into :class:`SleepData`."""
+
+    def prepare(self, options: DatasetOptions) -> "SleepData":
+        """Load (from cache when possible) and split the data. Raise PluginError on bad input."""
+        ...
+
+
+# --------------------------------------------------------------------------- models
+
+
+@runtime_checkable
+class Model(PluginObject, Protocol):
+    """A network family. ``spec`` is plain JSON-able data that fully fixes the architecture,
+    so a (pruned) model is rebuilt from spec + state_dict without executing anything."""
+
+    def build(
+        self, n_times: int, sfreq: float, n_classes: int, spec: dict | None = None, width: float = 1.0
+    ) -> tuple["nn.Module", dict]:
+        """Return ``(module, spec)``. With ``spec`` given, rebuild exactly that architecture
+        (``n_times``/``width`` are then ignored); otherwise size it from the input and ``width``
+        (a channel multiplier profiles use to fit a budget)."""
+        ...
+
+
+# --------------------------------------------------------------------------- methods
+
+
+@dataclass(frozen=True)
+class MethodContext:
+    """What a method may look at when it writes its recipe."""
+
+    dataset: str  # dataset id, e.g. PGD iterations differ between Sleep-EDF and SHHS
+    profile: dict[str, Any]  # the resolved profile knobs (see restbench.profiles)
+
+
+@dataclass
+class Phase:
+    """One training phase: the built-in loop with these parts, or a custom ``step``.
+
+    ``augmentations`` turn a clean batch into the batch the loss sees (restbench.augment);
+    ``regularizers`` add loss terms or adjust gradients (restbench.regularizers);
+    ``selection`` names the validation criterion (restbench.selection) for picking the epoch.
+    ``step``, when given, replaces the built-in step: ``step(model, x, y, ctx) -> loss tensor``.
+    """
+
+    augmentations: list[Any] = field(default_factory=list)
+    regularizers: list[Any] = field(default_factory=list)
+    selection: str = "clean"
+    step: Callable[..., Any] | None = None
+
+
+@dataclass
+class Recipe:
+    """What a method does, as data the harness executes: train -> compress -> retrain -> deploy.
+
+    ``reuse``: the id of another method whose trained (and compressed/retrained) model this
+    method deploys instead of training its own (Blanco reuses Liu's).
+    ``test_transforms``: fixed input transforms (nn.Module factories) put in front of the model
+    at test time; they are part of the deployed pipeline, so white-box attacks go through them.
+    """
+
+    train: Phase | None = None
+    compressor: str | None = None
+    compressor_options: dict[str, Any] = field(default_factory=dict)
+    retrain: Phase | None = None
+    test_transforms: list[Any] = field(default_factory=list)
+    reuse: str | None = None
+    description: str = ""
+
+    def to_dict(self) -> dict:
+        """Plain-data view for hashing and results (objects describe themselves via ``config()``)."""
+
+        def part(obj: Any) -> Any:
+            if obj is None:
+                return None
+            if hasattr(obj, "config"):
+                return obj.config()
+            if isinstance(obj, Phase):
+                return {
+                    "augmentations": [part(a) for a in obj.augmentations],
+                    "regularizers": [part(r) for r in obj.regularizers],
+                    "selection": obj.selection,
+                    "step": None if obj.step is None else f"{obj.step.__module__}.{obj.step.__qualname__}",
+                }
+            return obj
+
+        return {
+            "train": part(self.train),
+            "compressor": self.compressor,
+            "compressor_options": self.compressor_options,
+            "retrain": part(self.retrain),
+            "test_transforms": [part(t) for t in self.test_transforms],
+            "reuse": self.reuse,
+        }
+
+
+@runtime_checkable
+class Method(PluginObject, Protocol):
+    """A training configuration (e.g. REST (A+S)), written as a :class:`Recipe`."""
+
+    def recipe(self, context: MethodContext) -> Recipe: ...
+
+
+# --------------------------------------------------------------------------- corruptions
+
+
+@dataclass(frozen=True)
+class Severity:
+    """One named level of a corruption: ``level`` 1..n (0 is clean), ``value`` in ``unit``."""
+
+    level: int
+    name: str  # "low" / "medium" / "high"
+    value: float
+    unit: str  # e.g. "uV", "x sigma_train", "photons (c_s)"
+
+
+@runtime_checkable
+class Corruption(PluginObject, Protocol):
+    """A test-time perturbation with named severities.
+
+    ``apply`` receives a float32 batch ``(n, 1, n_times)`` in microvolts and returns one of the
+    same shape. It must be deterministic given ``rng`` and never look at test statistics:
+    ``stats`` are the training split's. Corruptions with ``needs_model = True`` receive the
+    whole deployed pipeline (test-time transforms + network, eval mode) as ``model``.
+    ``settings`` (a dict) records anything else a number depends on (e.g. attack steps).
+    """
+
+    severities: tuple[Severity, ...]
+    needs_model: bool
+    suite: str  # "paper" or "artifact": which summary the corruption counts towards
+
+    def apply(
+        self,
+        x: "torch.Tensor",
+        severity: Severity,
+        stats: "TrainingStats",
+        rng: np.random.Generator,
+        model: "nn.Module | None" = None,
+        sfreq: float = 100.0,
+    ) -> "torch.Tensor": ...
+
+    def settings(self, severity: Severity) -> dict: ...
+
+
+# --------------------------------------------------------------------------- compressors
+
+
+@dataclass
+class CompressionReport:
+    """What a compressor did, in plain numbers."""
+
+    params_before: int
+    params_after: int
+    kept_channels: dict[str, list[int]] = field(default_factory=dict)  # layer -> [kept, total]
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Compressor(PluginObject, Protocol):
+    """Turns a trained model into a physically smaller one.
+
+    ``compress`` returns ``(module, spec, report)``; ``spec`` must rebuild the returned module
+    through the same model plugin so a compressed checkpoint reloads from spec + state_dict.
+    """
+
+    def compress(
+        self, module: "nn.Module", spec: dict, model: Model, options: dict[str, Any]
+    ) -> tuple["nn.Module", dict, CompressionReport]: ...
+
+
+# --------------------------------------------------------------------------- runners
+
+
+@dataclass
+class Artifact:
+    """A deployable model as the runners see it: the PyTorch module and/or exported files."""
+
+    name: str
+    module: "nn.Module | None" = None  # the deployed pipeline in eval mode
+    tflite_fp32: Path | None = None
+    tflite_int8: Path | None = None
+    input_shape: tuple[int, ...] = (1, 1, 12000)
+
+
+@dataclass
+class LatencyReport:
+    """Latency of one artifact on one runner. Seconds, not formatted strings."""
+
+    runner: str
+    variant: str  # "fp32", "int8", "torch"
+    latency_s_per_window_median: float
+    latency_s_per_window_p90: float
+    latency_s_per_night_median: float
+    latency_s_per_night_p90: float
+    repetitions: int
+    windows_per_night: int
+    threads: int
+    runtime: str
+    runtime_version: str
+    device: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Runner(PluginObject, Protocol):
+    """Measures on-device latency of an :class:`Artifact`."""
+
+    def available(self) -> tuple[bool, str]:
+        """``(True, "")`` when this runner can measure here, else ``(False, reason)``."""
+        ...
+
+    def measure(self, artifact: Artifact, options: dict[str, Any]) -> list[LatencyReport]: ...
+
+
+#: The protocol each registry kind must satisfy (used by registries and conformance checks).
+KIND_PROTOCOLS: dict[str, type] = {
+    "datasets": Dataset,
+    "models": Model,
+    "methods": Method,
+    "corruptions": Corruption,
+    "compressors": Compressor,
+    "runners": Runner,
+}
