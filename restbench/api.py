@@ -138,8 +138,9 @@ class Recipe:
 
     ``reuse``: the id of another method whose trained (and compressed/retrained) model this
     method deploys instead of training its own (Blanco reuses Liu's).
-    ``test_transforms``: fixed input transforms (nn.Module factories) put in front of the model
-    at test time; they are part of the deployed pipeline, so white-box attacks go through them.
+    ``test_transforms``: fixed input transforms put in front of the model at test time, each an
+    object with ``build(sfreq) -> nn.Module`` and ``config() -> dict`` (restbench.transforms);
+    they are part of the deployed pipeline, so white-box attacks go through them.
     """
 
     train: Phase | None = None
@@ -218,11 +219,20 @@ class Corruption(PluginObject, Protocol):
         severity: Severity,
         stats: "TrainingStats",
         rng: np.random.Generator,
+        *,
+        y: "torch.Tensor | None" = None,
         model: "nn.Module | None" = None,
         sfreq: float = 100.0,
-    ) -> "torch.Tensor": ...
+        options: dict | None = None,
+    ) -> "torch.Tensor":
+        """Return the corrupted batch. ``y`` (true labels) and ``model`` are given to corruptions
+        that need them (white-box attacks); ``options`` carries profile overrides such as the
+        attack's iteration count."""
+        ...
 
-    def settings(self, severity: Severity) -> dict: ...
+    def settings(self, severity: Severity, options: dict | None = None) -> dict:
+        """Everything the number at ``severity`` depends on (recorded with every result)."""
+        ...
 
 
 # --------------------------------------------------------------------------- compressors
