@@ -108,12 +108,10 @@ class Registry:
             self._unregister(status)
             self._fail(status, f"invalid hooks: {exc}", exc)
             return status
-        status.hooks = sorted(
-            impl.function.__name__ for impl in self._impls_of(status.name)
-        )
+        impls = self._impls_of(status.name)
+        status.hooks = sorted({hook_name for hook_name, _ in impls})
         for hook_name, kind in hookspecs.REGISTRAR_HOOKS.items():
-            impls = [i for i in self._impls_of(status.name) if i.function.__name__ == hook_name]
-            for impl in impls:
+            for impl in (impl for name, impl in impls if name == hook_name):
                 added: list[str] = []
                 try:
                     impl.function(register=lambda obj, kind=kind, added=added: self._register(kind, obj, status, added))
@@ -125,11 +123,13 @@ class Registry:
                     status.registered.setdefault(kind, []).extend(added)
         return status
 
-    def _impls_of(self, name: str):
+    def _impls_of(self, name: str) -> list[tuple[str, object]]:
+        """``(hook name, hookimpl)`` for each hook the named plugin implements."""
         plugin = self.pm.get_plugin(name)
         if plugin is None:
             return []
-        return [impl for caller in self.pm.get_hookcallers(plugin) or [] for impl in caller.get_hookimpls() if impl.plugin is plugin]
+        return [(caller.name, impl) for caller in self.pm.get_hookcallers(plugin) or []
+                for impl in caller.get_hookimpls() if impl.plugin is plugin]
 
     def _register(self, kind: str, obj: object, status: PluginStatus, added: list[str]) -> None:
         for attr in REQUIRED_FIELDS:

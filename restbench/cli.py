@@ -1,0 +1,287 @@
+"""The ``restbench`` command line: parses options, calls the core, prints with rich.
+
+Errors a user can fix (restbench.api.PluginError, click usage errors) end in one line and a
+non-zero exit, never a traceback (``RESTBENCH_DEBUG=1`` shows it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from restbench import __version__, profiles
+from restbench.api import KINDS, PluginError, UsageError
+from restbench.plugins import get_registry
+
+console = Console()
+err_console = Console(stderr=True)
+
+LIST_KINDS = KINDS + ("profiles",)
+
+
+def _emit_json(obj) -> None:
+    click.echo(json.dumps(obj, indent=2, sort_keys=False))
+
+
+def _key_values(pairs: tuple[str, ...], option: str) -> dict:
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise UsageError(f"{option}: expected key=value, got '{pair}'")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = profiles.parse_value(value)
+    return out
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="restbench")
+def cli() -> None:
+    """restbench: noise-robust and efficient sleep-staging benchmarks (REST and beyond)."""
+
+
+@cli.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins_cmd(as_json: bool) -> None:
+    """List installed plugins: name, version, distribution, hooks, status."""
+    registry = get_registry()
+    rows = [p.to_dict() for p in registry.plugins]
+    if as_json:
+        _emit_json(rows)
+        return
+    table = Table(title="restbench plugins")
+    for col in ("name", "distribution", "version", "hooks", "status"):
+        table.add_column(col)
+    for p in rows:
+        status = p["status"] if p["status"] != "failed" else f"[red]failed[/red]: {p['error']}"
+        table.add_row(p["name"], p["distribution"] or "", p["version"] or "", ", ".join(p["hooks"]), status)
+    console.print(table)
+
+
+def _describe(kind: str, obj) -> dict:
+    row = {"id": obj.id, "version": obj.version, "description": obj.description, "citation": obj.citation}
+    if kind == "corruptions":
+        row["suite"] = obj.suite
+        row["needs_model"] = obj.needs_model
+        row["severities"] = [{"level": s.level, "name": s.name, "value": s.value, "unit": s.unit} for s in obj.severities]
+    owner = get_registry().owner_of(kind, obj.id)
+    row["plugin"] = owner.name if owner else None
+    return row
+
+
+@cli.command("list")
+@click.argument("kind", type=click.Choice(LIST_KINDS))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def list_cmd(kind: str, as_json: bool) -> None:
+    """List every registered object of KIND (or the run profiles)."""
+    if kind == "profiles":
+        rows = [{"id": name, "description": p["description"],
+                 "knobs": {k: v for k, v in p.items() if k != "description"}} for name, p in profiles.PROFILES.items()]
+        if as_json:
+            _emit_json(rows)
+            return
+        table = Table(title="profiles (override any knob with --set key=value)")
+        table.add_column("knob")
+        for row in rows:
+            table.add_column(row["id"] + (" (default)" if row["id"] == profiles.DEFAULT_PROFILE else ""))
+        for knob in rows[0]["knobs"]:
+            table.add_row(knob, *[json.dumps(r["knobs"][knob]) for r in rows])
+        console.print(table)
+        for row in rows:
+            console.print(f"[bold]{row['id']}[/bold]: {row['description']}")
+        return
+    rows = [_describe(kind, obj) for obj in get_registry().all(kind).values()]
+    if as_json:
+        _emit_json(rows)
+        return
+    table = Table(title=f"restbench {kind}")
+    for col in ("id", "version", "description") + (("severities",) if kind == "corruptions" else ()):
+        table.add_column(col)
+    for row in rows:
+        extra = ()
+        if kind == "corruptions":
+            extra = (", ".join(f"{s['name']}={s['value']:g} {s['unit']}" for s in row["severities"]),)
+        table.add_row(row["id"], row["version"], row["description"], *extra)
+    console.print(table)
+
+
+@cli.command("run")
+@click.option("--dataset", default="sleep-synth", show_default=True, help="Dataset id (restbench list datasets).")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Local dataset files.")
+@click.option("--protocol", help="Dataset protocol, e.g. paper, sleep-edf-20, sleep-edf-78.")
+@click.option("--dataset-option", multiple=True, metavar="KEY=VALUE", help="Dataset-specific option (repeatable).")
+@click.option("--model", default="sors2018", show_default=True, help="Model id.")
+@click.option("--methods", default="all", show_default=True, help="Comma-separated method ids, or 'all'.")
+@click.option("--corruptions", default="all", show_default=True, help="Comma-separated corruption ids, or 'all'.")
+@click.option("--runners", default=None, help="Comma-separated runner ids (default: the profile's).")
+@click.option("--profile", default=profiles.DEFAULT_PROFILE, show_default=True,
+              type=click.Choice(list(profiles.PROFILES)), help="Knob set (restbench list profiles).")
+@click.option("--set", "sets", multiple=True, metavar="KNOB=VALUE", help="Override a profile knob (repeatable; JSON values).")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="JSON file of knob overrides.")
+@click.option("--seeds", help="Comma-separated seeds (default: the profile's).")
+@click.option("--name", default=None, help="Run name: writes runs/NAME (default: DATASET-PROFILE-TIMESTAMP).")
+@click.option("--run-dir", type=click.Path(path_type=Path), help="Run directory (overrides --name).")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=Path(".restbench-cache"), show_default=True)
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in the same run directory.")
+@click.option("--skip-bad", is_flag=True, help="Skip unreadable input files (listed in the results) instead of stopping.")
+@click.option("--download", is_flag=True, help="Allow the dataset to download missing public files.")
+@click.option("--quiet", "-q", is_flag=True, default=None, help="No progress bars (default in CI).")
+def run_cmd(dataset, data_dir, protocol, dataset_option, model, methods, corruptions, runners, profile, sets,
+            config_file, seeds, name, run_dir, cache_dir, resume, skip_bad, download, quiet) -> None:
+    """Train, compress, evaluate and measure METHODS on a dataset; write a run directory."""
+    from restbench.pipeline import RunRequest, run
+    from restbench.progress import quiet_by_default
+    from restbench.summary import build_tables, print_summary
+
+    try:
+        seed_list = [int(s) for s in seeds.split(",")] if seeds else None
+    except ValueError:
+        raise UsageError(f"--seeds: expected comma-separated integers, got '{seeds}'") from None
+    # A fresh directory per run unless named, so a second run never collides with the first.
+    run_dir = run_dir or Path("runs") / (name or f"{dataset}-{profile}-{time.strftime('%Y%m%d-%H%M%S')}")
+    request = RunRequest(
+        dataset=dataset, model=model, methods=methods, corruptions=corruptions,
+        runners=runners.split(",") if runners else ([] if runners == "" else None),
+        profile=profile, overrides=_key_values(sets, "--set"), config_file=config_file, seeds=seed_list,
+        data_dir=data_dir, cache_dir=cache_dir, protocol=protocol,
+        dataset_options=_key_values(dataset_option, "--dataset-option"), skip_bad=skip_bad,
+        allow_download=download, run_dir=run_dir, resume=resume,
+        quiet=quiet_by_default() if quiet is None else quiet,
+    )
+    result = run(request, console=err_console)
+    print_summary(build_tables(result.records()), console)
+    console.print(f"run directory: {result.path}")
+
+
+@cli.group("data")
+def data_group() -> None:
+    """Inspect datasets."""
+
+
+@data_group.command("info")
+@click.argument("dataset_id")
+@click.option("--data-dir", type=click.Path(path_type=Path))
+@click.option("--protocol")
+@click.option("--n-subjects", type=int)
+@click.option("--dataset-option", multiple=True, metavar="KEY=VALUE")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=Path(".restbench-cache"), show_default=True)
+@click.option("--skip-bad", is_flag=True)
+@click.option("--json", "as_json", is_flag=True)
+def data_info(dataset_id, data_dir, protocol, n_subjects, dataset_option, cache_dir, skip_bad, as_json) -> None:
+    """Windows per stage per split (the paper's Table 1 shape)."""
+    from restbench.api import DatasetOptions, STAGES
+
+    ds = get_registry().get("datasets", dataset_id, "DATASET_ID")
+    data = ds.prepare(DatasetOptions(data_dir=data_dir, cache_dir=cache_dir, protocol=protocol,
+                                     n_subjects=n_subjects, skip_bad=skip_bad,
+                                     extra=_key_values(dataset_option, "--dataset-option")))
+    counts = data.stage_counts()
+    if as_json:
+        _emit_json({"dataset": dataset_id, "fingerprint": data.fingerprint, "sfreq": data.sfreq,
+                    "n_times": data.n_times, "split": data.split, "stage_counts": counts,
+                    "stats": data.stats.to_dict(), "skipped": data.info.get("skipped", [])})
+        return
+    table = Table(title=f"{dataset_id}: windows per stage ({data.sfreq:g} Hz, {data.n_times} samples per window)")
+    table.add_column("split")
+    for stage in STAGES:
+        table.add_column(stage, justify="right")
+    table.add_column("total", justify="right")
+    table.add_column("subjects", justify="right")
+    for split, row in counts.items():
+        n_subj = len(data.split[split]) if split in data.split else sum(len(v) for v in data.split.values())
+        table.add_row(split, *[f"{row[s]:,}" for s in STAGES], f"{sum(row.values()):,}", str(n_subj))
+    console.print(table)
+    for item in data.info.get("skipped", []):
+        console.print(f"[yellow]skipped[/yellow] {item.get('file')}: {item.get('reason')}")
+
+
+@cli.command("summary")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+def summary_cmd(run_dir: Path) -> None:
+    """Rebuild and print a run's summary tables (writes summary.md / summary.csv)."""
+    from restbench.summary import print_summary, write_summary
+
+    if not (run_dir / "results.jsonl").exists():
+        raise UsageError(f"RUN_DIR: {run_dir} has no results.jsonl; pass a directory written by 'restbench run'")
+    print_summary(write_summary(run_dir), console)
+
+
+@cli.command("export")
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder for the .tflite files.")
+@click.option("--int8/--no-int8", default=True, show_default=True, help="Also export an int8 model.")
+@click.option("--calibration-dataset", default=None, help="Dataset id for int8 calibration (default: the checkpoint's).")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=Path(".restbench-cache"), show_default=True)
+@click.option("--data-dir", type=click.Path(path_type=Path))
+def export_cmd(checkpoint, out, int8, calibration_dataset, cache_dir, data_dir) -> None:
+    """Export a trained checkpoint (from a run's artifacts/models) to .tflite and check it."""
+    from restbench.checkpoints import export_checkpoint
+
+    report = export_checkpoint(checkpoint, out, int8=int8, calibration_dataset=calibration_dataset,
+                               cache_dir=cache_dir, data_dir=data_dir)
+    _emit_json(report)
+
+
+@cli.command("plugin-check")
+@click.argument("object_id")
+@click.option("--kind", type=click.Choice(KINDS), help="Kind of the object when the id is ambiguous.")
+def plugin_check(object_id: str, kind: str | None) -> None:
+    """Run restbench's conformance checks on a registered object."""
+    from restbench.testing import check_object
+
+    registry = get_registry()
+    kinds = [kind] if kind else [k for k in KINDS if object_id in registry.all(k)]
+    if not kinds:
+        raise UsageError(f"OBJECT_ID: no registered object has id '{object_id}' (see restbench list KIND)")
+    failures = 0
+    for k in kinds:
+        problems = check_object(k, registry.get(k, object_id))
+        if problems:
+            failures += len(problems)
+            for p in problems:
+                console.print(f"[red]FAIL[/red] {k} {object_id}: {p}")
+        else:
+            console.print(f"[green]ok[/green] {k} {object_id}")
+    if failures:
+        sys.exit(1)
+
+
+def _add_plugin_commands() -> None:
+    registry = get_registry()
+    try:
+        registry.pm.hook.register_commands(cli=cli)
+    except Exception as exc:  # a broken plugin command must not take the CLI down
+        err_console.print(f"[yellow]warning[/yellow]: a plugin's register_commands failed: {exc}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: one-line errors and exit codes instead of tracebacks."""
+    try:
+        _add_plugin_commands()
+        cli.main(args=argv, prog_name="restbench", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except PluginError as exc:
+        if os.environ.get("RESTBENCH_DEBUG"):
+            raise
+        err_console.print(f"[red]error[/red]: {exc}", highlight=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted: finished results are kept; rerun with --resume to continue")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

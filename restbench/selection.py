@@ -1,0 +1,96 @@
+"""Validation criteria that pick the epoch a method keeps (validation split only, never test).
+
+A phase names a criterion by string (``clean``, ``clean+adversarial``, ``clean+gaussian``) or
+passes any object with ``name``, ``score(model, x, y, stats, knobs, seed) -> (score, details)``
+and ``config()``; the built-ins follow the authors' code: the mean of clean macro-F1 and
+macro-F1 under the noise the method trains against.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from restbench.api import UsageError
+from restbench.metrics import classification_metrics
+
+
+def predict(model: torch.nn.Module, x: np.ndarray | torch.Tensor, batch_size: int = 256) -> np.ndarray:
+    """Class predictions of ``model`` (put in eval mode) for a batch of windows."""
+    model.eval()
+    xt = torch.as_tensor(x)
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(xt), batch_size):
+            out.append(model(xt[start : start + batch_size]).argmax(1))
+    return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.int64)
+
+
+def _f1(y: np.ndarray, pred: np.ndarray) -> float:
+    return classification_metrics(y, pred)["macro_f1"]
+
+
+class Clean:
+    name = "clean"
+
+    def config(self) -> dict:
+        return {"name": self.name}
+
+    def score(self, model, x, y, stats, knobs, seed):
+        f1 = _f1(y, predict(model, x))
+        return f1, {"clean_f1": f1}
+
+
+class CleanAndAdversarial:
+    """(clean F1 + F1 under PGD at ``selection_eps``) / 2, as in the authors' code."""
+
+    name = "clean+adversarial"
+
+    def config(self) -> dict:
+        return {"name": self.name}
+
+    def score(self, model, x, y, stats, knobs, seed):
+        from restbench.attacks import pgd
+
+        clean = _f1(y, predict(model, x))
+        gen = torch.Generator().manual_seed(int(seed) + 7919)
+        xt, yt = torch.as_tensor(x), torch.as_tensor(y)
+        batch = int(knobs.get("corruption_batch_size", 256))
+        adv = torch.cat(
+            [
+                pgd(model, xt[i : i + batch], yt[i : i + batch], eps=float(knobs["selection_eps"]),
+                    steps=int(knobs["selection_pgd_steps"]), clip=(stats.min, stats.max), generator=gen)
+                for i in range(0, len(xt), batch)
+            ]
+        )
+        adversarial = _f1(y, predict(model, adv))
+        return (clean + adversarial) / 2, {"clean_f1": clean, "adversarial_f1": adversarial,
+                                           "eps": float(knobs["selection_eps"])}
+
+
+class CleanAndGaussian:
+    """(clean F1 + F1 under zero-mean Gaussian noise at ``gaussian_c`` x sigma_train) / 2."""
+
+    name = "clean+gaussian"
+
+    def config(self) -> dict:
+        return {"name": self.name}
+
+    def score(self, model, x, y, stats, knobs, seed):
+        clean = _f1(y, predict(model, x))
+        rng = np.random.default_rng([int(seed), 104729])
+        noisy_x = x + rng.normal(0.0, float(knobs["gaussian_c"]) * stats.sigma, size=x.shape).astype(np.float32)
+        noisy = _f1(y, predict(model, noisy_x))
+        return (clean + noisy) / 2, {"clean_f1": clean, "gaussian_f1": noisy, "c_g": float(knobs["gaussian_c"])}
+
+
+CRITERIA = {c.name: c for c in (Clean(), CleanAndAdversarial(), CleanAndGaussian())}
+
+
+def criterion(selection) -> object:
+    """The criterion object for a name or an object that already is one."""
+    if isinstance(selection, str):
+        if selection not in CRITERIA:
+            raise UsageError(f"unknown selection criterion '{selection}'; valid: {', '.join(CRITERIA)}")
+        return CRITERIA[selection]
+    return selection

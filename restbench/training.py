@@ -1,0 +1,135 @@
+"""The training loop every method shares: SGD with a step schedule, augmentations, regularisers,
+and validation-based epoch selection.
+
+A method describes a phase (:class:`restbench.api.Phase`); :func:`train_phase` executes it. A
+method that needs something the parts cannot express passes its own ``step`` and still gets
+the schedule, selection, progress and logging from here.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from restbench.api import Phase
+from restbench.data import SleepData
+from restbench.selection import criterion as get_criterion
+
+
+@dataclass
+class StepContext:
+    """What a custom ``Phase.step`` receives besides model and batch."""
+
+    stats: Any
+    knobs: dict
+    generator: torch.Generator
+    epoch: int
+    augmentations: list
+    regularizers: list
+
+
+@dataclass
+class TrainResult:
+    """The kept weights and how they were chosen."""
+
+    state_dict: dict
+    selected_epoch: int
+    selection_criterion: str
+    selection_score: float
+    history: list[dict] = field(default_factory=list)
+    wall_s: float = 0.0
+
+
+def default_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+    """Augment the batch, then cross-entropy plus every regulariser's loss term."""
+    for augmentation in ctx.augmentations:
+        x, y = augmentation(model, x, y, ctx.stats, ctx.generator)
+    model.train()
+    loss = F.cross_entropy(model(x), y)
+    for regularizer in ctx.regularizers:
+        term = regularizer.loss(model)
+        if term is not None:
+            loss = loss + term
+    return loss
+
+
+def subsample(ends: np.ndarray, limit: int | None, rng: np.random.Generator) -> np.ndarray:
+    """At most ``limit`` window ends drawn without replacement (all of them when None)."""
+    if limit is None or len(ends) <= limit:
+        return ends
+    return np.sort(rng.choice(ends, size=int(limit), replace=False))
+
+
+def train_phase(
+    model: torch.nn.Module,
+    data: SleepData,
+    phase: Phase,
+    knobs: dict,
+    seed: int,
+    epochs: int,
+    milestones: list[int],
+    progress: Callable[[str, dict], None] | None = None,
+) -> TrainResult:
+    """Train ``model`` in place for ``epochs`` and load the weights of the selected epoch.
+
+    Each epoch sees ``max_train_windows`` windows drawn afresh from the training split; the
+    selection criterion is scored on a fixed validation subset after every epoch.
+    """
+    started = time.perf_counter()
+    torch.manual_seed(seed)
+    rng = np.random.default_rng([seed, 1])
+    generator = torch.Generator().manual_seed(seed)
+    train_ends = data.windows("train")
+    val_ends = subsample(data.windows("val"), knobs.get("max_val_windows"), np.random.default_rng([seed, 2]))
+    val_x, val_y = data.get(val_ends)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=float(knobs["lr"]), momentum=float(knobs["momentum"]),
+        weight_decay=float(knobs["weight_decay"]),
+    )
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(milestones), gamma=0.1)
+    chosen = get_criterion(phase.selection)
+    step = phase.step or default_step
+    batch_size = int(knobs["batch_size"])
+    best: TrainResult | None = None
+    history = []
+    for epoch in range(1, epochs + 1):
+        ctx = StepContext(data.stats, knobs, generator, epoch, phase.augmentations, phase.regularizers)
+        ends = subsample(train_ends, knobs.get("max_train_windows"), rng)
+        ends = ends[rng.permutation(len(ends))]
+        losses = []
+        n_batches = max(1, len(ends) // batch_size)
+        for b in range(n_batches):
+            batch = ends[b * batch_size : (b + 1) * batch_size]
+            if len(batch) < 2:  # BatchNorm needs two samples in train mode
+                continue
+            x, y = data.get(batch)
+            loss = step(model, torch.from_numpy(x), torch.from_numpy(y), ctx)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            for regularizer in phase.regularizers:
+                regularizer.after_backward(model)
+            optimizer.step()
+            losses.append(float(loss.detach()))
+            if progress:
+                progress("batch", {"epoch": epoch, "batch": b + 1, "batches": n_batches, "loss": losses[-1]})
+        scheduler.step()
+        score, details = chosen.score(model, val_x, val_y, data.stats, knobs, seed)
+        row = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan"),
+               "lr": optimizer.param_groups[0]["lr"], "score": float(score),
+               **{k: float(v) for k, v in details.items()}}
+        history.append(row)
+        if progress:
+            progress("epoch", row)
+        if best is None or score > best.selection_score:
+            best = TrainResult(copy.deepcopy(model.state_dict()), epoch, chosen.name, float(score))
+    assert best is not None, "epochs must be >= 1"
+    model.load_state_dict(best.state_dict)
+    best.history = history
+    best.wall_s = time.perf_counter() - started
+    return best
