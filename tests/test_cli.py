@@ -1,0 +1,93 @@
+"""The CLI as a user sees it: JSON listings, one-line errors with exit codes, plugin commands."""
+
+import json
+import subprocess
+import sys
+import types
+
+import click
+from click.testing import CliRunner
+
+from restbench import hookimpl
+from restbench.cli import cli, main
+from restbench.testing import registry_with
+
+
+def restbench(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "restbench.cli", *args], capture_output=True, text=True, env=env)
+
+
+def test_plugins_json_lists_builtins_with_versions_and_hooks():
+    out = CliRunner().invoke(cli, ["plugins", "--json"])
+    assert out.exit_code == 0, out.output
+    rows = json.loads(out.output)
+    builtin = {r["name"]: r for r in rows if r["distribution"] == "restbench"}
+    assert "builtin-paper-methods" in builtin
+    assert builtin["builtin-paper-methods"]["hooks"] == ["register_methods"]
+    assert all(r["version"] for r in builtin.values())
+
+
+def test_list_kinds_json():
+    for kind in ("datasets", "models", "methods", "corruptions", "compressors", "runners"):
+        out = CliRunner().invoke(cli, ["list", kind, "--json"])
+        assert out.exit_code == 0, out.output
+        rows = json.loads(out.output)
+        assert rows and all({"id", "version", "description"} <= set(r) for r in rows)
+    methods = {r["id"] for r in json.loads(CliRunner().invoke(cli, ["list", "methods", "--json"]).output)}
+    assert {"sors", "liu", "blanco", "ford", "rest-a", "rest-as"} <= methods
+    corr = json.loads(CliRunner().invoke(cli, ["list", "corruptions", "--json"]).output)
+    gaussian = next(c for c in corr if c["id"] == "gaussian")
+    assert [s["value"] for s in gaussian["severities"]] == [0.1, 0.2, 0.3] and gaussian["severities"][0]["unit"]
+
+
+def test_list_profiles_shows_knobs():
+    out = CliRunner().invoke(cli, ["list", "profiles", "--json"])
+    profiles = {p["id"]: p for p in json.loads(out.output)}
+    assert {"paper", "quick", "smoke"} <= set(profiles)
+    assert profiles["paper"]["knobs"]["epochs"] == 30
+
+
+def test_unknown_method_is_one_line_exit_2():
+    result = restbench("run", "--methods", "nope", "--profile", "smoke")
+    assert result.returncode == 2
+    assert "unknown method id 'nope'" in result.stderr and "rest-as" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_unknown_knob_and_bad_config_are_one_line(tmp_path):
+    result = restbench("run", "--profile", "smoke", "--set", "epoch=3")
+    assert result.returncode == 2 and "unknown knob 'epoch'" in result.stderr and "Traceback" not in result.stderr
+    bad = tmp_path / "cfg.json"
+    bad.write_text("{not json")
+    result = restbench("run", "--profile", "smoke", "--config", str(bad))
+    assert result.returncode == 2 and str(bad) in result.stderr and "Traceback" not in result.stderr
+
+
+def test_help_everywhere():
+    for args in (["--help"], ["run", "--help"], ["list", "--help"], ["plugins", "--help"], ["data", "info", "--help"],
+                 ["export", "--help"], ["plugin-check", "--help"], ["summary", "--help"]):
+        assert CliRunner().invoke(cli, args).exit_code == 0, args
+
+
+def test_register_commands_adds_a_subcommand(capsys):
+    plugin = types.ModuleType("cmd_plugin")
+
+    @hookimpl
+    def register_commands(cli):
+        @cli.command("hello-plugin")
+        def hello():
+            click.echo("hello from a plugin")
+
+    plugin.register_commands = register_commands
+    with registry_with(plugin):
+        try:
+            main(["hello-plugin"])
+        except SystemExit as exc:
+            assert exc.code in (0, None)
+    assert "hello from a plugin" in capsys.readouterr().out
+    cli.commands.pop("hello-plugin", None)
+
+
+def test_plugin_check_passes_for_builtins():
+    out = CliRunner().invoke(cli, ["plugin-check", "rest-as"])
+    assert out.exit_code == 0 and "ok methods rest-as" in out.output
