@@ -117,7 +117,8 @@ class Pipeline:
                 raise PluginError(f"method '{m.id}' reuses unknown method '{self.recipes[m.id].reuse}'")
             if self.recipes[m.id].compressor:
                 self.registry.get("compressors", self.recipes[m.id].compressor, f"method '{m.id}' compressor")
-        self.notes: list[str] = profiles.deviations(self.knobs)
+        self.deviations: list[str] = profiles.deviations(self.knobs)
+        self.notes: list[str] = []
         self.trained: dict[str, TrainedModel] = {}
         self.console = console
         self.run: RunDir | None = None
@@ -187,6 +188,7 @@ class Pipeline:
             "dataset": data.describe(),
             "provenance": provenance(self.registry),
             "status": status,
+            "deviations": self.deviations,
             "notes": self.notes,
         }
 

@@ -1,0 +1,92 @@
+"""End to end: `restbench run --methods all --profile smoke` writes a valid, complete run."""
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from restbench.cli import cli
+from restbench.results import validate_record, validate_run
+
+PAPER_CELLS = {("gaussian", 1), ("gaussian", 2), ("gaussian", 3), ("shot", 1), ("shot", 2), ("shot", 3),
+               ("pgd", 1), ("pgd", 2), ("pgd", 3)}
+
+
+def records_of(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("smoke")
+    run_dir = root / "run"
+    result = CliRunner().invoke(cli, ["run", "--methods", "all", "--profile", "smoke", "--run-dir", str(run_dir),
+                                      "--cache-dir", str(root / "cache"), "--quiet"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    return run_dir, result.output, root
+
+
+def test_smoke_run_is_complete_and_valid(smoke_run):
+    run_dir, output, _ = smoke_run
+    run_info = json.loads((run_dir / "run.json").read_text())
+    validate_run(run_info)
+    assert run_info["status"] == "complete"
+    assert set(run_info["dataset"]["split"]) == {"train", "val", "test"}
+    assert any("epochs" in note for note in run_info["deviations"]), "profile deviations must be recorded"
+    records = records_of(run_dir)
+    for record in records:
+        validate_record(record)
+    methods = {"sors", "liu", "blanco", "ford", "rest-a", "rest-as"}
+    assert methods <= set(run_info["methods"])
+    for method in methods:
+        cells = {(r["corruption"], r["severity"]) for r in records
+                 if r["record_type"] == "robustness" and r["method"] == method and r["variant"] == "torch"}
+        assert ("clean", 0) in cells and PAPER_CELLS <= cells, method
+        artifact = {c for c, _ in cells if c not in {"clean", "gaussian", "shot", "pgd", "gaussian-shifted"}}
+        assert len(artifact) >= 6, f"{method}: artifact suite missing ({artifact})"
+        eff = [r for r in records if r["record_type"] == "efficiency" and r["method"] == method]
+        assert eff and eff[0]["params"] > 0 and eff[0]["mflops"] > 0 and eff[0]["size_kb"] > 0
+    pruned = {r["method"]: r["params"] for r in records if r["record_type"] == "efficiency"}
+    assert pruned["rest-as"] < pruned["sors"], "slimming must make the model physically smaller"
+    assert (run_dir / "summary.md").exists() and (run_dir / "summary.csv").exists()
+    assert "rest-as" in output
+
+
+def test_blanco_reuses_liu_without_training(smoke_run):
+    run_dir, _, _ = smoke_run
+    training = [r for r in records_of(run_dir) if r["record_type"] == "training"]
+    liu = {r["job_key"] for r in training if r["method"] == "liu"}
+    blanco = [r for r in training if r["method"] == "blanco"]
+    assert blanco and {r["job_key"] for r in blanco} == liu and all(r["reused_from"] == "liu" for r in blanco)
+    models = list((run_dir / "artifacts" / "models").glob("*.pt"))
+    assert not any(p.name.startswith("blanco") for p in models)
+
+
+def test_hypnogram_predictions_are_stored(smoke_run):
+    import numpy as np
+
+    run_dir, _, _ = smoke_run
+    with np.load(run_dir / "artifacts" / "predictions" / "rest-as-seed0.npz") as npz:
+        assert {"true", "subject", "window_end", "torch/clean/0", "torch/gaussian/3"} <= set(npz.files)
+        assert len(npz["true"]) == len(npz["torch/clean/0"])
+
+
+def test_same_seed_same_numbers_and_resume(smoke_run):
+    run_dir, _, root = smoke_run
+    again = root / "again"
+    args = ["run", "--methods", "sors,liu", "--corruptions", "gaussian,pgd", "--profile", "smoke",
+            "--set", "export=false", "--runners", "", "--cache-dir", str(root / "cache"), "--quiet"]
+    assert CliRunner().invoke(cli, args + ["--run-dir", str(again)]).exit_code == 0
+    first = {(r["method"], r["corruption"], r["severity"]): r["macro_f1"] for r in records_of(run_dir)
+             if r["record_type"] == "robustness" and r["variant"] == "torch" and r["method"] in ("sors", "liu")
+             and r["corruption"] in ("clean", "gaussian", "pgd")}
+    second = {(r["method"], r["corruption"], r["severity"]): r["macro_f1"] for r in records_of(again)
+              if r["record_type"] == "robustness"}
+    assert first == second
+    # an existing run directory is never overwritten; --resume reuses what is there
+    refused = CliRunner().invoke(cli, args + ["--run-dir", str(again)])
+    assert refused.exit_code != 0
+    n_before = len(records_of(again))
+    resumed = CliRunner().invoke(cli, args + ["--run-dir", str(again), "--resume"])
+    assert resumed.exit_code == 0 and len(records_of(again)) == n_before
