@@ -1,0 +1,71 @@
+"""Magnitude filter pruning (Li et al. 2017): keep each conv layer's largest-L1 filters.
+
+Every convolutional channel group keeps the same fraction ``1 - sparsity`` of its filters
+(at least ``min_keep``), ranked by the L1 norm of the filter's weights. It reuses the generic
+channel surgery of :mod:`restbench.pruning` and knows nothing of the model it prunes: a second
+compressor that needed no change to the harness.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from restbench import hookimpl
+from restbench.api import CompressionReport, Model, UsageError
+from restbench.pruning import (
+    fraction_options,
+    l1_filter_scores,
+    min_keep_count,
+    prune_and_report,
+    require_prunable,
+    top_k_sorted,
+)
+
+DEFAULTS = {"sparsity": 0.8, "min_keep": 0.1, "include_linear": False}
+
+
+class L1Filter:
+    """Compressor plugin: uniform per-layer pruning of the smallest-L1 conv filters."""
+
+    id = "l1-filter"
+    version = "1.0.0"
+    description = "Magnitude pruning: each conv layer keeps its largest-L1-norm filters, a uniform 1 - sparsity fraction"
+    citation = "Li et al. 2017, Pruning Filters for Efficient ConvNets (ICLR)"
+
+    def compress(
+        self, module: nn.Module, spec: dict, model: Model, options: dict[str, Any]
+    ) -> tuple[nn.Module, dict, CompressionReport]:
+        """Return the pruned ``(module, spec, report)``; ``options``: ``sparsity``, ``min_keep``,
+        ``include_linear`` (also prune hidden linear units, default False)."""
+        opts = fraction_options(options, DEFAULTS, "compressor l1-filter")
+        if not isinstance(opts["include_linear"], bool):
+            raise UsageError("compressor l1-filter: option include_linear must be true or false")
+        groups = require_prunable(module, "compressor l1-filter")
+        kinds = {"conv", "linear"} if opts["include_linear"] else {"conv"}
+        scores = l1_filter_scores(module, [g for g in groups if g.kind in kinds])
+        keep = {}
+        for name, s in scores.items():
+            n = s.numel()
+            k = max(min_keep_count(n, opts["min_keep"]), int(round((1.0 - opts["sparsity"]) * n)))
+            keep[name] = top_k_sorted(s, min(k, n))
+        return prune_and_report(
+            module,
+            spec,
+            model,
+            groups,
+            keep,
+            {
+                "compressor": self.id,
+                "criterion": "per-layer L1 norm of filters",
+                "sparsity_target": opts["sparsity"],
+                "min_keep": opts["min_keep"],
+                "include_linear": opts["include_linear"],
+            },
+        )
+
+
+@hookimpl
+def register_compressors(register):
+    register(L1Filter())

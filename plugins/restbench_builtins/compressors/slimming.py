@@ -1,0 +1,91 @@
+"""Network slimming (Liu et al. 2017) as the REST paper prunes: global ranking of BN scales.
+
+Every BatchNorm gamma of the network is ranked by magnitude across all layers; the smallest
+are pruned until ``sparsity`` of all BN channels are gone, while every layer keeps at least
+``min_keep`` of its channels (PROTOCOL.md, "Pruning"). The channels are then physically
+removed by :func:`restbench.pruning.apply_channel_surgery`, BN affine parameters and running
+statistics preserved (the public REST code lost them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from restbench import hookimpl
+from restbench.api import CompressionReport, Model
+from restbench.pruning import fraction_options, gamma_scores, min_keep_count, prune_and_report, require_prunable
+
+DEFAULTS = {"sparsity": 0.8, "min_keep": 0.1}
+
+
+def slimming_keep(scores: dict[str, torch.Tensor], sparsity: float, min_keep: float) -> tuple[dict[str, torch.Tensor], float]:
+    """Channels to keep per layer, and the largest pruned ``|gamma|`` (0.0 when none).
+
+    Equivalent to pruning channels one by one in ascending ``|gamma|`` order, skipping a layer
+    once it is down to its minimum, until ``round(sparsity * total)`` channels are pruned (or
+    no prunable channel is left): each layer's ``min_keep`` largest gammas are protected and
+    the rest compete globally.
+    """
+    names = list(scores)
+    values, layer, protected = [], [], []
+    for li, name in enumerate(names):
+        s = scores[name]
+        guard = torch.zeros(s.numel(), dtype=torch.bool)
+        guard[torch.sort(-s, stable=True).indices[: min_keep_count(s.numel(), min_keep)]] = True
+        values.append(s)
+        layer.append(torch.full((s.numel(),), li, dtype=torch.long))
+        protected.append(guard)
+    values_t, layer_t, protected_t = torch.cat(values), torch.cat(layer), torch.cat(protected)
+    target = int(round(sparsity * values_t.numel()))
+    candidates = torch.nonzero(~protected_t).flatten()
+    # stable sort: ties are broken by layer order then channel index, so the result is deterministic
+    order = candidates[torch.sort(values_t[candidates], stable=True).indices][:target]
+    pruned = torch.zeros(values_t.numel(), dtype=torch.bool)
+    pruned[order] = True
+    keep, start = {}, 0
+    for name in names:
+        n = scores[name].numel()
+        keep[name] = torch.nonzero(~pruned[start : start + n]).flatten()
+        start += n
+    threshold = float(values_t[order].max()) if order.numel() else 0.0
+    return keep, threshold
+
+
+class Slimming:
+    """Compressor plugin: global |gamma| ranking over every BN layer, then channel surgery."""
+
+    id = "slimming"
+    version = "1.0.0"
+    description = "Network slimming: prune the globally smallest BN |gamma| to a target sparsity (default 0.8), each layer keeps >= 10 %"
+    citation = "Liu et al. 2017, Learning Efficient Convolutional Networks through Network Slimming (ICCV)"
+
+    def compress(
+        self, module: nn.Module, spec: dict, model: Model, options: dict[str, Any]
+    ) -> tuple[nn.Module, dict, CompressionReport]:
+        """Return the pruned ``(module, spec, report)``; ``options``: ``sparsity``, ``min_keep``."""
+        opts = fraction_options(options, DEFAULTS, "compressor slimming")
+        groups = require_prunable(module, "compressor slimming")
+        scores = gamma_scores(module, groups)
+        keep, threshold = slimming_keep(scores, opts["sparsity"], opts["min_keep"])
+        return prune_and_report(
+            module,
+            spec,
+            model,
+            groups,
+            keep,
+            {
+                "compressor": self.id,
+                "criterion": "global |BN gamma|",
+                "sparsity_target": opts["sparsity"],
+                "min_keep": opts["min_keep"],
+                "threshold_abs_gamma": threshold,
+            },
+        )
+
+
+@hookimpl
+def register_compressors(register):
+    register(Slimming())
