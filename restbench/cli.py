@@ -137,7 +137,7 @@ def run_cmd(dataset, data_dir, protocol, dataset_option, model, methods, corrupt
     """Train, compress, evaluate and measure METHODS on a dataset; write a run directory."""
     from restbench.pipeline import RunRequest, run
     from restbench.progress import quiet_by_default
-    from restbench.summary import build_tables, print_summary
+    from restbench.summary import print_summary
 
     try:
         seed_list = [int(s) for s in seeds.split(",")] if seeds else None
@@ -155,8 +155,8 @@ def run_cmd(dataset, data_dir, protocol, dataset_option, model, methods, corrupt
         quiet=quiet_by_default() if quiet is None else quiet,
     )
     result = run(request, console=err_console)
-    print_summary(build_tables(result.records()), console)
-    console.print(f"run directory: {result.path}")
+    print_summary(result.tables, console)
+    console.print(f"run directory: {result.run_dir.path}")
 
 
 @cli.group("data")

@@ -443,11 +443,17 @@ def _plain(obj) -> dict:
     return asdict(obj)
 
 
-def run(request: RunRequest, console=None) -> RunDir:
-    """Run a benchmark and write its summary; returns the run directory."""
+@dataclass
+class RunResult:
+    """A finished run: its directory and the summary tables written there."""
+
+    run_dir: RunDir
+    tables: dict
+
+
+def run(request: RunRequest, console=None) -> RunResult:
+    """Run a benchmark and write its summary (summary.md, summary.csv)."""
     from restbench.summary import write_summary
 
-    pipeline = Pipeline(request, console)
-    run_dir = pipeline.execute()
-    write_summary(run_dir.path)
-    return run_dir
+    run_dir = Pipeline(request, console).execute()
+    return RunResult(run_dir, write_summary(run_dir.path))

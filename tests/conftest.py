@@ -2,6 +2,8 @@
 
 import os
 
+pytest_plugins = ["restbench.testing"]  # the plugin-author fixtures, used as an author would
+
 os.environ.setdefault("RESTBENCH_QUIET", "1")
 
 import torch  # noqa: E402
