@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> None:
     except PluginError as exc:
         if os.environ.get("RESTBENCH_DEBUG"):
             raise
-        err_console.print(f"[red]error[/red]: {exc}", highlight=False)
+        click.echo(f"error: {exc}", err=True)  # plain echo: rich would wrap it over lines
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("interrupted: finished results are kept; rerun with --resume to continue")

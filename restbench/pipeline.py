@@ -35,7 +35,7 @@ from restbench.transforms import deploy
 EVAL_ONLY_KNOBS = {
     "max_test_windows", "pgd_eval_steps", "pgd_eval_restarts", "corruption_batch_size",
     "bootstrap_samples", "export", "int8_robustness", "export_check_windows",
-    "calibration_windows", "latency_repetitions", "latency_threads", "windows_per_night",
+    "calibration_windows", "latency_repetitions", "latency_threads", "windows_per_night", "latency_night_windows",
     "runners", "seeds", "description", "profile",
 }
 
@@ -120,6 +120,7 @@ class Pipeline:
         self.deviations: list[str] = profiles.deviations(self.knobs)
         self.notes: list[str] = []
         self.trained: dict[str, TrainedModel] = {}
+        self.export_failures: list[str] = []  # recorded, then reported as an error once all is written
         self.console = console
         self.run: RunDir | None = None
         self.reporter: Reporter | None = None
@@ -149,6 +150,8 @@ class Pipeline:
             self.run.write_run(run_info)
             raise
         run_info["status"] = "complete"
+        for failure in self.export_failures:
+            self.notes.append(f"export check failed: {failure}")
         run_info["notes"] = self.notes
         run_info["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         self.run.write_run(run_info)
@@ -388,7 +391,7 @@ class Pipeline:
         shape = (1, 1, data.n_times)
         report = efficiency_report(deployed, shape, windows_per_night=int(self.knobs["windows_per_night"]))
         record = {**self.base_record(method_id, seed, trained, "efficiency"), **report,
-                  "input_shape": list(shape), "kept_channels": (trained.compression or {}).get("kept_channels"),
+                  "input_shape": list(shape), "kept_channels": (trained.compression or {}).get("kept_channels") or {},
                   "tflite_fp32_size_kb": None, "tflite_int8_size_kb": None, "export_check": None}
         fp32 = int8 = None
         try:
@@ -407,7 +410,8 @@ class Pipeline:
                 self.note_once(f"runner {runner.id} unavailable: {reason}")
                 continue
             options = {"repetitions": int(self.knobs["latency_repetitions"]), "threads": int(self.knobs["latency_threads"]),
-                       "windows_per_night": int(self.knobs["windows_per_night"])}
+                       "windows_per_night": int(self.knobs["windows_per_night"]),
+                       "night_windows": self.knobs["latency_night_windows"]}
             for lat in runner.measure(artifact, options):
                 self.emit({**self.base_record(method_id, seed, trained, "latency"), **_plain(lat)})
         return int8
@@ -428,7 +432,12 @@ class Pipeline:
             export_tflite(deployed, sample, fp32)
         if not int8.exists():
             export_tflite(deployed, sample, int8, quantize="int8", calibration=calib_x)
-        checks = {"fp32": check_export(deployed, fp32, check_x), "int8": check_export(deployed, int8, check_x)}
+        checks = {name: check_export(deployed, path, check_x, report_only=True)
+                  for name, path in (("fp32", fp32), ("int8", int8))}
+        for name, check in checks.items():
+            if not check["passed"]:
+                self.export_failures.append(f"{method_id} seed {seed} {name}: max abs diff {check['max_abs_diff']:.3g}, "
+                                            f"top-1 agreement {check['top1_agreement']:.3f}")
         return fp32, int8, checks
 
     def note_once(self, note: str) -> None:
@@ -455,5 +464,10 @@ def run(request: RunRequest, console=None) -> RunResult:
     """Run a benchmark and write its summary (summary.md, summary.csv)."""
     from restbench.summary import write_summary
 
-    run_dir = Pipeline(request, console).execute()
-    return RunResult(run_dir, write_summary(run_dir.path))
+    pipeline = Pipeline(request, console)
+    run_dir = pipeline.execute()
+    result = RunResult(run_dir, write_summary(run_dir.path))
+    if pipeline.export_failures:
+        raise PluginError(f"TFLite export check failed ({'; '.join(pipeline.export_failures)}); "
+                          f"results are kept in {run_dir.path}")
+    return result

@@ -58,6 +58,7 @@ PAPER: dict[str, Any] = {
     "latency_repetitions": 5,
     "latency_threads": 1,
     "windows_per_night": 1080,
+    "latency_night_windows": None,  # windows timed per repetition; fewer scales up to a night
     "runners": ["tflite-local", "torch-cpu"],
     "seeds": [0, 1, 2],
 }
@@ -83,7 +84,7 @@ QUICK: dict[str, Any] = {
     "export_check_windows": 32,
     "calibration_windows": 32,
     "latency_repetitions": 5,
-    "windows_per_night": 1080,
+    "latency_night_windows": 108,
     "seeds": [0],
 }
 
@@ -107,7 +108,7 @@ SMOKE: dict[str, Any] = {
     "export_check_windows": 8,
     "calibration_windows": 8,
     "latency_repetitions": 2,
-    "windows_per_night": 16,
+    "latency_night_windows": 4,
     "seeds": [0],
 }
 

@@ -1,0 +1,107 @@
+"""``tflite-local``: latency of exported .tflite graphs on this machine's CPU (LiteRT interpreter).
+
+Times the fp32 and/or int8 graph of an artifact one window per call (batch 1 graphs; a graph
+with a larger fixed batch is timed per call and divided by its batch), as a night-long loop
+repeated ``repetitions`` times after a warm-up; see :func:`restbench.efficiency.measure_latency`.
+Options: those of :class:`restbench.efficiency.LatencyOptions`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from restbench import hookimpl
+from restbench.api import Artifact, LatencyReport, PluginError, UsageError
+from restbench.efficiency import LatencyOptions, host_cpu, measure_latency
+
+VARIANTS = ("fp32", "int8")
+
+
+def synthetic_windows(shape: tuple[int, ...], seed: int, n: int = 8) -> np.ndarray:
+    """``n`` random windows of ``shape`` (batch first) in microvolts (N(0, 30 uV)), float32."""
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((n, *shape)) * 30.0).astype(np.float32)
+
+
+def artifact_graphs(artifact: Artifact, wanted: tuple[str, ...] | None, runner: str) -> dict[str, Any]:
+    """The artifact's exported graphs by variant, restricted to ``wanted`` (validated)."""
+    graphs = {"fp32": artifact.tflite_fp32, "int8": artifact.tflite_int8}
+    if wanted is not None:
+        bad = [v for v in wanted if v not in VARIANTS]
+        if bad:
+            raise UsageError(f"runner {runner}: unknown variant(s) {', '.join(bad)}; use fp32, int8")
+        missing = [v for v in wanted if graphs[v] is None]
+        if missing:
+            raise PluginError(
+                f"runner {runner}: artifact {artifact.name} has no {'/'.join(missing)} .tflite "
+                "graph: export it first (restbench export)"
+            )
+        graphs = {v: graphs[v] for v in wanted}
+    graphs = {v: p for v, p in graphs.items() if p is not None}
+    if not graphs:
+        raise PluginError(
+            f"runner {runner}: artifact {artifact.name} has no exported .tflite graph: "
+            "export it first (restbench export)"
+        )
+    return graphs
+
+
+class TFLiteLocal:
+    """Latency of the artifact's .tflite graphs through the TFLite interpreter on this CPU."""
+
+    id = "tflite-local"
+    version = "1.0.0"
+    description = "Per-window and per-night latency of .tflite graphs with the local TFLite interpreter"
+    citation = None
+
+    def available(self) -> tuple[bool, str]:
+        try:
+            from restbench.export import interpreter_runtime
+
+            interpreter_runtime()
+        except PluginError as exc:
+            return False, str(exc)
+        return True, ""
+
+    def measure(self, artifact: Artifact, options: dict[str, Any]) -> list[LatencyReport]:
+        from restbench.export import TFLiteModel
+
+        ok, reason = self.available()
+        if not ok:
+            raise PluginError(f"runner {self.id} unavailable: {reason}")
+        opts = LatencyOptions.parse(options, self.id)
+        reports = []
+        for variant, path in artifact_graphs(artifact, opts.variants, self.id).items():
+            graph = TFLiteModel(path, threads=opts.threads)
+            batch = graph.batch or 1
+            windows = synthetic_windows((batch, *graph.input_shape[1:]), opts.seed)
+            timing = measure_latency(graph, list(windows), opts, windows_per_call=batch)
+            extra = dict(timing.pop("extra"))
+            extra.update(
+                graph=str(path),
+                graph_batch=batch,
+                graph_input_shape=list(graph.input_shape),
+                timed_call="float window in, quantise (int8), invoke, dequantise, float logits out",
+            )
+            reports.append(
+                LatencyReport(
+                    runner=self.id,
+                    variant=variant,
+                    **timing,
+                    repetitions=opts.repetitions,
+                    windows_per_night=opts.windows_per_night,
+                    threads=opts.threads,
+                    runtime=graph.runtime,
+                    runtime_version=graph.runtime_version,
+                    device=host_cpu(),
+                    extra=extra,
+                )
+            )
+        return reports
+
+
+@hookimpl
+def register_runners(register):
+    register(TFLiteLocal())

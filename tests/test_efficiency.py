@@ -1,0 +1,178 @@
+"""Efficiency counts (params, size, MACs, FLOPs) and the shared latency helpers."""
+
+import math
+import time
+
+import pytest
+import torch
+from torch import nn
+
+from restbench.api import UsageError
+from restbench.efficiency import (
+    LatencyOptions,
+    count_flops,
+    count_macs,
+    count_params,
+    efficiency_report,
+    host_cpu,
+    measure_latency,
+    size_kb,
+    stored_numel,
+)
+
+# (in, out, kernel, padding) of Sors conv1..conv12, all stride 2 (PROTOCOL.md "Model")
+SORS_CONVS = (
+    [(1, 128, 7, 3)] + [(128, 128, 7, 3)] * 5 + [(128, 256, 7, 3)] + [(256, 256, 5, 2)] * 3 + [(256, 256, 3, 1)] * 2
+)
+
+
+def sors_by_hand(n_times: int, n_classes: int = 5) -> dict:
+    """Params, MACs and stored floats of the Sors network, from the layer shapes alone."""
+    length, params, macs, bn_channels = n_times, 0, 0, 0
+    for c_in, c_out, k, p in SORS_CONVS:
+        length = (length + 2 * p - k) // 2 + 1  # L_out = floor((L + 2p - k) / 2) + 1
+        params += c_in * c_out * k + c_out  # weight + bias
+        params += 2 * c_out  # BN gamma, beta
+        macs += c_out * length * c_in * k
+        bn_channels += c_out
+    features = 256 * length
+    params += features * 100 + 100 + 2 * 100 + 100 * n_classes + n_classes
+    macs += features * 100 + 100 * n_classes
+    bn_channels += 100
+    return {"params": params, "macs": macs, "stored": params + 2 * bn_channels, "features": features}
+
+
+class Tiny(nn.Module):
+    """Conv1d(1->4, k5, s2, p2) -> BN -> ReLU -> Conv1d(4->6, k3, s1, p0, groups=2) -> flatten -> Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv1d(1, 4, 5, stride=2, padding=2)
+        self.bn = nn.BatchNorm1d(4)
+        self.c2 = nn.Conv1d(4, 6, 3, groups=2)
+        self.fc = nn.Linear(6 * 48, 3)
+
+    def forward(self, x):
+        x = self.c2(torch.relu(self.bn(self.c1(x))))
+        return self.fc(x.flatten(1))
+
+
+def test_tiny_counts_match_layer_shapes():
+    m = Tiny()
+    # c1: L=100 -> 50; c2: 50 -> 48, each output sees 4/2 channels x 3 taps
+    macs = 4 * 50 * 1 * 5 + 6 * 48 * 2 * 3 + 3 * 6 * 48
+    assert count_macs(m, (1, 1, 100)) == macs
+    assert count_macs(m, (3, 1, 100)) == 3 * macs  # batch counted
+    assert count_flops(m, (1, 1, 100)) == 2 * macs
+    params = (4 * 5 + 4) + 2 * 4 + (6 * 2 * 3 + 6) + (6 * 48 * 3 + 3)
+    assert count_params(m) == params
+    # running mean/var are stored, num_batches_tracked (int64) is not
+    assert stored_numel(m) == params + 2 * 4
+    assert size_kb(m) == pytest.approx((params + 8) * 4 / 1024)
+
+
+def test_counting_leaves_module_untouched():
+    m = Tiny().train()
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    efficiency_report(m, (1, 100))
+    assert m.training
+    for key, value in m.state_dict().items():
+        assert torch.equal(value, before[key]), key  # BN statistics not updated
+
+
+def test_layer_called_twice_counts_twice():
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(8, 8)
+
+        def forward(self, x):
+            return self.fc(self.fc(x))
+
+    assert count_macs(Twice(), (2, 8)) == 2 * 2 * 64
+    assert count_flops(Twice(), (2, 8)) == 2 * 2 * 2 * 64
+
+
+def test_report_fields_and_night_scaling():
+    r = efficiency_report(Tiny(), (1, 1, 100), windows_per_night=10)
+    assert r["input_shape"] == [1, 1, 100]
+    assert r["mflops"] == pytest.approx(2 * r["macs"] / 1e6)
+    assert r["macs_per_night"] == 10 * r["macs"]
+    assert r["mflops_per_night"] == pytest.approx(10 * r["mflops"])
+    assert "FlopCounterMode" in r["note"] and "num_batches_tracked" in r["note"]
+    assert all(isinstance(r[k], int) for k in ("params", "macs", "macs_per_night"))
+    assert efficiency_report(Tiny(), (1, 100))["macs"] == r["macs"]  # batch dim optional
+
+
+@pytest.fixture(scope="module")
+def sors_model():
+    sors = pytest.importorskip("restbench_builtins.models.sors2018")
+    module, _spec = sors.Sors2018().build(12000, 100.0, 5)
+    return module
+
+
+def test_sors_sleep_edf_pinned(sors_model):
+    hand = sors_by_hand(12000)
+    assert hand["features"] == 768
+    assert hand["params"] == 2_264_485  # PROTOCOL.md
+    assert hand["macs"] == 722_662_900  # "about 723 M"
+    r = efficiency_report(sors_model, (1, 12000))
+    assert r["params"] == hand["params"]
+    assert r["macs"] == hand["macs"]
+    assert r["mflops"] == pytest.approx(2 * hand["macs"] / 1e6)  # 1,445 vs the paper's 1,451
+    assert r["size_kb"] == pytest.approx(hand["stored"] * 4 / 1024)
+    assert r["size_kb"] == pytest.approx(8864.43, abs=0.01)  # paper: 8,896 KB (file container)
+    assert r["macs_per_night"] == 1080 * hand["macs"]
+
+
+def test_sors_shhs_by_hand():
+    sors = pytest.importorskip("restbench_builtins.models.sors2018")
+    module, _ = sors.Sors2018().build(15000, 125.0, 5)
+    hand = sors_by_hand(15000)
+    assert hand["params"] == 2_290_085
+    assert count_params(module) == hand["params"]
+    assert count_macs(module, (1, 1, 15000)) == hand["macs"]
+    assert round(hand["macs"] / 1e6) == 904
+
+
+# --------------------------------------------------------------------------- latency helpers
+
+
+def test_latency_options_validation():
+    opts = LatencyOptions.parse({"repetitions": "7", "variants": "fp32, int8", "night_windows": 12}, "x")
+    assert (opts.repetitions, opts.variants, opts.timed_windows) == (7, ("fp32", "int8"), 12)
+    assert LatencyOptions.parse(None, "x").timed_windows == 1080
+    with pytest.raises(UsageError, match="unknown option"):
+        LatencyOptions.parse({"repeats": 3}, "x")
+    with pytest.raises(UsageError, match="threads must be >= 1"):
+        LatencyOptions.parse({"threads": 0}, "x")
+    with pytest.raises(UsageError, match="integer"):
+        LatencyOptions.parse({"repetitions": "many"}, "x")
+    assert LatencyOptions.parse({"serial": "a"}, "x", extra_keys=("serial",)).repetitions == 5
+
+
+def test_measure_latency_times_and_scales_nights():
+    calls = []
+
+    def run(x):
+        calls.append(x)
+        time.sleep(0.002)
+
+    opts = LatencyOptions(repetitions=3, night_windows=6, warmup=2, windows_per_night=60)
+    r = measure_latency(run, ["a", "b"], opts, windows_per_call=2)
+    # 2 warm-up calls + 3 repetitions x ceil(6 / 2) calls
+    assert len(calls) == 2 + 3 * 3
+    assert r["latency_s_per_window_median"] >= 0.001  # 2 ms call / 2 windows
+    assert r["latency_s_per_window_p90"] >= r["latency_s_per_window_median"]
+    # a night of 60 windows = 30 calls of >= 2 ms
+    assert r["latency_s_per_night_median"] >= 0.06
+    assert r["latency_s_per_night_median"] == pytest.approx(60 * r["latency_s_per_window_median"], rel=0.5)
+    assert r["extra"]["windows_timed_per_repetition"] == 6
+    assert "scaled" in r["extra"]["night_method"]
+    assert len(r["extra"]["latency_s_per_night_all"]) == 3
+    assert all(math.isfinite(v) for v in r["extra"]["latency_s_per_night_all"])
+
+
+def test_host_cpu_names_the_machine():
+    text = host_cpu()
+    assert "logical CPUs" in text and len(text) > 20
