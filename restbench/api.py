@@ -81,7 +81,12 @@ class DatasetOptions:
 
 @runtime_checkable
 class Dataset(PluginObject, Protocol):
-    """A sleep-staging dataset: turns local files (or a generator) into :class:`SleepData`."""
+    """A sleep-staging dataset: turns local files (or a generator) into :class:`SleepData`.
+
+    Optional attribute ``profile_options: dict[str, dict]``: extra options the dataset wants
+    under a run profile (e.g. shorter synthetic nights for ``smoke``); the harness applies
+    them below the user's own ``dataset_options`` and records them in the run.
+    """
 
     def prepare(self, options: DatasetOptions) -> "SleepData":
         """Load (from cache when possible) and split the data. Raise PluginError on bad input."""

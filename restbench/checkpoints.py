@@ -65,9 +65,12 @@ def export_checkpoint(path: Path, out: Path, int8: bool = True, calibration_data
     if not dataset_id:
         raise PluginError(f"checkpoint {path} names no dataset; pass --calibration-dataset")
     dataset = registry.get("datasets", dataset_id, "--calibration-dataset")
+    same_dataset = dataset_id == meta.get("dataset")
+    if data_dir is None and same_dataset and meta.get("data_dir"):
+        data_dir = Path(meta["data_dir"])
     data = dataset.prepare(DatasetOptions(data_dir=data_dir, cache_dir=cache_dir,
-                                          n_subjects=meta.get("knobs", {}).get("n_subjects"),
-                                          extra=meta.get("knobs", {}).get("dataset_options", {})))
+                                          n_subjects=meta.get("knobs", {}).get("n_subjects") if same_dataset else None,
+                                          extra=meta.get("dataset_options", {}) if same_dataset else {}))
     if data.n_times != spec.get("n_times", data.n_times):
         raise PluginError(f"--calibration-dataset: {dataset_id} has {data.n_times}-sample windows, the checkpoint expects {spec.get('n_times')}")
     deployed = deploy(net, transforms, data.sfreq)

@@ -162,7 +162,7 @@ class Pipeline:
         options = DatasetOptions(
             data_dir=req.data_dir, cache_dir=req.cache_dir, seed=0, protocol=req.protocol,
             n_subjects=self.knobs.get("n_subjects"), skip_bad=req.skip_bad, allow_download=req.allow_download,
-            extra={**self.knobs.get("dataset_options", {}), **req.dataset_options},
+            extra=self.dataset_extra(),
         )
         self.reporter.log(f"preparing dataset {self.dataset.id}")
         data = self.dataset.prepare(options)
@@ -170,6 +170,13 @@ class Pipeline:
         for item in skipped:
             self.notes.append(f"skipped input {item.get('file')}: {item.get('reason')}")
         return data
+
+    def dataset_extra(self) -> dict:
+        """Dataset options: the dataset's own defaults for this profile, then the profile's
+        ``dataset_options``, then ``--dataset-option`` (later wins)."""
+        per_profile = getattr(self.dataset, "profile_options", {}) or {}
+        return {**per_profile.get(self.knobs["profile"], {}), **self.knobs.get("dataset_options", {}),
+                **self.request.dataset_options}
 
     def run_info(self, data: SleepData, status: str) -> dict:
         return {
@@ -181,6 +188,7 @@ class Pipeline:
                 "dataset": self.dataset.id,
                 "model": self.model.id,
                 "protocol": self.request.protocol,
+                "dataset_options_resolved": self.dataset_extra(),
             },
             "seeds": [int(s) for s in self.knobs["seeds"]],
             "methods": [m.id for m in self.methods],
@@ -245,7 +253,8 @@ class Pipeline:
         else:
             trained = self.train_method(method_id, recipe, data, seed, key)
             save_checkpoint(path, self.model.id, trained.spec, trained.net, method=method_id, seed=seed,
-                            dataset=self.dataset.id, key=key, knobs=self.knobs, records=trained.records,
+                            dataset=self.dataset.id, dataset_options=self.dataset_extra(),
+                            data_dir=str(self.request.data_dir) if self.request.data_dir else None, key=key, knobs=self.knobs, records=trained.records,
                             compression=trained.compression)
         self.trained[key] = trained
         return trained

@@ -170,7 +170,7 @@ class Registry:
     def all(self, kind: str) -> dict[str, object]:
         if kind not in self.objects:
             raise UsageError(f"unknown kind '{kind}'; valid kinds: {', '.join(KINDS)}")
-        return dict(sorted(self.objects[kind].items()))
+        return dict(self.objects[kind])  # registration order: a plugin lists its objects as it means them
 
     def get(self, kind: str, oid: str, option: str | None = None):
         objects = self.all(kind)

@@ -19,7 +19,7 @@ from restbench.api import UsageError
 PAPER: dict[str, Any] = {
     "description": "The paper's protocol: full data and width, 30+30 epochs, 3 seeds (GPU machines).",
     # data
-    "dataset_options": {},
+    "dataset_options": {},  # extra options for the dataset (datasets may add per-profile defaults)
     "n_subjects": None,  # None: the dataset protocol's own subject set
     "max_train_windows": None,  # per epoch; None = every training window
     "max_val_windows": None,
@@ -66,7 +66,6 @@ PAPER: dict[str, Any] = {
 QUICK: dict[str, Any] = {
     **PAPER,
     "description": "Default: minutes on a 2-core laptop; smaller data and width, fewer epochs and PGD steps.",
-    "dataset_options": {"hours": 6.0},
     "n_subjects": 10,
     "max_train_windows": 1536,
     "max_val_windows": 384,
@@ -91,7 +90,6 @@ QUICK: dict[str, Any] = {
 SMOKE: dict[str, Any] = {
     **PAPER,
     "description": "Seconds: a tiny model on a few synthetic hours, for tests.",
-    "dataset_options": {"hours": 1.0},
     "n_subjects": 5,
     "max_train_windows": 128,
     "max_val_windows": 64,
