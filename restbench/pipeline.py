@@ -9,6 +9,7 @@ methods (Blanco deploys Liu's model) runs once and an interrupted run resumes wi
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 import zlib
@@ -119,6 +120,9 @@ class Pipeline:
                 self.registry.get("compressors", self.recipes[m.id].compressor, f"method '{m.id}' compressor")
         self.deviations: list[str] = profiles.deviations(self.knobs)
         self.notes: list[str] = []
+        self.device = resolve_device(self.knobs["device"])
+        if self.knobs.get("int8_robustness") not in ("all", "paper", False, None):
+            raise UsageError(f"--set int8_robustness: expected \"all\", \"paper\" or false, got {self.knobs['int8_robustness']!r}")
         self.trained: dict[str, TrainedModel] = {}
         self.export_failures: list[str] = []  # recorded, then reported as an error once all is written
         self.console = console
@@ -248,6 +252,7 @@ class Pipeline:
         path = self.run.artifacts / "models" / f"{method_id}-seed{seed}-{key}.pt"
         if path.exists():
             net, spec, meta = load_checkpoint(path, self.registry)
+            net.to(self.device)
             trained = TrainedModel(key, net, spec, meta["records"], meta["compression"])
             self.reporter.log(f"{method_id} seed {seed}: reusing trained model {path.name}")
         else:
@@ -262,6 +267,7 @@ class Pipeline:
     def train_method(self, method_id: str, recipe: Recipe, data: SleepData, seed: int, key: str) -> TrainedModel:
         torch.manual_seed(seed)
         net, spec = self.model.build(data.n_times, data.sfreq, 5, width=float(self.knobs["width"]))
+        net.to(self.device)
         records: list[dict] = []
         compression = None
         if recipe.train is not None:
@@ -299,10 +305,12 @@ class Pipeline:
         for rec in trained.records:
             self.emit({**self.base_record(method.id, seed, trained, "training"), **rec,
                        "reused_from": recipe.reuse})
-        deployed = deploy(trained.net, recipe.test_transforms, data.sfreq)
+        deployed = deploy(trained.net, recipe.test_transforms, data.sfreq).to(self.device)
+        # export, FLOP counting and CPU runners see a CPU copy; evaluation runs where training ran
+        on_cpu = deployed if self.device.type == "cpu" else copy.deepcopy(deployed).cpu()
         int8_path = None
         if self.knobs["export"]:
-            int8_path = self.export_and_measure(data, method.id, seed, trained, deployed)
+            int8_path = self.export_and_measure(data, method.id, seed, trained, on_cpu)
         self.evaluate(data, method.id, seed, trained, deployed, int8_path)
 
     def test_set(self, data: SleepData) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -365,9 +373,11 @@ class Pipeline:
             rng = np.random.default_rng([seed, tag, severity.level, b])
             xb = torch.from_numpy(x[start : start + batch])
             yb = torch.from_numpy(y[start : start + batch])
-            model = deployed if corruption.needs_model else None
+            model = None
+            if corruption.needs_model:  # white-box: run where the model is
+                model, xb, yb = deployed, xb.to(self.device), yb.to(self.device)
             xc = corruption.apply(xb, severity, data.stats, rng, y=yb, model=model, sfreq=data.sfreq, options=options)
-            out[start : start + batch] = xc.detach().numpy()
+            out[start : start + batch] = xc.detach().cpu().numpy()
         return out
 
     def robustness_record(self, method_id, seed, trained, corruption, severity, variant, y, pred, subjects, options) -> dict:
@@ -453,6 +463,19 @@ class Pipeline:
         if note not in self.notes:
             self.notes.append(note)
             self.reporter.log(note)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when it is available; anything else must name a usable device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"--set device: unknown device '{name}'; use auto, cpu or cuda") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--set device: CUDA is not available on this machine; use auto or cpu")
+    return device
 
 
 def _plain(obj) -> dict:

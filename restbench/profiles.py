@@ -26,6 +26,7 @@ PAPER: dict[str, Any] = {
     "max_test_windows": None,
     # model
     "width": 1.0,
+    "device": "auto",  # "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
     # optimisation (SGD, lr x0.1 at epochs 10 and 20 of 30)
     "epochs": 30,
     "retrain_epochs": 30,
@@ -52,7 +53,7 @@ PAPER: dict[str, Any] = {
     "bootstrap_samples": 1000,
     # efficiency
     "export": True,
-    "int8_robustness": True,
+    "int8_robustness": "all",  # evaluate the int8 .tflite too: "all" corruptions, "paper" suite, or false
     "export_check_windows": 64,
     "calibration_windows": 128,
     "latency_repetitions": 5,
@@ -80,6 +81,7 @@ QUICK: dict[str, Any] = {
     "selection_pgd_steps": 3,
     "pgd_eval_steps": 5,
     "bootstrap_samples": 200,
+    "int8_robustness": "paper",
     "export_check_windows": 32,
     "calibration_windows": 32,
     "latency_repetitions": 5,
@@ -103,6 +105,7 @@ SMOKE: dict[str, Any] = {
     "selection_pgd_steps": 2,
     "pgd_eval_steps": 2,
     "bootstrap_samples": 50,
+    "int8_robustness": "paper",
     "export_check_windows": 8,
     "calibration_windows": 8,
     "latency_repetitions": 2,

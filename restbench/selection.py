@@ -15,14 +15,21 @@ from restbench.api import UsageError
 from restbench.metrics import classification_metrics
 
 
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Where the model's weights live (CPU for a model without parameters)."""
+    return next(model.parameters(), torch.empty(0)).device
+
+
 def predict(model: torch.nn.Module, x: np.ndarray | torch.Tensor, batch_size: int = 256) -> np.ndarray:
-    """Class predictions of ``model`` (put in eval mode) for a batch of windows."""
+    """Class predictions of ``model`` (put in eval mode) for a batch of windows, on the model's
+    device; returns a NumPy array."""
     model.eval()
+    device = model_device(model)
     xt = torch.as_tensor(x)
     out = []
     with torch.inference_mode():
         for start in range(0, len(xt), batch_size):
-            out.append(model(xt[start : start + batch_size]).argmax(1))
+            out.append(model(xt[start : start + batch_size].to(device)).argmax(1).cpu())
     return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.int64)
 
 
@@ -54,7 +61,8 @@ class CleanAndAdversarial:
 
         clean = _f1(y, predict(model, x))
         gen = torch.Generator().manual_seed(int(seed) + 7919)
-        xt, yt = torch.as_tensor(x), torch.as_tensor(y)
+        device = model_device(model)
+        xt, yt = torch.as_tensor(x).to(device), torch.as_tensor(y).to(device)
         batch = int(knobs.get("corruption_batch_size", 256))
         adv = torch.cat(
             [

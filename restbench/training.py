@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from restbench.api import Phase
 from restbench.data import SleepData
-from restbench.selection import criterion as get_criterion
+from restbench.selection import criterion as get_criterion, model_device
 
 
 @dataclass
@@ -96,6 +96,7 @@ def train_phase(
     chosen = get_criterion(phase.selection)
     step = phase.step or default_step
     batch_size = int(knobs["batch_size"])
+    device = model_device(model)
     best: TrainResult | None = None
     history = []
     for epoch in range(1, epochs + 1):
@@ -109,7 +110,7 @@ def train_phase(
             if len(batch) < 2:  # BatchNorm needs two samples in train mode
                 continue
             x, y = data.get(batch)
-            loss = step(model, torch.from_numpy(x), torch.from_numpy(y), ctx)
+            loss = step(model, torch.from_numpy(x).to(device), torch.from_numpy(y).to(device), ctx)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             for regularizer in phase.regularizers:
