@@ -1,0 +1,216 @@
+"""What the built-in datasets share: options, bad-input handling and the cached load path.
+
+A dataset plugin lists its recordings as :class:`Source` objects and gives a reader that turns
+one into an :class:`EpochRecording`; :func:`prepare_sources` hashes the inputs, builds (or
+reuses) the epoch store in :mod:`restbench.cache`, applies ``skip_bad`` and returns the split
+:class:`restbench.data.SleepData`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from restbench.api import DatasetOptions, PluginError, UsageError
+from restbench.cache import cache_key, file_digests, load_or_build
+from restbench.data import SleepData, subject_split
+
+#: Epoch length of every dataset here, in seconds.
+EPOCH_S = 30.0
+#: Epochs per model input window (the scored epoch and the three before it).
+CONTEXT_EPOCHS = 4
+
+
+class BadRecording(Exception):
+    """One input file is unusable; ``reason`` says why in a short phrase."""
+
+    def __init__(self, file: Path | str, reason: str) -> None:
+        super().__init__(f"{file}: {reason}")
+        self.file = str(file)
+        self.reason = reason
+
+
+@dataclass
+class EpochRecording:
+    """One night read into 30-s epochs.
+
+    ``signal`` float32 ``(n, samples_per_epoch)`` in microvolts; ``labels`` int64 stage indices;
+    ``contiguous[i]``: epoch i directly follows epoch i-1 in time (False at the start and after
+    an excluded epoch); ``epoch_index`` each epoch's position in the original recording.
+    """
+
+    signal: np.ndarray
+    labels: np.ndarray
+    contiguous: np.ndarray
+    epoch_index: np.ndarray
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Source:
+    """One recording to load: its id, its subject and its input files by role.
+
+    ``problem`` marks a recording already known to be unusable (e.g. a hypnogram without its
+    PSG): ``(file, reason)``.
+    """
+
+    recording: str
+    subject: str
+    files: dict[str, Path]
+    problem: tuple[str, str] | None = None
+
+
+# --------------------------------------------------------------------------- options
+
+
+def _as_bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise UsageError(f"dataset option {key}={value!r}: expected true or false")
+
+
+def _as_number(kind: type, key: str, value: Any) -> float | int:
+    try:
+        number = kind(value)
+        if kind is int and float(value) != number:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise UsageError(f"dataset option {key}={value!r}: expected {'an integer' if kind is int else 'a number'}") from None
+    return number
+
+
+def parse_extra(dataset_id: str, extra: dict[str, Any], spec: dict[str, tuple[type, Any]]) -> dict[str, Any]:
+    """Validate ``options.extra`` against ``spec`` (key -> (type, default)); fill defaults.
+
+    Values may arrive as strings from the command line and are converted; an unknown key is a
+    :class:`UsageError` naming it and the valid keys.
+    """
+    unknown = sorted(set(extra) - set(spec))
+    if unknown:
+        valid = ", ".join(sorted(spec)) or "(none)"
+        raise UsageError(f"dataset '{dataset_id}': unknown option {', '.join(unknown)}; valid options: {valid}")
+    out: dict[str, Any] = {}
+    for key, (kind, default) in spec.items():
+        value = extra.get(key, default)
+        if value is None:
+            out[key] = None
+        elif kind is bool:
+            out[key] = _as_bool(key, value)
+        elif kind in (int, float):
+            out[key] = _as_number(kind, key, value)
+        else:
+            out[key] = kind(value)
+    return out
+
+
+def first_subjects(subjects: list[str], n_subjects: int | None) -> list[str]:
+    """The first ``n_subjects`` of ``subjects`` in sorted order (all when None)."""
+    ordered = sorted(set(subjects))
+    if n_subjects is None:
+        return ordered
+    if n_subjects < 1:
+        raise UsageError(f"n_subjects={n_subjects}: must be at least 1")
+    return ordered[:n_subjects]
+
+
+# --------------------------------------------------------------------------- labels
+
+
+def epochs_to_keep(stage: np.ndarray, n_epochs: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of scored epochs (stage >= 0) below ``n_epochs`` and their contiguity flags."""
+    keep = np.flatnonzero(stage[:n_epochs] >= 0)
+    contiguous = np.zeros(len(keep), dtype=bool)
+    contiguous[1:] = np.diff(keep) == 1
+    return keep, contiguous
+
+
+def cut_epochs(x: np.ndarray, sfreq: float, keep: np.ndarray) -> np.ndarray:
+    """Epochs ``keep`` of a continuous signal as float32 ``(len(keep), samples_per_epoch)``."""
+    spe = int(round(EPOCH_S * sfreq))
+    n_full = len(x) // spe
+    return x[: n_full * spe].reshape(n_full, spe)[keep].astype(np.float32)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def prepare_sources(
+    dataset_id: str,
+    sources: list[Source],
+    reader: Callable[[Source], EpochRecording],
+    options: DatasetOptions,
+    *,
+    sfreq: float,
+    params: dict[str, Any],
+    code_version: str,
+    info: dict[str, Any],
+) -> SleepData:
+    """Read ``sources`` through ``reader`` into the cache (once) and return split SleepData.
+
+    ``params`` are the preprocessing parameters (part of the cache key with the files' hashes
+    and ``code_version``). Bad recordings raise a one-line :class:`PluginError`, or are skipped
+    and listed in ``info["skipped"]`` when ``options.skip_bad`` is set. The split is
+    :func:`restbench.data.subject_split` over the subjects loaded, with ``options.seed``.
+    """
+
+    def bad(file: str, reason: str, skipped: list[dict[str, str]]) -> None:
+        if not options.skip_bad:
+            raise PluginError(f"dataset '{dataset_id}': {file}: {reason} (set skip_bad to use the other recordings)")
+        skipped.append({"file": file, "reason": reason})
+
+    skipped: list[dict[str, str]] = []
+    usable = []
+    for src in sources:
+        if src.problem is not None:
+            bad(*src.problem, skipped)
+        else:
+            usable.append(src)
+    named = {f"{src.recording}/{role}:{path.name}": path for src in usable for role, path in src.files.items()}
+    digests = file_digests(named, options.cache_dir)
+    key = cache_key(digests, {**params, "sfreq": sfreq, "skip_bad": options.skip_bad}, f"{dataset_id}/{code_version}")
+    spe = int(round(EPOCH_S * sfreq))
+
+    def build(writer) -> dict:
+        build_skipped: list[dict[str, str]] = []
+        for src in usable:
+            try:
+                rec = reader(src)
+            except BadRecording as exc:
+                bad(exc.file, exc.reason, build_skipped)
+                continue
+            writer.add(
+                src.recording,
+                src.subject,
+                rec.signal,
+                rec.labels,
+                rec.contiguous,
+                info={"files": {role: p.name for role, p in src.files.items()}, "n_epochs": len(rec.labels), "notes": rec.notes},
+            )
+        if writer.n_epochs == 0:
+            raise PluginError(f"dataset '{dataset_id}': no usable recordings ({len(skipped) + len(build_skipped)} skipped)")
+        return {"dataset": dataset_id, "sfreq": sfreq, "params": params, "skipped": build_skipped}
+
+    store, _ = load_or_build(options.cache_dir, key, spe, build)
+    skipped += store.meta.get("skipped", [])
+    split = subject_split(store.recording_subject, options.seed)
+    notes = [n for rec_info in store.meta["recording_info"] for n in rec_info.get("notes", [])]
+    full_info = {
+        **info,
+        "dataset": dataset_id,
+        "params": params,
+        "cache_key": store.key,
+        "split_seed": options.seed,
+        "files": {rec: rec_info["files"] for rec, rec_info in zip(store.recordings, store.meta["recording_info"])},
+        "sha256": digests,
+        "skipped": skipped,
+        "notes": notes,
+    }
+    return store.to_sleep_data(dataset_id, split, context=CONTEXT_EPOCHS, info=full_info)
