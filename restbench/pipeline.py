@@ -308,9 +308,7 @@ class Pipeline:
         deployed = deploy(trained.net, recipe.test_transforms, data.sfreq).to(self.device)
         # export, FLOP counting and CPU runners see a CPU copy; evaluation runs where training ran
         on_cpu = deployed if self.device.type == "cpu" else copy.deepcopy(deployed).cpu()
-        int8_path = None
-        if self.knobs["export"]:
-            int8_path = self.export_and_measure(data, method.id, seed, trained, on_cpu)
+        int8_path = self.measure_efficiency(data, method.id, seed, trained, on_cpu)
         self.evaluate(data, method.id, seed, trained, deployed, int8_path)
 
     def test_set(self, data: SleepData) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -403,8 +401,9 @@ class Pipeline:
 
     # ------------------------------------------------------------------ efficiency
 
-    def export_and_measure(self, data, method_id, seed, trained, deployed) -> Path | None:
-        """Static measures, TFLite export (fp32 + int8, each checked) and latency per runner."""
+    def measure_efficiency(self, data, method_id, seed, trained, deployed) -> Path | None:
+        """Static measures, TFLite export (fp32 + int8, each checked, when the ``export`` knob is
+        on) and latency per runner; returns the int8 graph's path when there is one."""
         from restbench.efficiency import efficiency_report
 
         shape = (1, 1, data.n_times)
@@ -413,13 +412,14 @@ class Pipeline:
                   "input_shape": list(shape), "kept_channels": (trained.compression or {}).get("kept_channels") or {},
                   "tflite_fp32_size_kb": None, "tflite_int8_size_kb": None, "export_check": None}
         fp32 = int8 = None
-        try:
-            fp32, int8, checks = self.export(data, method_id, seed, trained, deployed)
-            record["tflite_fp32_size_kb"] = fp32.stat().st_size / 1024
-            record["tflite_int8_size_kb"] = int8.stat().st_size / 1024
-            record["export_check"] = checks
-        except ImportError as exc:
-            self.note_once(f"TFLite export skipped: {exc} (install restbench[tflite])")
+        if self.knobs["export"]:
+            try:
+                fp32, int8, checks = self.export(data, method_id, seed, trained, deployed)
+                record["tflite_fp32_size_kb"] = fp32.stat().st_size / 1024
+                record["tflite_int8_size_kb"] = int8.stat().st_size / 1024
+                record["export_check"] = checks
+            except ImportError as exc:
+                self.note_once(f"TFLite export skipped: {exc} (install restbench[tflite])")
         self.emit(record)
         artifact = Artifact(name=f"{method_id}-seed{seed}", module=deployed, tflite_fp32=fp32, tflite_int8=int8,
                             input_shape=shape)
@@ -431,7 +431,12 @@ class Pipeline:
             options = {"repetitions": int(self.knobs["latency_repetitions"]), "threads": int(self.knobs["latency_threads"]),
                        "windows_per_night": int(self.knobs["windows_per_night"]),
                        "night_windows": self.knobs["latency_night_windows"]}
-            for lat in runner.measure(artifact, options):
+            try:
+                reports = runner.measure(artifact, options)
+            except PluginError as exc:  # e.g. a TFLite runner with export switched off
+                self.note_once(f"runner {runner.id} skipped for {artifact.name}: {exc}")
+                continue
+            for lat in reports:
                 self.emit({**self.base_record(method_id, seed, trained, "latency"), **_plain(lat)})
         return int8
 

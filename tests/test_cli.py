@@ -91,3 +91,22 @@ def test_register_commands_adds_a_subcommand(capsys):
 def test_plugin_check_passes_for_builtins():
     out = CliRunner().invoke(cli, ["plugin-check", "rest-as"])
     assert out.exit_code == 0 and "ok methods rest-as" in out.output
+
+
+def test_data_info_prints_the_table_and_json(tmp_path):
+    args = ["data", "info", "sleep-synth", "--n-subjects", "3", "--dataset-option", "hours=1",
+            "--cache-dir", str(tmp_path)]
+    table = CliRunner().invoke(cli, args)
+    assert table.exit_code == 0, table.output
+    assert all(word in table.output for word in ("train", "test", "N1", "REM", "total"))
+    data = json.loads(CliRunner().invoke(cli, args + ["--json"]).output)
+    counts = data["stage_counts"]
+    assert set(counts) == {"train", "val", "test", "total"}
+    assert sum(counts["total"].values()) == sum(sum(counts[s].values()) for s in ("train", "val", "test")) > 0
+    assert data["n_times"] == 12000 and data["sfreq"] == 100.0
+
+
+def test_data_info_without_local_files_is_one_line(tmp_path):
+    result = restbench("data", "info", "sleep-edf", "--data-dir", str(tmp_path / "missing"), "--cache-dir", str(tmp_path))
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "sleep-edf" in result.stderr.lower() or "SC4" in result.stderr
