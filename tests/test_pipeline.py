@@ -90,3 +90,21 @@ def test_same_seed_same_numbers_and_resume(smoke_run):
     n_before = len(records_of(again))
     resumed = CliRunner().invoke(cli, args + ["--run-dir", str(again), "--resume"])
     assert resumed.exit_code == 0 and len(records_of(again)) == n_before
+
+
+def test_pruned_checkpoint_reloads_and_exports(smoke_run):
+    import torch
+
+    from restbench.checkpoints import load_checkpoint
+
+    run_dir, _, root = smoke_run
+    path = next((run_dir / "artifacts" / "models").glob("rest-as-seed0-*.pt"))
+    raw = torch.load(path, weights_only=True)  # plain data only: nothing executed on load
+    net, spec, meta = load_checkpoint(path)
+    assert meta["method"] == "rest-as" and sum(p.numel() for p in net.parameters()) < 9341
+    assert raw["spec"] == spec
+    out = CliRunner().invoke(cli, ["export", str(path), "--out", str(root / "exported"), "--no-int8",
+                                   "--cache-dir", str(root / "cache")])
+    assert out.exit_code == 0, (out.output, out.exception)
+    report = json.loads(out.output)
+    assert report["files"]["fp32"]["check"]["passed"] and Path(report["files"]["fp32"]["path"]).stat().st_size > 0

@@ -142,7 +142,7 @@ class SleepSynth:
     citation = "restbench synthetic generator; stage statistics from Sleep-EDF Expanded (Kemp et al. 2000, ODC-By 1.0)"
     protocols = {"default": "one night per synthetic subject, 80/10/10 subject-wise split"}
     # shorter nights under the fast run profiles (the harness applies these below user options)
-    profile_options = {"quick": {"hours": 6.0}, "smoke": {"hours": 1.0}}
+    profile_options = {"quick": {"hours": 3.0}, "smoke": {"hours": 1.0}}
     options_help = {
         "n_nights": f"nights to generate, one per subject (default {DEFAULT_NIGHTS}, at most {MAX_NIGHTS}; n_subjects caps it)",
         "hours": f"recording length per night in hours (default {DEFAULT_HOURS:g})",
