@@ -17,6 +17,7 @@ import numpy as np
 from restbench.api import DatasetOptions, PluginError, UsageError
 from restbench.cache import cache_key, file_digests, load_or_build
 from restbench.data import SleepData, subject_split
+from restbench.options import as_bool
 
 #: Epoch length of every dataset here, in seconds.
 EPOCH_S = 30.0
@@ -66,17 +67,6 @@ class Source:
 # --------------------------------------------------------------------------- options
 
 
-def _as_bool(key: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise UsageError(f"dataset option {key}={value!r}: expected true or false")
-
-
 def _as_number(kind: type, key: str, value: Any) -> float | int:
     try:
         number = kind(value)
@@ -103,7 +93,7 @@ def parse_extra(dataset_id: str, extra: dict[str, Any], spec: dict[str, tuple[ty
         if value is None:
             out[key] = None
         elif kind is bool:
-            out[key] = _as_bool(key, value)
+            out[key] = as_bool(value, f"dataset option {key}")
         elif kind in (int, float):
             out[key] = _as_number(kind, key, value)
         else:

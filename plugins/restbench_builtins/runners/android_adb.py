@@ -42,6 +42,7 @@ import numpy as np
 from restbench import hookimpl
 from restbench.api import Artifact, LatencyReport, PluginError, UsageError
 from restbench.efficiency import LatencyOptions
+from restbench.options import as_bool
 
 DEFAULT_BINARY = "/data/local/tmp/benchmark_model"
 DEVICE_DIR = "/data/local/tmp/restbench"
@@ -206,17 +207,6 @@ def energy_per_night_j(
     }
 
 
-def _bool(value: Any, key: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise UsageError(f"runner android-adb: option {key} must be true or false, got {value!r}")
-
-
 # --------------------------------------------------------------------------- adb
 
 
@@ -310,8 +300,8 @@ class AndroidAdb:
             "benchmark_binary_local": options.get("benchmark_binary_local"),
             "use_xnnpack": None
             if options.get("use_xnnpack") is None
-            else _bool(options["use_xnnpack"], "use_xnnpack"),
-            "energy": _bool(options.get("energy", False), "energy"),
+            else as_bool(options["use_xnnpack"], "runner android-adb: option use_xnnpack"),
+            "energy": as_bool(options.get("energy", False), "runner android-adb: option energy"),
             "energy_start_level": number("energy_start_level", 100),
             "energy_stop_level": number("energy_stop_level", 85),
             "energy_batch_runs": int(number("energy_batch_runs", 200)),
