@@ -69,7 +69,7 @@ QUICK: dict[str, Any] = {
     "description": "Default: about 10 minutes on a 2-core laptop; more, shorter nights, 1/8 width, fewer epochs and PGD steps.",
     "n_subjects": 30,  # with the dataset's short quick nights: several validation and test subjects
     "max_train_windows": 2048,
-    "max_val_windows": 512,
+    "max_val_windows": 384,
     "max_test_windows": 512,
     "width": 0.125,  # channel multiples of 16: 3x faster on CPU than 0.1875 or 0.25
     "epochs": 7,
