@@ -10,7 +10,6 @@ methods (Blanco deploys Liu's model) runs once and an interrupted run resumes wi
 from __future__ import annotations
 
 import copy
-import json
 import time
 import zlib
 from dataclasses import dataclass, field
