@@ -50,7 +50,7 @@ def export_checkpoint(path: Path, out: Path, int8: bool = True, calibration_data
     """Export a checkpoint's deployed pipeline (its method's test-time transforms included) to
     .tflite, checking each file against PyTorch on validation windows; returns the report."""
     from restbench.api import DatasetOptions
-    from restbench.export import check_export, export_tflite
+    from restbench.export import export_checked
     from restbench.plugins import get_registry
     from restbench.training import subsample
     from restbench.transforms import deploy
@@ -77,13 +77,11 @@ def export_checkpoint(path: Path, out: Path, int8: bool = True, calibration_data
     rng = np.random.default_rng(0)
     calib, _ = data.get(subsample(data.windows("train"), 64, rng))
     check, _ = data.get(subsample(data.windows("val"), 64, rng))
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    report: dict = {"checkpoint": str(path), "files": {}}
-    variants = [("fp32", None)] + ([("int8", "int8")] if int8 else [])
-    for name, quantize in variants:
-        target = out / f"{path.stem}-{name}.tflite"
-        export_tflite(deployed, torch.from_numpy(calib[:1]), target, quantize=quantize, calibration=calib)
-        report["files"][name] = {"path": str(target), "size_kb": target.stat().st_size / 1024,
-                                 "check": check_export(deployed, target, check)}
+    variants = ("fp32", "int8") if int8 else ("fp32",)
+    files = export_checked(deployed, calib, check, Path(out), path.stem, variants)
+    failed = [f"{name}: top-1 agreement {f['check']['top1_agreement']:.3f}, max abs diff {f['check']['max_abs_diff']:.3g}"
+              for name, f in files.items() if not f["check"]["passed"]]
+    if failed:
+        raise PluginError(f"export check failed for {path} ({'; '.join(failed)}); the files are in {out}")
+    report: dict = {"checkpoint": str(path), "files": files}
     return report

@@ -405,3 +405,25 @@ def check_export(
             f"{len(windows)} windows): {'; '.join(failures)}"
         )
     return result
+
+
+def export_checked(
+    module: "nn.Module", calibration: np.ndarray, check_windows: np.ndarray, folder: Path, stem: str,
+    variants: tuple[str, ...] = ("fp32", "int8"), reuse: bool = False,
+) -> dict[str, dict]:
+    """Export ``module`` as ``folder/stem-VARIANT.tflite`` for each variant (int8 calibrated on
+    ``calibration``) and check each file against PyTorch on ``check_windows``, reporting rather
+    than raising. ``reuse`` keeps a file that already exists (a resumed run).
+    Returns ``{variant: {"path", "size_kb", "check"}}``; callers decide what a failed check means."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    sample = _as_tensor(calibration[:1])
+    out = {}
+    for variant in variants:
+        path = folder / f"{stem}-{variant}.tflite"
+        if not (reuse and path.exists()):
+            quantize = "int8" if variant == "int8" else None
+            export_tflite(module, sample, path, quantize=quantize, calibration=calibration if quantize else None)
+        out[variant] = {"path": str(path), "size_kb": path.stat().st_size / 1024,
+                        "check": check_export(module, path, check_windows, report_only=True)}
+    return out

@@ -440,28 +440,19 @@ class Pipeline:
         return int8
 
     def export(self, data, method_id, seed, trained, deployed):
-        from restbench.export import check_export, export_tflite
+        from restbench.export import export_checked
 
-        folder = self.run.artifacts / "tflite"
-        folder.mkdir(parents=True, exist_ok=True)
         rng = np.random.default_rng([seed, 5])
         calib_x, _ = data.get(subsample(data.windows("train"), int(self.knobs["calibration_windows"]), rng))
         check_x, _ = data.get(subsample(data.windows("val"), int(self.knobs["export_check_windows"]), rng))
-        sample = torch.from_numpy(calib_x[:1])
-        stem = f"{method_id}-seed{seed}-{trained.key}"
-        fp32 = folder / f"{stem}-fp32.tflite"
-        int8 = folder / f"{stem}-int8.tflite"
-        if not fp32.exists():
-            export_tflite(deployed, sample, fp32)
-        if not int8.exists():
-            export_tflite(deployed, sample, int8, quantize="int8", calibration=calib_x)
-        checks = {name: check_export(deployed, path, check_x, report_only=True)
-                  for name, path in (("fp32", fp32), ("int8", int8))}
+        files = export_checked(deployed, calib_x, check_x, self.run.artifacts / "tflite",
+                               f"{method_id}-seed{seed}-{trained.key}", reuse=True)
+        checks = {name: f["check"] for name, f in files.items()}
         for name, check in checks.items():
             if not check["passed"]:
                 self.export_failures.append(f"{method_id} seed {seed} {name}: max abs diff {check['max_abs_diff']:.3g}, "
                                             f"top-1 agreement {check['top1_agreement']:.3f}")
-        return fp32, int8, checks
+        return Path(files["fp32"]["path"]), Path(files["int8"]["path"]), checks
 
     def note_once(self, note: str) -> None:
         if note not in self.notes:

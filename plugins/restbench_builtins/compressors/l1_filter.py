@@ -13,7 +13,8 @@ from typing import Any
 from torch import nn
 
 from restbench import hookimpl
-from restbench.api import CompressionReport, Model, UsageError
+from restbench.api import CompressionReport, Model
+from restbench.options import as_bool
 from restbench.pruning import (
     fraction_options,
     l1_filter_scores,
@@ -40,8 +41,7 @@ class L1Filter:
         """Return the pruned ``(module, spec, report)``; ``options``: ``sparsity``, ``min_keep``,
         ``include_linear`` (also prune hidden linear units, default False)."""
         opts = fraction_options(options, DEFAULTS, "compressor l1-filter")
-        if not isinstance(opts["include_linear"], bool):
-            raise UsageError("compressor l1-filter: option include_linear must be true or false")
+        opts["include_linear"] = as_bool(opts["include_linear"], "compressor l1-filter: option include_linear")
         groups = require_prunable(module, "compressor l1-filter")
         kinds = {"conv", "linear"} if opts["include_linear"] else {"conv"}
         scores = l1_filter_scores(module, [g for g in groups if g.kind in kinds])
