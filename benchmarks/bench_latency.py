@@ -28,8 +28,8 @@ import numpy as np
 import torch
 
 from restbench.api import Artifact, PluginError
-from restbench.efficiency import efficiency_report, host_cpu
-from restbench.export import export_tflite
+from restbench.deploy.efficiency import efficiency_report, host_cpu
+from restbench.deploy.export import export_tflite
 
 N_TIMES, SFREQ, N_CLASSES = 12000, 100.0, 5
 

@@ -1,6 +1,6 @@
 """The small interfaces the harness calls, one per plugin kind.
 
-A plugin offers objects through the registrar hooks in :mod:`restbench.hookspecs`; each object
+A plugin offers objects through the registrar hooks in :mod:`restbench.plugins.hookspecs`; each object
 satisfies one of the protocols below. Every object carries the same identity fields
 (:class:`PluginObject`): a kebab-case ``id``, a ``version``, a one-line ``description`` and an
 optional ``citation``. The harness never names a built-in plugin: it only sees these shapes.
@@ -15,30 +15,17 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol, runtime_che
 
 import numpy as np
 
+from restbench.data.sleep_data import STAGES, SleepData, TrainingStats
+from restbench.errors import PluginError, UsageError
+
 if TYPE_CHECKING:  # torch is heavy; the CLI's listing commands never import it
     import torch
     from torch import nn
 
-    from restbench.data import SleepData, TrainingStats
-
 ID_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
-#: Sleep stages in the order every dataset uses (PROTOCOL.md): W=0, N1=1, N2=2, N3=3, REM=4.
-STAGES: tuple[str, ...] = ("W", "N1", "N2", "N3", "REM")
 
 KINDS: tuple[str, ...] = ("datasets", "models", "methods", "corruptions", "compressors", "runners")
-
-
-class PluginError(Exception):
-    """An error a user can fix; the CLI prints its message on one line and exits non-zero."""
-
-    exit_code = 1
-
-
-class UsageError(PluginError):
-    """Bad option or unknown id (exit code 2, like click's own usage errors)."""
-
-    exit_code = 2
 
 
 def validate_id(value: str) -> str:
@@ -118,16 +105,16 @@ class MethodContext:
     """What a method may look at when it writes its recipe."""
 
     dataset: str  # dataset id, e.g. PGD iterations differ between Sleep-EDF and SHHS
-    profile: dict[str, Any]  # the resolved profile knobs (see restbench.profiles)
+    profile: dict[str, Any]  # the resolved profile knobs (see restbench.run.profiles)
 
 
 @dataclass
 class Phase:
     """One training phase: the built-in loop with these parts, or a custom ``step``.
 
-    ``augmentations`` turn a clean batch into the batch the loss sees (restbench.augment);
-    ``regularizers`` add loss terms or adjust gradients (restbench.regularizers);
-    ``selection`` names the validation criterion (restbench.selection) for picking the epoch.
+    ``augmentations`` turn a clean batch into the batch the loss sees (restbench.training.augment);
+    ``regularizers`` add loss terms or adjust gradients (restbench.training.regularizers);
+    ``selection`` names the validation criterion (restbench.training.selection) for picking the epoch.
     ``step``, when given, replaces the built-in step: ``step(model, x, y, ctx) -> loss tensor``.
     """
 
@@ -144,7 +131,7 @@ class Recipe:
     ``reuse``: the id of another method whose trained (and compressed/retrained) model this
     method deploys instead of training its own (Blanco reuses Liu's).
     ``test_transforms``: fixed input transforms put in front of the model at test time, each an
-    object with ``build(sfreq) -> nn.Module`` and ``config() -> dict`` (restbench.transforms);
+    object with ``build(sfreq) -> nn.Module`` and ``config() -> dict`` (restbench.deploy.transforms);
     they are part of the deployed pipeline, so white-box attacks go through them.
     """
 

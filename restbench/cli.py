@@ -16,9 +16,11 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from restbench import __version__, profiles
+from restbench import __version__
+
+from restbench.run import profiles
 from restbench.api import KINDS, PluginError, UsageError
-from restbench.plugins import get_registry
+from restbench.plugins.registry import get_registry
 
 console = Console()
 err_console = Console(stderr=True)
@@ -135,9 +137,9 @@ def list_cmd(kind: str, as_json: bool) -> None:
 def run_cmd(dataset, data_dir, protocol, dataset_option, model, methods, corruptions, runners, profile, sets,
             config_file, seeds, name, run_dir, cache_dir, resume, skip_bad, download, quiet) -> None:
     """Train, compress, evaluate and measure METHODS on a dataset; write a run directory."""
-    from restbench.pipeline import RunRequest, run
-    from restbench.progress import quiet_by_default
-    from restbench.summary import print_summary
+    from restbench.run.pipeline import RunRequest, run
+    from restbench.run.progress import quiet_by_default
+    from restbench.report.summary import print_summary
 
     try:
         seed_list = [int(s) for s in seeds.split(",")] if seeds else None
@@ -205,7 +207,7 @@ def data_info(dataset_id, data_dir, protocol, n_subjects, dataset_option, cache_
 @click.argument("run_dir", type=click.Path(path_type=Path))
 def summary_cmd(run_dir: Path) -> None:
     """Rebuild and print a run's summary tables (writes summary.md / summary.csv)."""
-    from restbench.summary import print_summary, write_summary
+    from restbench.report.summary import print_summary, write_summary
 
     if not (run_dir / "results.jsonl").exists():
         raise UsageError(f"RUN_DIR: {run_dir} has no results.jsonl; pass a directory written by 'restbench run'")
@@ -221,7 +223,7 @@ def summary_cmd(run_dir: Path) -> None:
 @click.option("--data-dir", type=click.Path(path_type=Path))
 def export_cmd(checkpoint, out, int8, calibration_dataset, cache_dir, data_dir) -> None:
     """Export a trained checkpoint (from a run's artifacts/models) to .tflite and check it."""
-    from restbench.checkpoints import export_checkpoint
+    from restbench.run.checkpoints import export_checkpoint
 
     report = export_checkpoint(checkpoint, out, int8=int8, calibration_dataset=calibration_dataset,
                                cache_dir=cache_dir, data_dir=data_dir)
@@ -233,7 +235,7 @@ def export_cmd(checkpoint, out, int8, calibration_dataset, cache_dir, data_dir) 
 @click.option("--kind", type=click.Choice(KINDS), help="Kind of the object when the id is ambiguous.")
 def plugin_check(object_id: str, kind: str | None) -> None:
     """Run restbench's conformance checks on a registered object."""
-    from restbench.testing import check_object
+    from restbench.plugins.testing import check_object
 
     registry = get_registry()
     kinds = [kind] if kind else [k for k in KINDS if object_id in registry.all(k)]

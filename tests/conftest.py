@@ -2,7 +2,7 @@
 
 import os
 
-pytest_plugins = ["restbench.testing"]  # the plugin-author fixtures, used as an author would
+pytest_plugins = ["restbench.plugins.testing"]  # the plugin-author fixtures, used as an author would
 
 os.environ.setdefault("RESTBENCH_QUIET", "1")
 

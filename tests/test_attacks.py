@@ -1,13 +1,13 @@
-"""PGD (restbench.attacks) and the training-batch augmentations (restbench.augment)."""
+"""PGD (restbench.training.attacks) and the training-batch augmentations (restbench.training.augment)."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from restbench.attacks import PGD_SETTINGS, pgd, pgd_kwargs, pgd_settings
-from restbench.augment import Augmentation, GaussianNoise, PGDAdversarial
-from restbench.data import TrainingStats
+from restbench.training.attacks import PGD_SETTINGS, pgd, pgd_kwargs, pgd_settings
+from restbench.training.augment import Augmentation, GaussianNoise, PGDAdversarial
+from restbench.data.sleep_data import TrainingStats
 
 N_TIMES, SFREQ = 128, 32.0
 

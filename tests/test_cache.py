@@ -1,4 +1,4 @@
-"""The content-addressed preprocessing cache (restbench.cache): keys, atomic builds, memmaps."""
+"""The content-addressed preprocessing cache (restbench.data.cache): keys, atomic builds, memmaps."""
 
 import hashlib
 import os
@@ -10,9 +10,9 @@ import time
 import numpy as np
 import pytest
 
-from restbench import cache
-from restbench.cache import EpochStore, HashMemo, cache_key, file_digests, load_or_build, store_path
-from restbench.data import training_stats
+from restbench.data import cache
+from restbench.data.cache import EpochStore, HashMemo, cache_key, file_digests, load_or_build, store_path
+from restbench.data.sleep_data import training_stats
 
 SPE = 30  # samples per epoch: tiny, the layout is what is tested
 
@@ -94,7 +94,7 @@ def test_failed_build_leaves_nothing(tmp_path):
 KILLED_BUILD = """
 import sys, time, numpy as np
 from pathlib import Path
-from restbench.cache import load_or_build
+from restbench.data.cache import load_or_build
 def build(writer):
     writer.add("r", "s", np.zeros((4, 30), np.float32), np.zeros(4, int), np.ones(4, bool))
     Path(sys.argv[2]).write_text("half written")

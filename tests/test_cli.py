@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from restbench import hookimpl
 from restbench.cli import cli, main
-from restbench.testing import registry_with
+from restbench.plugins.testing import registry_with
 
 
 def restbench(*args, env=None):

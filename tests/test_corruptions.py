@@ -6,9 +6,9 @@ import torch
 from torch import nn
 
 from restbench.api import PluginError, Severity, UsageError
-from restbench.data import TrainingStats
-from restbench.plugins import get_registry
-from restbench.testing import check_corruption
+from restbench.data.sleep_data import TrainingStats
+from restbench.plugins.registry import get_registry
+from restbench.plugins.testing import check_corruption
 
 SFREQ = 100.0
 N_TIMES = 12000  # 4 x 30 s at 100 Hz, as Sleep-EDF

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from restbench.api import DatasetOptions, PluginError, UsageError
-from restbench.data import training_stats
+from restbench.data.sleep_data import training_stats
 from restbench_builtins.datasets.common import BadRecording
 from restbench_builtins.datasets.edf_io import check_signal
 from restbench_builtins.datasets.sleep_edf import (

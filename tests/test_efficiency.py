@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from restbench.api import UsageError
-from restbench.efficiency import (
+from restbench.deploy.efficiency import (
     LatencyOptions,
     count_flops,
     count_macs,

@@ -12,7 +12,7 @@ if importlib.util.find_spec("litert_torch") is None or importlib.util.find_spec(
     pytest.skip("TFLite export needs litert-torch and ai-edge-litert", allow_module_level=True)
 
 from restbench.api import PluginError, UsageError  # noqa: E402
-from restbench.export import (  # noqa: E402
+from restbench.deploy.export import (  # noqa: E402
     TFLiteModel,
     check_export,
     export_tflite,

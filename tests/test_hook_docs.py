@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from restbench import hookspecs
+from restbench.plugins import hookspecs
 
 ROOT = Path(__file__).resolve().parents[1]
 HOOKS = [name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("register_")]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from restbench.results import validate_record, validate_run
-from restbench.summary import build_tables
+from restbench.run.results import validate_record, validate_run
+from restbench.report.summary import build_tables
 
 ENTRIES = sorted(p for p in (Path(__file__).resolve().parents[1] / "leaderboards").iterdir() if p.is_dir())
 

@@ -1,4 +1,4 @@
-"""restbench.metrics against scikit-learn, plus the bootstrap, mean/std and mean corrupted F1."""
+"""restbench.evaluation.metrics against scikit-learn, plus the bootstrap, mean/std and mean corrupted F1."""
 
 import json
 import math
@@ -8,7 +8,7 @@ import pytest
 from sklearn.metrics import cohen_kappa_score, confusion_matrix, f1_score
 
 from restbench.api import STAGES, Severity
-from restbench.metrics import (
+from restbench.evaluation.metrics import (
     bootstrap_ci,
     classification_metrics,
     mean_corrupted_f1,

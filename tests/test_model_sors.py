@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from restbench.api import Model, PluginError
-from restbench.plugins import Registry
+from restbench.plugins.registry import Registry
 from restbench_builtins.models import sors2018
 from restbench_builtins.models.sors2018 import Sors2018, count_macs
 

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from restbench.cli import cli
-from restbench.results import validate_record, validate_run
+from restbench.run.results import validate_record, validate_run
 
 PAPER_CELLS = {("gaussian", 1), ("gaussian", 2), ("gaussian", 3), ("shot", 1), ("shot", 2), ("shot", 3),
                ("pgd", 1), ("pgd", 2), ("pgd", 3)}
@@ -95,7 +95,7 @@ def test_same_seed_same_numbers_and_resume(smoke_run):
 def test_pruned_checkpoint_reloads_and_exports(smoke_run):
     import torch
 
-    from restbench.checkpoints import load_checkpoint
+    from restbench.run.checkpoints import load_checkpoint
 
     run_dir, _, root = smoke_run
     path = next((run_dir / "artifacts" / "models").glob("rest-as-seed0-*.pt"))

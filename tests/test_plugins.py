@@ -6,7 +6,7 @@ import pytest
 
 from restbench import hookimpl
 from restbench.api import PluginError, UsageError
-from restbench.plugins import Registry
+from restbench.plugins.registry import Registry
 
 
 def make_plugin(name, **hooks):

@@ -1,4 +1,4 @@
-"""Channel surgery (restbench.pruning) and the slimming / l1-filter compressors."""
+"""Channel surgery (restbench.training.pruning) and the slimming / l1-filter compressors."""
 
 import copy
 import inspect
@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-import restbench.pruning as pruning
+import restbench.training.pruning as pruning
 from restbench.api import CompressionReport, Compressor, PluginError, UsageError
-from restbench.plugins import Registry
-from restbench.pruning import apply_channel_surgery, count_params
+from restbench.plugins.registry import Registry
+from restbench.training.pruning import apply_channel_surgery, count_params
 from restbench_builtins.compressors import l1_filter, slimming
 from restbench_builtins.compressors.l1_filter import L1Filter
 from restbench_builtins.compressors.slimming import Slimming, slimming_keep

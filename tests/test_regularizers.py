@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from restbench.regularizers import BNSparsity, Regularizer, SpectralRegularizer
+from restbench.training.regularizers import BNSparsity, Regularizer, SpectralRegularizer
 
 
 def orthonormal(rows, cols, seed):

@@ -23,8 +23,8 @@ import torch
 import restbench
 from restbench import hookimpl
 from restbench.api import PluginError
-from restbench.plugins import Registry
-from restbench.results import (
+from restbench.plugins.registry import Registry
+from restbench.run.results import (
     SCHEMA_VERSION,
     PartialRecordWarning,
     RunDir,
@@ -217,7 +217,7 @@ def test_additional_fields_and_custom_types_are_allowed():
     clean = robustness(corruption="clean", severity=0, severity_name="clean", severity_value=None,
                        severity_unit=None, suite="clean", corruption_settings={}, macro_f1_ci95=None)
     assert validate_record(clean)
-    # Undefined metrics are null, never NaN (restbench.metrics returns None for them).
+    # Undefined metrics are null, never NaN (restbench.evaluation.metrics returns None for them).
     undefined = robustness(kappa=None, per_class_f1={"W": 0.5, "N1": None, "N2": 0.4, "N3": None, "REM": 0.1})
     assert validate_record(undefined)
 
@@ -289,7 +289,7 @@ def test_killed_writer_leaves_a_complete_file(tmp_path):
     target = tmp_path / "run.json"
     script = textwrap.dedent(
         f"""
-        from restbench.results import write_json_atomic
+        from restbench.run.results import write_json_atomic
         i = 0
         while True:
             i += 1
@@ -471,7 +471,7 @@ def test_new_run_info_round_trip(tmp_path):
 
 def test_records_built_from_restbench_metrics_validate():
     """The metrics module's output drops straight into a robustness record."""
-    from restbench.metrics import bootstrap_ci, classification_metrics, per_subject_macro_f1
+    from restbench.evaluation.metrics import bootstrap_ci, classification_metrics, per_subject_macro_f1
 
     rng = np.random.default_rng(0)
     y_true = rng.integers(0, 4, size=300)  # no REM in truth: its F1 row is all zeros

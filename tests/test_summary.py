@@ -12,9 +12,9 @@ import pytest
 from rich.console import Console
 
 from restbench.api import PluginError
-from restbench.plugins import Registry
-from restbench.results import RunDir, make_record, new_run_info
-from restbench.summary import build_tables, csv_text, format_cell, print_summary, render_markdown, write_summary
+from restbench.plugins.registry import Registry
+from restbench.run.results import RunDir, make_record, new_run_info
+from restbench.report.summary import build_tables, csv_text, format_cell, print_summary, render_markdown, write_summary
 
 STAGES = ["W", "N1", "N2", "N3", "REM"]
 METHODS = ["sors", "liu", "rest-as"]
@@ -183,7 +183,7 @@ def test_several_models_get_distinct_rows():
 
 
 def test_format_cell():
-    from restbench.summary import Cell
+    from restbench.report.summary import Cell
 
     assert format_cell(Cell([0.66, 0.68], [0, 1]), "macro_f1") == "0.67 ± 0.01"
     assert format_cell(Cell([0.65, 0.67, 0.69], [0, 1, 2]), "macro_f1") == "0.67 ± 0.02"

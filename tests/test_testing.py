@@ -1,4 +1,4 @@
-"""restbench.testing: the toy dataset, registry fixtures, and conformance checks that pass for
+"""restbench.plugins.testing: the toy dataset, registry fixtures, and conformance checks that pass for
 every built-in and catch broken third-party objects of each kind."""
 
 import types
@@ -9,8 +9,8 @@ import torch
 
 from restbench import hookimpl
 from restbench.api import CompressionReport, LatencyReport, Severity
-from restbench.plugins import get_registry
-from restbench.testing import check_object, check_sleep_data, make_sleep_data, registry_with
+from restbench.plugins.registry import get_registry
+from restbench.plugins.testing import check_object, check_sleep_data, make_sleep_data, registry_with
 
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from restbench.transforms import BandPass, FIRFilter, deploy
+from restbench.deploy.transforms import BandPass, FIRFilter, deploy
 
 SFREQ, N_TIMES = 100.0, 12000
 

@@ -12,7 +12,7 @@ import torch
 
 from restbench import hookimpl
 from restbench.api import MethodContext, Phase, Recipe, Severity
-from restbench.augment import GaussianNoise
+from restbench.training.augment import GaussianNoise
 
 __version__ = "0.1.0"
 

@@ -2,7 +2,7 @@
 
 Every convolutional channel group keeps the same fraction ``1 - sparsity`` of its filters
 (at least ``min_keep``), ranked by the L1 norm of the filter's weights. It reuses the generic
-channel surgery of :mod:`restbench.pruning` and knows nothing of the model it prunes: a second
+channel surgery of :mod:`restbench.training.pruning` and knows nothing of the model it prunes: a second
 compressor that needed no change to the harness.
 """
 
@@ -14,8 +14,8 @@ from torch import nn
 
 from restbench import hookimpl
 from restbench.api import CompressionReport, Model
-from restbench.options import as_bool
-from restbench.pruning import (
+from restbench.plugins.options import as_bool
+from restbench.training.pruning import (
     fraction_options,
     l1_filter_scores,
     min_keep_count,

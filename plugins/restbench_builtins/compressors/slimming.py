@@ -3,7 +3,7 @@
 Every BatchNorm gamma of the network is ranked by magnitude across all layers; the smallest
 are pruned until ``sparsity`` of all BN channels are gone, while every layer keeps at least
 ``min_keep`` of its channels (PROTOCOL.md, "Pruning"). The channels are then physically
-removed by :func:`restbench.pruning.apply_channel_surgery`, BN affine parameters and running
+removed by :func:`restbench.training.pruning.apply_channel_surgery`, BN affine parameters and running
 statistics preserved (the public REST code lost them).
 """
 
@@ -16,7 +16,7 @@ from torch import nn
 
 from restbench import hookimpl
 from restbench.api import CompressionReport, Model
-from restbench.pruning import fraction_options, gamma_scores, min_keep_count, prune_and_report, require_prunable
+from restbench.training.pruning import fraction_options, gamma_scores, min_keep_count, prune_and_report, require_prunable
 
 DEFAULTS = {"sparsity": 0.8, "min_keep": 0.1}
 

@@ -17,9 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from restbench import attacks, hookimpl
+from restbench import hookimpl
+
+from restbench.training import attacks
 from restbench.api import PluginError, Severity, UsageError
-from restbench.data import TrainingStats
+from restbench.data.sleep_data import TrainingStats
 
 LEVEL_NAMES = ("low", "medium", "high")
 _CHUNK = 1 << 20  # samples per chunk for the shot-noise draw
@@ -186,9 +188,9 @@ class Shot(CorruptionBase):
 class PGD(CorruptionBase):
     """White-box L-infinity PGD (Eq. 2) on the deployed pipeline, at eps = 2 / 6 / 12 uV.
 
-    Calls :func:`restbench.attacks.pgd` with a random start inside the eps ball, projection
+    Calls :func:`restbench.training.attacks.pgd` with a random start inside the eps ball, projection
     after every step and inputs clipped to the training range. Default: the ``standard``
-    setting of :data:`restbench.attacks.PGD_SETTINGS` with 10 iterations of 2.5 * eps / 10 and
+    setting of :data:`restbench.training.attacks.PGD_SETTINGS` with 10 iterations of 2.5 * eps / 10 and
     no restarts. Options: ``pgd_setting`` (a name in ``PGD_SETTINGS``, e.g. ``authors-code``
     for the public code's 0.01-uV steps), and ``pgd_steps``, ``pgd_step_size`` (uV),
     ``pgd_restarts`` overriding single fields. The random start is drawn from a CPU generator
@@ -205,7 +207,7 @@ class PGD(CorruptionBase):
     defaults = {"pgd_setting": "standard", "pgd_steps": 10, "pgd_step_size": None, "pgd_restarts": None}
 
     def attack_settings(self, severity, options=None, clip: tuple[float, float] | None = None) -> dict:
-        """The resolved attack (:func:`restbench.attacks.pgd_settings`) at ``severity``."""
+        """The resolved attack (:func:`restbench.training.attacks.pgd_settings`) at ``severity``."""
         sev = self.severity(severity)
         opts = self.options(options)
         name = opts["pgd_setting"]

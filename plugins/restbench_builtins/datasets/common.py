@@ -2,8 +2,8 @@
 
 A dataset plugin lists its recordings as :class:`Source` objects and gives a reader that turns
 one into an :class:`EpochRecording`; :func:`prepare_sources` hashes the inputs, builds (or
-reuses) the epoch store in :mod:`restbench.cache`, applies ``skip_bad`` and returns the split
-:class:`restbench.data.SleepData`.
+reuses) the epoch store in :mod:`restbench.data.cache`, applies ``skip_bad`` and returns the split
+:class:`restbench.data.sleep_data.SleepData`.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Any, Callable
 import numpy as np
 
 from restbench.api import DatasetOptions, PluginError, UsageError
-from restbench.cache import cache_key, file_digests, load_or_build
-from restbench.data import SleepData, subject_split
-from restbench.options import as_bool
+from restbench.data.cache import cache_key, file_digests, load_or_build
+from restbench.data.sleep_data import SleepData, subject_split
+from restbench.plugins.options import as_bool
 
 #: Epoch length of every dataset here, in seconds.
 EPOCH_S = 30.0
@@ -148,7 +148,7 @@ def prepare_sources(
     ``params`` are the preprocessing parameters (part of the cache key with the files' hashes
     and ``code_version``). Bad recordings raise a one-line :class:`PluginError`, or are skipped
     and listed in ``info["skipped"]`` when ``options.skip_bad`` is set. The split is
-    :func:`restbench.data.subject_split` over the subjects loaded, with ``options.seed``.
+    :func:`restbench.data.sleep_data.subject_split` over the subjects loaded, with ``options.seed``.
     """
 
     def bad(file: str, reason: str, skipped: list[dict[str, str]]) -> None:

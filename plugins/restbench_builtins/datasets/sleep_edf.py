@@ -20,7 +20,7 @@ import numpy as np
 
 from restbench import hookimpl
 from restbench.api import DatasetOptions, PluginError, UsageError
-from restbench.data import SleepData
+from restbench.data.sleep_data import SleepData
 from restbench_builtins.datasets.common import (
     EPOCH_S,
     BadRecording,

@@ -22,7 +22,7 @@ import numpy as np
 
 from restbench import hookimpl
 from restbench.api import DatasetOptions, UsageError
-from restbench.data import SleepData, fingerprint
+from restbench.data.sleep_data import SleepData, fingerprint
 from restbench_builtins.datasets import synth_eeg, synth_stage_model
 from restbench_builtins.datasets.common import EPOCH_S, Source, parse_extra
 from restbench_builtins.datasets.sleep_edf import CHANNEL, SFREQ_HZ, load_sleep_edf_sources, recording_id, subject_id

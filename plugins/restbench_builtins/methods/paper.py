@@ -13,9 +13,9 @@ from typing import Callable
 
 from restbench import hookimpl
 from restbench.api import MethodContext, Phase, Recipe
-from restbench.augment import GaussianNoise, PGDAdversarial
-from restbench.regularizers import BNSparsity, SpectralRegularizer
-from restbench.transforms import BandPass
+from restbench.training.augment import GaussianNoise, PGDAdversarial
+from restbench.training.regularizers import BNSparsity, SpectralRegularizer
+from restbench.deploy.transforms import BandPass
 
 REST_CITATION = "Duggal, Freitas et al., REST: Robust and Efficient Neural Networks for Sleep Monitoring in the Wild, WWW 2020"
 

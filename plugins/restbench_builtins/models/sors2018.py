@@ -4,7 +4,7 @@ Twelve blocks of Conv1d (stride 2, with bias) -> BatchNorm1d -> ReLU, no pooling
 then flatten -> Linear(n, 100) -> BatchNorm1d(100) -> ReLU -> Linear(100, n_classes)
 (PROTOCOL.md, "Model"). The architecture is fixed by a plain-JSON ``spec`` holding the channel
 count of every layer, so a channel-pruned network rebuilds exactly from spec + state_dict. The
-network exposes its channel groups (:mod:`restbench.pruning`) so any channel compressor can
+network exposes its channel groups (:mod:`restbench.training.pruning`) so any channel compressor can
 shrink it without knowing its layer names.
 """
 
@@ -17,7 +17,7 @@ from torch import nn
 
 from restbench import hookimpl
 from restbench.api import PluginError
-from restbench.pruning import ChannelGroup, Member
+from restbench.training.pruning import ChannelGroup, Member
 
 ARCH = "sors2018"
 SPEC_VERSION = 1

@@ -18,7 +18,7 @@ observed drops (the position inside the first percent is unknown). The phone mus
 discharge: connect adb over Wi-Fi (``adb tcpip``) and unplug the cable (a USB-powered phone
 charges while it is measured, and ``dumpsys battery unplug`` only fakes the state).
 
-Options: :class:`restbench.efficiency.LatencyOptions` plus ``serial`` (adb device serial),
+Options: :class:`restbench.deploy.efficiency.LatencyOptions` plus ``serial`` (adb device serial),
 ``benchmark_binary`` (path on the phone, default ``/data/local/tmp/benchmark_model``),
 ``benchmark_binary_local`` (host file to push there first: the ``android_aarch64``
 ``benchmark_model`` build from the TensorFlow Lite releases), ``use_xnnpack`` (true/false),
@@ -41,8 +41,8 @@ import numpy as np
 
 from restbench import hookimpl
 from restbench.api import Artifact, LatencyReport, PluginError, UsageError
-from restbench.efficiency import LatencyOptions
-from restbench.options import as_bool
+from restbench.deploy.efficiency import LatencyOptions
+from restbench.plugins.options import as_bool
 
 DEFAULT_BINARY = "/data/local/tmp/benchmark_model"
 DEVICE_DIR = "/data/local/tmp/restbench"

@@ -2,8 +2,8 @@
 
 Times the fp32 and/or int8 graph of an artifact one window per call (batch 1 graphs; a graph
 with a larger fixed batch is timed per call and divided by its batch), as a night-long loop
-repeated ``repetitions`` times after a warm-up; see :func:`restbench.efficiency.measure_latency`.
-Options: those of :class:`restbench.efficiency.LatencyOptions`.
+repeated ``repetitions`` times after a warm-up; see :func:`restbench.deploy.efficiency.measure_latency`.
+Options: those of :class:`restbench.deploy.efficiency.LatencyOptions`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 
 from restbench import hookimpl
 from restbench.api import Artifact, LatencyReport, PluginError, UsageError
-from restbench.efficiency import LatencyOptions, host_cpu, measure_latency
+from restbench.deploy.efficiency import LatencyOptions, host_cpu, measure_latency
 
 VARIANTS = ("fp32", "int8")
 
@@ -58,7 +58,7 @@ class TFLiteLocal:
 
     def available(self) -> tuple[bool, str]:
         try:
-            from restbench.export import interpreter_runtime
+            from restbench.deploy.export import interpreter_runtime
 
             interpreter_runtime()
         except PluginError as exc:
@@ -66,7 +66,7 @@ class TFLiteLocal:
         return True, ""
 
     def measure(self, artifact: Artifact, options: dict[str, Any]) -> list[LatencyReport]:
-        from restbench.export import TFLiteModel
+        from restbench.deploy.export import TFLiteModel
 
         ok, reason = self.available()
         if not ok:

@@ -3,7 +3,7 @@
 Same protocol as ``tflite-local`` (warm-up, night-long loops of batch-1 windows, median and
 p90 over repetitions) with the artifact's module in eval mode under ``torch.inference_mode``
 and ``torch.set_num_threads(threads)`` (restored afterwards).
-Options: those of :class:`restbench.efficiency.LatencyOptions` (``variants`` must be ``torch``).
+Options: those of :class:`restbench.deploy.efficiency.LatencyOptions` (``variants`` must be ``torch``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 from restbench import hookimpl
 from restbench.api import Artifact, LatencyReport, PluginError, UsageError
-from restbench.efficiency import LatencyOptions, host_cpu, measure_latency
+from restbench.deploy.efficiency import LatencyOptions, host_cpu, measure_latency
 
 
 class TorchCPU:

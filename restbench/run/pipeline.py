@@ -19,17 +19,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from restbench import profiles
-from restbench.checkpoints import load_checkpoint, save_checkpoint
+from restbench.run import profiles
+from restbench.run.checkpoints import load_checkpoint, save_checkpoint
 from restbench.api import Artifact, DatasetOptions, MethodContext, PluginError, Recipe, UsageError
-from restbench.data import SleepData, fingerprint
-from restbench.metrics import bootstrap_ci, classification_metrics, per_subject_macro_f1
-from restbench.plugins import get_registry
-from restbench.progress import Reporter
-from restbench.results import SCHEMA_VERSION, RunDir, provenance
-from restbench.selection import predict
-from restbench.training import subsample, train_phase
-from restbench.transforms import deploy
+from restbench.data.sleep_data import SleepData, fingerprint
+from restbench.evaluation.metrics import bootstrap_ci, classification_metrics, per_subject_macro_f1
+from restbench.plugins.registry import get_registry
+from restbench.run.progress import Reporter
+from restbench.run.results import SCHEMA_VERSION, RunDir, provenance
+from restbench.training.selection import predict
+from restbench.training.loop import subsample, train_phase
+from restbench.deploy.transforms import deploy
 
 # Knobs that only change evaluation or measurement, not the trained weights.
 EVAL_ONLY_KNOBS = {
@@ -348,7 +348,7 @@ class Pipeline:
                     if variant == "torch":
                         pred = predict(deployed, xc, batch)
                     else:
-                        from restbench.export import predict_tflite
+                        from restbench.deploy.export import predict_tflite
 
                         pred = predict_tflite(int8_path, xc).argmax(1)
                     predictions[f"{variant}/{name}/{level}"] = pred.astype(np.int8)
@@ -403,7 +403,7 @@ class Pipeline:
     def measure_efficiency(self, data, method_id, seed, trained, deployed) -> Path | None:
         """Static measures, TFLite export (fp32 + int8, each checked, when the ``export`` knob is
         on) and latency per runner; returns the int8 graph's path when there is one."""
-        from restbench.efficiency import efficiency_report
+        from restbench.deploy.efficiency import efficiency_report
 
         shape = (1, 1, data.n_times)
         report = efficiency_report(deployed, shape, windows_per_night=int(self.knobs["windows_per_night"]))
@@ -440,7 +440,7 @@ class Pipeline:
         return int8
 
     def export(self, data, method_id, seed, trained, deployed):
-        from restbench.export import export_checked
+        from restbench.deploy.export import export_checked
 
         rng = np.random.default_rng([seed, 5])
         calib_x, _ = data.get(subsample(data.windows("train"), int(self.knobs["calibration_windows"]), rng))
@@ -489,7 +489,7 @@ class RunResult:
 
 def run(request: RunRequest, console=None) -> RunResult:
     """Run a benchmark and write its summary (summary.md, summary.csv)."""
-    from restbench.summary import write_summary
+    from restbench.report.summary import write_summary
 
     pipeline = Pipeline(request, console)
     run_dir = pipeline.execute()

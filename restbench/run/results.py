@@ -5,7 +5,7 @@ Layout of ``runs/<name>/``::
     run.json        resolved config, seeds, split, provenance, status, deviations (atomic rewrite)
     results.jsonl   one typed record per line (append-only, validated, fsynced)
     artifacts/      checkpoints, .tflite files, predictions per subject
-    summary.md/.csv the paper-shaped tables (restbench.summary)
+    summary.md/.csv the paper-shaped tables (restbench.report.summary)
     log.txt         the run's log
 
 Every file is written so that a run killed at any moment leaves readable results: whole files
@@ -420,7 +420,7 @@ def provenance(registry: Any = None) -> dict:
     import restbench
 
     if registry is None:
-        from restbench.plugins import get_registry
+        from restbench.plugins.registry import get_registry
 
         registry = get_registry()
     package_dir = Path(restbench.__file__).resolve().parent

@@ -4,7 +4,7 @@
   in milliseconds (no files, no cache).
 - :func:`registry_with`: a fresh registry holding the installed plugins plus the ones you pass,
   installed as the process-wide registry for the duration of a ``with`` block. As a pytest
-  fixture: ``restbench_registry`` (add ``pytest_plugins = ["restbench.testing"]`` to conftest).
+  fixture: ``restbench_registry`` (add ``pytest_plugins = ["restbench.plugins.testing"]`` to conftest).
 - :func:`check_object`: conformance checks for one registered object of any kind; the CLI runs
   them as ``restbench plugin-check ID``.
 """
@@ -22,8 +22,8 @@ import numpy as np
 from restbench.api import (
     KIND_PROTOCOLS, STAGES, Artifact, DatasetOptions, MethodContext, PluginError, Recipe, validate_id,
 )
-from restbench.data import SleepData, compute_window_ends, fingerprint, subject_split, training_stats
-from restbench.plugins import Registry, get_registry, reset_registry
+from restbench.data.sleep_data import SleepData, compute_window_ends, fingerprint, subject_split, training_stats
+from restbench.plugins.registry import Registry, get_registry, reset_registry
 
 # Dominant frequency per stage, so a tiny model can learn the toy task.
 _STAGE_HZ = {0: 10.0, 1: 6.0, 2: 13.0, 3: 1.5, 4: 4.0}
@@ -58,7 +58,7 @@ def make_sleep_data(n_subjects: int = 6, epochs_per_subject: int = 40, samples_p
         name="toy", signal=signal, labels=labels, recording=recording, recordings=recordings,
         recording_subject=list(recordings), window_end=ends, split=split, stats=stats, sfreq=sfreq,
         context=context, fingerprint=fingerprint("toy", n_subjects, epochs_per_subject, samples_per_epoch, seed),
-        info={"generator": "restbench.testing.make_sleep_data"},
+        info={"generator": "restbench.plugins.testing.make_sleep_data"},
     )
 
 
@@ -69,7 +69,7 @@ def registry_with(*plugins: object, entry_points: bool = True) -> Iterator[Regis
     Each extra plugin is a module or object with ``@restbench.hookimpl`` functions. The previous
     process-wide registry is restored afterwards.
     """
-    from restbench import plugins as plugin_module
+    from restbench.plugins import registry as plugin_module
 
     previous = plugin_module._REGISTRY
     registry = Registry()
@@ -178,7 +178,7 @@ def check_model(model) -> list[str]:
 
 
 def check_method(method) -> list[str]:
-    from restbench import profiles
+    from restbench.run import profiles
 
     problems = []
     recipe = method.recipe(MethodContext(dataset="toy", profile=profiles.resolve("smoke")))

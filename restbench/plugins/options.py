@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from restbench.api import UsageError
+from restbench.errors import UsageError
 
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")

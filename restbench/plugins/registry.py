@@ -17,7 +17,7 @@ from types import ModuleType
 
 import pluggy
 
-from restbench import hookspecs
+from restbench.plugins import hookspecs
 from restbench.api import KIND_PROTOCOLS, KINDS, PluginError, UsageError, validate_id
 
 GROUP = "restbench"

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from restbench.api import UsageError
+from restbench.errors import UsageError
 
 PAPER: dict[str, Any] = {
     "description": "The paper's protocol: full data and width, 30+30 epochs, 3 seeds (GPU machines).",

@@ -26,7 +26,7 @@ def save_checkpoint(path: Path, model_id: str, spec: dict, net: torch.nn.Module,
 
 def load_checkpoint(path: Path, registry=None) -> tuple[torch.nn.Module, dict, dict]:
     """Rebuild ``(net, spec, meta)`` from a checkpoint through its model plugin."""
-    from restbench.plugins import get_registry
+    from restbench.plugins.registry import get_registry
 
     registry = registry or get_registry()
     path = Path(path)
@@ -50,10 +50,10 @@ def export_checkpoint(path: Path, out: Path, int8: bool = True, calibration_data
     """Export a checkpoint's deployed pipeline (its method's test-time transforms included) to
     .tflite, checking each file against PyTorch on validation windows; returns the report."""
     from restbench.api import DatasetOptions
-    from restbench.export import export_checked
-    from restbench.plugins import get_registry
-    from restbench.training import subsample
-    from restbench.transforms import deploy
+    from restbench.deploy.export import export_checked
+    from restbench.plugins.registry import get_registry
+    from restbench.training.loop import subsample
+    from restbench.deploy.transforms import deploy
 
     registry = get_registry()
     net, spec, meta = load_checkpoint(path, registry)

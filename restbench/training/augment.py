@@ -2,7 +2,7 @@
 
 Every augmentation is called as ``aug(model, x, y, stats, generator) -> (x, y)`` with a
 float32 batch ``(n, 1, n_times)`` in microvolts, its labels, the training split's
-:class:`restbench.data.TrainingStats` and a ``torch.Generator`` (deterministic given it);
+:class:`restbench.data.sleep_data.TrainingStats` and a ``torch.Generator`` (deterministic given it);
 ``config()`` returns the plain-data record stored with results.
 """
 
@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from restbench.attacks import pgd, pgd_settings, rand_like
+from restbench.training.attacks import pgd, pgd_settings, rand_like
 
 if TYPE_CHECKING:
-    from restbench.data import TrainingStats
+    from restbench.data.sleep_data import TrainingStats
 
 
 @runtime_checkable
@@ -44,7 +44,7 @@ class GaussianNoise:
 
 
 class PGDAdversarial:
-    """Adversarial training batch: PGD examples at ``eps`` uV (restbench.attacks.pgd), clipped
+    """Adversarial training batch: PGD examples at ``eps`` uV (restbench.training.attacks.pgd), clipped
     to the training data range. ``mix`` is the fraction of each batch kept clean (chosen at
     random; only the rest is attacked, so mixing also saves time)."""
 

@@ -78,7 +78,7 @@ def require_prunable(module: nn.Module, who: str) -> list[ChannelGroup]:
     if not isinstance(module, ChannelPrunable):
         raise PluginError(
             f"{who}: the model {type(module).__name__} is not channel-prunable; its model plugin must give the "
-            "module channel_groups() and channel_spec() (see restbench.pruning)"
+            "module channel_groups() and channel_spec() (see restbench.training.pruning)"
         )
     return list(module.channel_groups())
 

@@ -8,7 +8,7 @@ so any change to the inputs or the code gives a new store and a stale one is nev
 
 Stores are written into a temporary directory beside their final place and renamed when
 complete, so a killed run leaves no half-written cache. Model input windows are never stored:
-:meth:`EpochStore.to_sleep_data` builds a :class:`restbench.data.SleepData` whose windows are
+:meth:`EpochStore.to_sleep_data` builds a :class:`restbench.data.sleep_data.SleepData` whose windows are
 assembled on the fly from the per-epoch signal.
 
 Hashing multi-GB EDF files on every run is slow, so file digests are memoised in a small JSON
@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
-from restbench.data import SleepData, TrainingStats, compute_window_ends, fingerprint, training_stats
+from restbench.data.sleep_data import SleepData, TrainingStats, compute_window_ends, fingerprint, training_stats
 
 #: Bump when the on-disk layout of a store changes; it is part of every key.
 CACHE_LAYOUT_VERSION = 1
@@ -298,7 +298,7 @@ class EpochStore:
         return value
 
     def training_stats(self, epochs: np.ndarray) -> TrainingStats:
-        """:func:`restbench.data.training_stats` over ``epochs``, streamed in chunks and memoised.
+        """:func:`restbench.data.sleep_data.training_stats` over ``epochs``, streamed in chunks and memoised.
 
         Chunks bound memory on a full dataset; their means and variances are pooled exactly.
         """
@@ -326,7 +326,7 @@ class EpochStore:
     def to_sleep_data(self, name: str, split: dict[str, list[str]], *, context: int = 4, info: dict | None = None) -> SleepData:
         """A :class:`SleepData` over this store with ``split`` (subject ids per split).
 
-        Window ends come from :func:`restbench.data.compute_window_ends` (``context`` contiguous
+        Window ends come from :func:`restbench.data.sleep_data.compute_window_ends` (``context`` contiguous
         epochs within one recording); training statistics cover the epochs of training windows.
         """
         window_end = compute_window_ends(np.ones(len(self.labels), dtype=bool), self.recording, self.contiguous, context)

@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from restbench.api import PluginError
-from restbench.metrics import mean_corrupted_f1
-from restbench.results import RunDir, validate_record, write_text_atomic
+from restbench.evaluation.metrics import mean_corrupted_f1
+from restbench.run.results import RunDir, validate_record, write_text_atomic
 
 REFERENCE_VARIANT = "torch"
 
@@ -285,7 +285,7 @@ def _artifact_table(recs, all_rob, rows: _Rows, corruptions) -> Table:
     for i in idents:
         cells[rows.key(i)] = {col: _cell({s: math.fsum(v) / len(v) for s, v in seeds.items()})
                               for col, seeds in per[i].items()}
-        # One definition of the suite's summary number, shared with restbench.metrics.
+        # One definition of the suite's summary number, shared with restbench.evaluation.metrics.
         cells[rows.key(i)]["mean-corrupted"] = _cell({s: mean_corrupted_f1(v) for s, v in corrupted[i].items()})
     return Table(
         "artifact",

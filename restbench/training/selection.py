@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from restbench.api import UsageError
-from restbench.metrics import classification_metrics
+from restbench.evaluation.metrics import classification_metrics
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
@@ -57,7 +57,7 @@ class CleanAndAdversarial:
         return {"name": self.name}
 
     def score(self, model, x, y, stats, knobs, seed):
-        from restbench.attacks import pgd
+        from restbench.training.attacks import pgd
 
         clean = _f1(y, predict(model, x))
         gen = torch.Generator().manual_seed(int(seed) + 7919)

@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from restbench.api import STAGES
+#: Sleep stages in the order every dataset uses (docs/PROTOCOL.md): W=0, N1=1, N2=2, N3=3, REM=4.
+STAGES: tuple[str, ...] = ("W", "N1", "N2", "N3", "REM")
 
 SPLITS = ("train", "val", "test")
 

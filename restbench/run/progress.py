@@ -60,7 +60,7 @@ class Reporter:
         self._progress, self._task = None, None
 
     def training_callback(self, event: str, info: dict) -> None:
-        """Adapter for :func:`restbench.training.train_phase`'s ``progress`` argument."""
+        """Adapter for :func:`restbench.training.loop.train_phase`'s ``progress`` argument."""
         if event == "batch" and self._progress is not None:
             self._progress.update(self._task, advance=1,
                                   status=f"epoch {info['epoch']} loss {info['loss']:.3f}")

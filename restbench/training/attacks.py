@@ -1,6 +1,6 @@
 """White-box L-infinity PGD (Madry et al. 2018; REST Eq. 2), for training and evaluation.
 
-The same function serves adversarial training (restbench.augment.PGDAdversarial) and the
+The same function serves adversarial training (restbench.training.augment.PGDAdversarial) and the
 adversarial corruption, so the attack a model is trained with and the one it is scored with
 differ only by the settings recorded with every number (:func:`pgd_settings`).
 """

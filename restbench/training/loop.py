@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from restbench.api import Phase
-from restbench.data import SleepData
-from restbench.selection import criterion as get_criterion, model_device
+from restbench.data.sleep_data import SleepData
+from restbench.training.selection import criterion as get_criterion, model_device
 
 
 @dataclass

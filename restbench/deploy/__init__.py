@@ -1,0 +1,1 @@
+"""Deployment: test-time transforms, export to on-device formats, efficiency counts and latency methodology."""

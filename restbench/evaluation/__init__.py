@@ -1,0 +1,1 @@
+"""Evaluation: metrics and statistics of predictions under corruption."""

@@ -1,0 +1,1 @@
+"""Reporting: summary tables of a run (and, later, leaderboards and plots)."""

@@ -1,0 +1,1 @@
+"""Training: the shared loop, attacks, augmentations, regularisers, model selection and pruning surgery."""
