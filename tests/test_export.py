@@ -75,6 +75,8 @@ def test_export_writes_files_and_keeps_module_mode(exported):
     assert exported["fp32"].is_file() and exported["int8"].is_file()
     # int8 weights take about a quarter of the fp32 bytes
     assert exported["int8"].stat().st_size < 0.6 * exported["fp32"].stat().st_size
+    # written through a temporary file that was renamed into place
+    assert sorted(p.name for p in exported["dir"].iterdir()) == ["tiny_fp32.tflite", "tiny_int8.tflite"]
 
 
 def test_fp32_check_passes_with_tiny_difference(exported):
@@ -147,6 +149,31 @@ def test_unconvertible_model_is_a_plugin_error(tmp_path):
 
     with pytest.raises(PluginError, match="TFLite export to bad.tflite failed"):
         export_tflite(DataDependent(), torch.ones(1, 1, 8), tmp_path / "bad.tflite")
+    assert list(tmp_path.iterdir()) == []  # neither a partial file nor a temporary one
+
+
+def test_failed_write_keeps_the_previous_file(exported, tmp_path, monkeypatch):
+    """A conversion that dies while writing leaves the old file (a resumed run must not reuse
+    half a graph) and no temporary file."""
+    import litert_torch
+
+    target = tmp_path / "model.tflite"
+    target.write_bytes(exported["fp32"].read_bytes())
+
+    def convert_then_die(*args, **kwargs):
+        class Edge:
+            def export(self, path):
+                with open(path, "wb") as fh:
+                    fh.write(b"TFL3 half a flatbuffer")
+                raise RuntimeError("disk full")
+
+        return Edge()
+
+    monkeypatch.setattr(litert_torch, "convert", convert_then_die)
+    with pytest.raises(PluginError, match="model.tflite failed"):
+        export_tflite(exported["model"], exported["windows"][:1], target)
+    assert target.read_bytes() == exported["fp32"].read_bytes()
+    assert [p.name for p in tmp_path.iterdir()] == ["model.tflite"]
 
 
 def test_interpreter_runtime():

@@ -24,6 +24,8 @@ import restbench
 from restbench import hookimpl
 from restbench.api import PluginError
 from restbench.plugins.registry import Registry
+from restbench.run import atomic
+from restbench.run.atomic import atomic_path, write_bytes_atomic
 from restbench.run.results import (
     SCHEMA_VERSION,
     PartialRecordWarning,
@@ -309,6 +311,83 @@ def test_killed_writer_leaves_a_complete_file(tmp_path):
         child.wait()
     data = load_json(target)
     assert data["i"] >= 3 and set(data["data"]) == {data["i"]} and len(data["data"]) == 300000
+
+
+def test_atomic_path_writers_get_their_own_temp_file(tmp_path):
+    """Two writers of one target at once each fill a temporary file of their own; the last
+    rename wins with its complete content and no temporary file is left behind."""
+    target = tmp_path / "preds.npz"
+    with atomic_path(target) as first, atomic_path(target) as second:
+        assert first != second and first.parent == second.parent == tmp_path
+        assert first.name.startswith(f".preds.npz.{os.getpid()}-") and first.suffix == ".npz"
+        np.savez_compressed(first, x=np.zeros(1000))  # would append .npz to a name without it
+        np.savez_compressed(second, x=np.ones(1000))
+        assert first.stat().st_size > 0 and second.stat().st_size > 0
+    with np.load(target) as data:
+        assert data["x"].tolist() == [0.0] * 1000  # the outer block renamed last
+    assert [p.name for p in tmp_path.iterdir()] == ["preds.npz"]
+
+
+def test_atomic_path_failure_removes_temp_and_keeps_old(tmp_path):
+    target = tmp_path / "model.pt"
+    write_bytes_atomic(target, b"old checkpoint")
+    with pytest.raises(RuntimeError, match="writer died"):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half a new checkp")
+            raise RuntimeError("writer died")
+    assert target.read_bytes() == b"old checkpoint"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
+    # a writer that never creates its file (here: removes it) fails instead of publishing nothing
+    with pytest.raises(FileNotFoundError):
+        with atomic_path(target) as tmp:
+            tmp.unlink()
+    assert target.read_bytes() == b"old checkpoint" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_atomic_path_fsyncs_file_and_directory(tmp_path, monkeypatch):
+    if not Path("/proc/self/fd").is_dir():
+        pytest.skip("needs /proc to name the synced descriptors")
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(atomic.os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real_fsync(fd)))
+    write_text_atomic(tmp_path / "summary.md", "x\n")
+    assert len(synced) == 2 and synced[1] == str(tmp_path)  # the temp file, then the directory
+    assert Path(synced[0]).parent == tmp_path and Path(synced[0]).name.startswith(".summary.md.")
+
+
+def test_concurrent_processes_never_clobber_each_other(tmp_path):
+    """Two processes rewrite one file as fast as they can (a fixed temp name would mix their
+    bytes): every read sees one writer's complete content."""
+    target = tmp_path / "model.pt"
+    size = 200_000
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from restbench.run.atomic import atomic_path
+        letter = sys.argv[1].encode()
+        for _ in range(150):
+            with atomic_path({str(target)!r}) as tmp:
+                with open(tmp, "wb") as fh:
+                    for _ in range(10):  # several writes, so a shared temp file would interleave
+                        fh.write(letter * {size // 10})
+        """
+    )
+    children = [subprocess.Popen([sys.executable, "-c", script, letter]) for letter in "AB"]
+    seen = set()
+    try:
+        while any(c.poll() is None for c in children):
+            try:
+                data = target.read_bytes()
+            except FileNotFoundError:
+                continue
+            assert len(data) == size and len(set(data)) == 1, "a reader saw a mixed or partial file"
+            seen.add(data[:1])
+    finally:
+        for child in children:
+            child.wait(timeout=60)
+    assert [c.returncode for c in children] == [0, 0]
+    assert len(set(target.read_bytes())) == 1 and seen
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
 
 
 def test_write_run_validates_and_keeps_old(tmp_path):

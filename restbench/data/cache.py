@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from typing import Any, Callable, Iterator, Mapping
 import numpy as np
 
 from restbench.data.sleep_data import SleepData, TrainingStats, compute_window_ends, fingerprint, training_stats
+from restbench.run.atomic import write_text_atomic
 
 #: Bump when the on-disk layout of a store changes; it is part of every key.
 CACHE_LAYOUT_VERSION = 1
@@ -107,19 +107,6 @@ def cache_key(inputs: Mapping[str, str], params: Mapping[str, Any], code_version
 
 
 # --------------------------------------------------------------------------- atomic writes
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and rename (never a half file)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _pid_alive(pid: int) -> bool:

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import numpy as np
 
 from restbench.api import PluginError, UsageError
+from restbench.run.atomic import atomic_path
 
 if TYPE_CHECKING:
     import torch
@@ -170,7 +171,9 @@ def export_tflite(
     windows ``(n, 1, n_times)`` in microvolts, a few hundred suffice — through the observed
     model). int8 graphs are always exported with batch 1: quantised graphs are fixed-batch.
     The module is copied and put in eval mode, so BatchNorm uses its running statistics and
-    folds into the preceding convolution. Raises :class:`UsageError` for bad arguments and
+    folds into the preceding convolution. The file is written atomically
+    (:func:`restbench.run.atomic.atomic_path`), so a failed or killed export leaves no partial
+    ``path`` for a resumed run to reuse. Raises :class:`UsageError` for bad arguments and
     :class:`PluginError` when conversion fails.
     """
     if quantize not in QUANTIZE_CHOICES:
@@ -218,7 +221,8 @@ def export_tflite(
             else:
                 with torch.no_grad():
                     edge = litert_torch.convert(model, (x,))
-            edge.export(str(path))
+            with atomic_path(path) as tmp:  # a killed export never leaves a half file to be reused
+                edge.export(str(tmp))
     except ImportError as exc:
         raise PluginError(
             f"TFLite export needs litert-torch ({_first_line(exc)}): pip install 'restbench[tflite]'"

@@ -14,14 +14,15 @@ import numpy as np
 import torch
 
 from restbench.api import MethodContext, PluginError
+from restbench.run.atomic import atomic_path
 
 
 def save_checkpoint(path: Path, model_id: str, spec: dict, net: torch.nn.Module, **meta: Any) -> None:
-    """Write atomically (temp file + rename); ``meta`` values must be JSON-able."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"model": model_id, "spec": spec, "state_dict": net.state_dict(), "meta": json.dumps(meta)}, tmp)
-    tmp.replace(path)
+    """Write atomically and durably (:func:`restbench.run.atomic.atomic_path`: a unique temp
+    file, fsync, rename); ``meta`` values must be JSON-able."""
+    checkpoint = {"model": model_id, "spec": spec, "state_dict": net.state_dict(), "meta": json.dumps(meta)}
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)
 
 
 def load_checkpoint(path: Path, registry=None) -> tuple[torch.nn.Module, dict, dict]:

@@ -9,11 +9,11 @@ Layout of ``runs/<name>/``::
     log.txt         the run's log
 
 Every file is written so that a run killed at any moment leaves readable results: whole files
-go through a temporary file in the same directory and ``os.replace``; records are appended as
-one complete line each, and a trailing half-written line (a kill mid-write) is ignored with a
-warning when reading and cut off before the next append. Records and run.json are checked
-against the JSON Schemas in ``restbench/schema/`` (draft 2020-12) before they are written, so
-a malformed number never reaches the leaderboard.
+go through :mod:`restbench.run.atomic` (a temporary file in the same directory, fsync,
+``os.replace``); records are appended as one complete line each, and a trailing half-written
+line (a kill mid-write) is ignored with a warning when reading and cut off before the next
+append. Records and run.json are checked against the JSON Schemas in ``restbench/schema/``
+(draft 2020-12) before they are written, so a malformed number never reaches the leaderboard.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import platform
 import re
 import subprocess
 import sys
-import tempfile
 import warnings
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -34,6 +33,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from restbench.api import PluginError
+from restbench.run.atomic import write_json_atomic as _write_json_atomic
+from restbench.run.atomic import write_text_atomic
 
 #: Version of the record and run.json layout. Minor bumps add optional fields only;
 #: the schemas accept any ``1.x``.
@@ -98,70 +99,12 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename durable; not possible on every platform, so best effort."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _default_file_mode() -> int:
-    """Mode a plain ``open()`` would give a new file (mkstemp's 0600 would hide results from
-    collaborators); the umask can only be read by setting it, so it is restored at once."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def _atomic_write(path: Path, write) -> Path:
-    """Write ``path`` through a temporary file in the same directory, then ``os.replace``.
-
-    ``write(fh)`` fills the (text) temporary file. If it raises, the temporary file is removed
-    and the previous ``path`` is left exactly as it was.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        if hasattr(os, "fchmod"):
-            os.fchmod(fd, _default_file_mode())
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Replace the file at ``path`` with ``text`` atomically; returns the path."""
-    return _atomic_write(Path(path), lambda fh: fh.write(text))
-
-
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     """Replace the file at ``path`` with ``obj`` as indented JSON atomically; returns the path.
 
-    NaN and infinity are refused (JSON has neither)."""
-
-    def write(fh):
-        # Streamed, so a failure mid-way really leaves a half-written temporary file behind
-        # (which _atomic_write then removes) rather than failing before anything is written.
-        json.dump(to_jsonable(obj), fh, indent=2, allow_nan=False)
-        fh.write("\n")
-
-    return _atomic_write(Path(path), write)
+    numpy/torch numbers are converted first (:func:`to_jsonable`); NaN and infinity are refused
+    (JSON has neither). The write itself is :func:`restbench.run.atomic.write_json_atomic`."""
+    return _write_json_atomic(path, to_jsonable(obj))
 
 
 def load_json(path: str | os.PathLike) -> Any:
