@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from restbench.api import DatasetOptions, PluginError, UsageError
+from restbench.plugins.options import NOT_IN_PAPER, fill_options
 from restbench_builtins.datasets.shhs import SHHS, choose_subjects, read_nsrr_stages, read_profusion_stages
 
 EDF_DIR = Path("polysomnography/edfs/shhs1")
@@ -201,5 +202,35 @@ def test_never_downloads_and_rejects_unknown_options(tmp_path):
     (tmp_path / "shhs").mkdir()
     with pytest.raises(PluginError, match="no shhs1-"):
         SHHS().prepare(options(tmp_path))
-    with pytest.raises(UsageError, match="unknown option hours; valid options: channel, resample, subject_seed, wake_edge_min"):
+    with pytest.raises(UsageError, match=r"plugin 'shhs' has no option 'hours'; valid: shhs\.channel, shhs\.resample, shhs\.subject_seed, shhs\.wake_edge_min"):
         SHHS().prepare(options(tmp_path, extra={"hours": 1}))
+
+
+def test_declares_typed_options():
+    declared = {o.name: o for o in SHHS.options}
+    assert list(declared) == ["channel", "resample", "subject_seed", "wake_edge_min"]
+    assert (declared["channel"].type, declared["channel"].default, declared["channel"].paper_value) == (str, "EEG", "EEG")
+    assert (declared["resample"].type, declared["resample"].default, declared["resample"].paper) == (bool, True, NOT_IN_PAPER)
+    assert (declared["subject_seed"].type, declared["subject_seed"].default, declared["subject_seed"].minimum) == (int, 0, 0)
+    assert (declared["wake_edge_min"].type, declared["wake_edge_min"].default) == (float, None)
+    assert declared["wake_edge_min"].nullable and declared["wake_edge_min"].minimum == 0
+    assert all(o.help for o in SHHS.options) and not getattr(SHHS, "default", False)
+    assert fill_options(SHHS.options, {"wake_edge_min": "15", "subject_seed": "3"}, "shhs") == {
+        "channel": "EEG", "resample": True, "subject_seed": 3, "wake_edge_min": 15.0}
+    assert fill_options(SHHS.options, {"wake_edge_min": None}, "shhs")["wake_edge_min"] is None
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        ({"subject_seed": "x"}, r"shhs\.subject_seed: expected an integer, got 'x'"),
+        ({"subject_seed": -2}, r"shhs\.subject_seed: -2 is below the minimum 0"),
+        ({"wake_edge_min": -5}, r"shhs\.wake_edge_min: -5\.0 is below the minimum 0"),
+        ({"resample": "sometimes"}, r"shhs\.resample: expected true or false, got 'sometimes'"),
+    ],
+)
+def test_bad_options_are_one_line_usage_errors(tmp_path, extra, match):
+    make_subject(tmp_path / "shhs", "200001")
+    with pytest.raises(UsageError, match=match) as err:
+        SHHS().prepare(options(tmp_path, extra=extra))
+    assert "\n" not in str(err.value)

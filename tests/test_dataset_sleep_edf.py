@@ -10,6 +10,7 @@ import pytest
 
 from restbench.api import DatasetOptions, PluginError, UsageError
 from restbench.data.sleep_data import training_stats
+from restbench.plugins.options import NOT_IN_PAPER, deviations, fill_options
 from restbench_builtins.datasets.common import BadRecording
 from restbench_builtins.datasets.edf_io import check_signal
 from restbench_builtins.datasets.sleep_edf import (
@@ -285,10 +286,35 @@ def test_nan_samples_are_rejected():
         check_signal(np.array([1.0, np.nan, 2.0]), Path("x.edf"), "EEG Fpz-Cz")
 
 
-def test_unknown_option_and_protocol(tmp_path):
-    with pytest.raises(UsageError, match=r"unknown option hours; valid options: channel, resample, wake_edge_min"):
-        SleepEDF().prepare(options(tmp_path, extra={"hours": 6}))
+def test_declares_typed_options_with_the_papers_values():
+    declared = {o.name: o for o in SleepEDF.options}
+    assert list(declared) == ["channel", "resample", "wake_edge_min"]
+    assert (declared["channel"].type, declared["channel"].default, declared["channel"].paper_value) == (str, "EEG Fpz-Cz", "EEG Fpz-Cz")
+    assert (declared["resample"].type, declared["resample"].default, declared["resample"].paper) == (bool, True, NOT_IN_PAPER)
+    assert (declared["wake_edge_min"].type, declared["wake_edge_min"].default) == (float, 30.0)
+    assert (declared["wake_edge_min"].paper_value, declared["wake_edge_min"].minimum) == (30.0, 0)
+    assert all(o.help for o in SleepEDF.options) and not getattr(SleepEDF, "default", False)
+    resolved = fill_options(SleepEDF.options, {"wake_edge_min": "10", "resample": "false"}, "sleep-edf")
+    assert resolved == {"channel": "EEG Fpz-Cz", "resample": False, "wake_edge_min": 10.0}
+    assert deviations(SleepEDF.options, resolved) == ["wake_edge_min: 10.0 (paper: 30.0)"]
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        ({"hours": 6}, r"plugin 'sleep-edf' has no option 'hours'; valid: sleep-edf\.channel, sleep-edf\.resample, sleep-edf\.wake_edge_min"),
+        ({"resample": "maybe"}, r"sleep-edf\.resample: expected true or false, got 'maybe'"),
+        ({"wake_edge_min": "abc"}, r"sleep-edf\.wake_edge_min: expected a number, got 'abc'"),
+        ({"wake_edge_min": -1}, r"sleep-edf\.wake_edge_min: -1\.0 is below the minimum 0"),
+        ({"channel": 3}, r"sleep-edf\.channel: expected text, got 3"),
+    ],
+)
+def test_bad_options_are_one_line_usage_errors(tmp_path, extra, match):
+    with pytest.raises(UsageError, match=match) as err:
+        SleepEDF().prepare(options(tmp_path, extra=extra))
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_protocol(tmp_path):
     with pytest.raises(UsageError, match="unknown protocol"):
         SleepEDF().prepare(options(tmp_path, protocol="nope"))
-    with pytest.raises(UsageError, match="expected true or false"):
-        SleepEDF().prepare(options(tmp_path, extra={"resample": "maybe"}))

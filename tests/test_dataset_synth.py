@@ -11,6 +11,7 @@ from sklearn.metrics import f1_score
 from sklearn.preprocessing import StandardScaler
 
 from restbench.api import DatasetOptions, UsageError
+from restbench.plugins.options import NOT_IN_PAPER, Option, fill_options
 from restbench_builtins.datasets import synth_stage_model
 from restbench_builtins.datasets.sleep_edf import EXCLUDED_ANNOTATIONS, STAGE_OF_ANNOTATION
 from restbench_builtins.datasets.sleep_synth import SleepSynth, ensure_nights, night_folder, synth_night
@@ -57,14 +58,14 @@ def test_writes_genuine_sleep_edf_files(tmp_path):
 
 
 def test_more_nights_keep_the_existing_ones(tmp_path):
-    options = DatasetOptions(cache_dir=tmp_path, extra={"n_nights": 2, "hours": 1})
+    options = DatasetOptions(cache_dir=tmp_path, extra={"n_nights": 3, "hours": 1})
     small = SleepSynth().prepare(options)
     folder = night_folder(tmp_path, 0, 1.0)
     before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
-    bigger = SleepSynth().prepare(DatasetOptions(cache_dir=tmp_path, extra={"n_nights": 3, "hours": 1}))
+    bigger = SleepSynth().prepare(DatasetOptions(cache_dir=tmp_path, extra={"n_nights": 4, "hours": 1}))
     after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
     assert all(after[name] == digest for name, digest in before.items())
-    assert len(after) == 6 and bigger.recordings == ["SC4001", "SC4011", "SC4021"]
+    assert len(after) == 8 and bigger.recordings == ["SC4001", "SC4011", "SC4021", "SC4031"]
     np.testing.assert_array_equal(np.asarray(bigger.signal[: len(small.labels)]), np.asarray(small.signal))
     capped = SleepSynth().prepare(DatasetOptions(cache_dir=tmp_path, n_subjects=1, extra={"n_nights": 3, "hours": 1}))
     assert capped.recordings == ["SC4001"]
@@ -137,14 +138,54 @@ def test_task_is_hard_like_real_data_with_n1_hardest(nights):
     assert per_class.argmin() == 1, per_class
 
 
-def test_options_are_validated(tmp_path):
-    with pytest.raises(UsageError, match="unknown option channel; valid options: data_seed, hours, n_nights"):
-        SleepSynth().prepare(DatasetOptions(cache_dir=tmp_path, extra={"channel": "EEG"}))
-    with pytest.raises(UsageError, match="hours=0.1"):
-        SleepSynth().prepare(DatasetOptions(cache_dir=tmp_path, extra={"hours": "0.1"}))
-    with pytest.raises(UsageError, match="n_nights=101"):
-        SleepSynth().prepare(DatasetOptions(cache_dir=tmp_path, extra={"n_nights": 101}))
-    with pytest.raises(UsageError, match="expected an integer"):
-        SleepSynth().prepare(DatasetOptions(cache_dir=tmp_path, extra={"n_nights": "2.5"}))
+def test_declares_typed_options_and_is_the_default_dataset():
+    declared = {o.name: o for o in SleepSynth.options}
+    assert all(isinstance(o, Option) for o in SleepSynth.options)
+    assert list(declared) == ["n_nights", "hours", "data_seed"]
+    assert (declared["n_nights"].type, declared["n_nights"].default) == (int, 20)
+    assert (declared["n_nights"].minimum, declared["n_nights"].maximum) == (3, 100)
+    assert (declared["hours"].type, declared["hours"].default) == (float, 8.0)
+    assert (declared["data_seed"].type, declared["data_seed"].default) == (int, 0)
+    # synthetic-data knobs: the paper has no value for them, so they never count as deviations
+    assert all(o.paper is NOT_IN_PAPER for o in SleepSynth.options)
+    assert all(o.help for o in SleepSynth.options)
+    assert SleepSynth.default is True and not hasattr(SleepSynth, "profile_options")
+
+
+def test_hours_has_per_profile_defaults():
+    assert fill_options(SleepSynth.options, {}, "sleep-synth")["hours"] == 8.0
+    assert fill_options(SleepSynth.options, {}, "sleep-synth", profile="paper")["hours"] == 8.0
+    assert fill_options(SleepSynth.options, {}, "sleep-synth", profile="quick")["hours"] == 3.0
+    assert fill_options(SleepSynth.options, {}, "sleep-synth", profile="smoke")["hours"] == 1.0
+    # a value the user gives wins over the profile's, and strings are typed
+    resolved = fill_options(SleepSynth.options, {"hours": "2", "n_nights": "5"}, "sleep-synth", profile="smoke")
+    assert resolved == {"n_nights": 5, "hours": 2.0, "data_seed": 0}
+    # resolving again (the dataset does, after the harness) changes nothing
+    assert fill_options(SleepSynth.options, resolved, "sleep-synth") == resolved
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        ({"hours": "abc"}, r"sleep-synth\.hours: expected a number, got 'abc'"),
+        ({"hours": "0.1"}, r"sleep-synth\.hours: 0\.1 is below the minimum 0\.5"),
+        ({"hours": 30}, r"sleep-synth\.hours: 30\.0 is above the maximum 24"),
+        ({"n_nights": "2.5"}, r"sleep-synth\.n_nights: expected an integer, got 2\.5"),
+        ({"n_nights": 2}, r"sleep-synth\.n_nights: 2 is below the minimum 3"),
+        ({"n_nights": 101}, r"sleep-synth\.n_nights: 101 is above the maximum 100"),
+        ({"data_seed": -1}, r"sleep-synth\.data_seed: -1 is below the minimum 0"),
+        ({"channel": "EEG"}, r"plugin 'sleep-synth' has no option 'channel'; valid: sleep-synth\.n_nights, sleep-synth\.hours, sleep-synth\.data_seed"),
+    ],
+)
+def test_bad_options_are_one_line_usage_errors(tmp_path, extra, match):
+    with pytest.raises(UsageError, match=match) as err:
+        SleepSynth().prepare(DatasetOptions(cache_dir=tmp_path, extra=extra))
+    assert "\n" not in str(err.value)
+    assert not any(tmp_path.iterdir()), "nothing is generated before the options are checked"
+
+
+def test_unknown_protocol(tmp_path):
     with pytest.raises(UsageError, match="unknown protocol"):
         SleepSynth().prepare(DatasetOptions(cache_dir=tmp_path, protocol="paper"))
+    with pytest.raises(UsageError, match="n_subjects=0: must be at least 1"):
+        SleepSynth().prepare(DatasetOptions(cache_dir=tmp_path, n_subjects=0))

@@ -1,4 +1,4 @@
-"""What the built-in datasets share: options, bad-input handling and the cached load path.
+"""What the built-in datasets share: subject choice, bad-input handling and the cached load path.
 
 A dataset plugin lists its recordings as :class:`Source` objects and gives a reader that turns
 one into an :class:`EpochRecording`; :func:`prepare_sources` hashes the inputs, builds (or
@@ -17,7 +17,6 @@ import numpy as np
 from restbench.api import DatasetOptions, PluginError, UsageError
 from restbench.data.cache import cache_key, file_digests, load_or_build
 from restbench.data.sleep_data import SleepData, subject_split
-from restbench.plugins.options import as_bool
 
 #: Epoch length of every dataset here, in seconds.
 EPOCH_S = 30.0
@@ -64,41 +63,7 @@ class Source:
     problem: tuple[str, str] | None = None
 
 
-# --------------------------------------------------------------------------- options
-
-
-def _as_number(kind: type, key: str, value: Any) -> float | int:
-    try:
-        number = kind(value)
-        if kind is int and float(value) != number:
-            raise ValueError
-    except (TypeError, ValueError):
-        raise UsageError(f"dataset option {key}={value!r}: expected {'an integer' if kind is int else 'a number'}") from None
-    return number
-
-
-def parse_extra(dataset_id: str, extra: dict[str, Any], spec: dict[str, tuple[type, Any]]) -> dict[str, Any]:
-    """Validate ``options.extra`` against ``spec`` (key -> (type, default)); fill defaults.
-
-    Values may arrive as strings from the command line and are converted; an unknown key is a
-    :class:`UsageError` naming it and the valid keys.
-    """
-    unknown = sorted(set(extra) - set(spec))
-    if unknown:
-        valid = ", ".join(sorted(spec)) or "(none)"
-        raise UsageError(f"dataset '{dataset_id}': unknown option {', '.join(unknown)}; valid options: {valid}")
-    out: dict[str, Any] = {}
-    for key, (kind, default) in spec.items():
-        value = extra.get(key, default)
-        if value is None:
-            out[key] = None
-        elif kind is bool:
-            out[key] = as_bool(value, f"dataset option {key}")
-        elif kind in (int, float):
-            out[key] = _as_number(kind, key, value)
-        else:
-            out[key] = kind(value)
-    return out
+# --------------------------------------------------------------------------- subjects
 
 
 def first_subjects(subjects: list[str], n_subjects: int | None) -> list[str]:

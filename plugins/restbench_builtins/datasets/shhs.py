@@ -20,6 +20,7 @@ import numpy as np
 from restbench import hookimpl
 from restbench.api import DatasetOptions, PluginError, UsageError
 from restbench.data.sleep_data import SleepData
+from restbench.plugins.options import NOT_IN_PAPER, Option, fill_options
 from restbench_builtins.datasets.common import (
     EPOCH_S,
     BadRecording,
@@ -27,7 +28,6 @@ from restbench_builtins.datasets.common import (
     Source,
     cut_epochs,
     epochs_to_keep,
-    parse_extra,
     prepare_sources,
 )
 from restbench_builtins.datasets.edf_io import normalise_label, read_channel_uv
@@ -219,20 +219,20 @@ class SHHS:
     description = "Sleep Heart Health Study visit 1 (local NSRR copy), EEG C4-A1 125 Hz, 100 random subjects"
     citation = CITATION
     protocols = {"paper": "100 subjects drawn with subject_seed from the sorted ids, 80/10/10 subject-wise split"}
-    options_help = {
-        "channel": "EEG channel: 'EEG' (C4-A1, default) or 'EEG(sec)' (C3-A2; also matches 'EEG 2', 'EEG2', 'EEG sec')",
-        "resample": "resample a channel not at 125 Hz, with a warning (default true); false makes it an error",
-        "subject_seed": "seed of the random choice of subjects (default 0)",
-        "wake_edge_min": "keep only this many minutes of wake around sleep (default: the whole night)",
-    }
+    options = (
+        Option("channel", str, CHANNEL,
+               "EEG channel: 'EEG' (C4-A1) or 'EEG(sec)' (C3-A2; also matches 'EEG 2', 'EEG2', 'EEG sec')",
+               paper=CHANNEL),
+        Option("resample", bool, True, "resample a channel not at 125 Hz, with a warning; false makes it an error",
+               paper=NOT_IN_PAPER),
+        Option("subject_seed", int, 0, "seed of the random choice of subjects", minimum=0, paper=NOT_IN_PAPER),
+        Option("wake_edge_min", float, None, "keep only this many minutes of wake around sleep (null: the whole night)",
+               minimum=0, nullable=True),
+    )
 
     def prepare(self, options: DatasetOptions) -> SleepData:
         """Load the chosen subjects from ``options.data_dir`` (never downloads), cached."""
-        extra = parse_extra(
-            self.id,
-            options.extra,
-            {"channel": (str, CHANNEL), "resample": (bool, True), "subject_seed": (int, 0), "wake_edge_min": (float, None)},
-        )
+        extra = fill_options(self.options, options.extra, self.id)
         if options.protocol not in (None, "paper"):
             raise UsageError(f"dataset 'shhs': unknown protocol {options.protocol!r}; valid protocols: paper")
         where = (

@@ -21,6 +21,7 @@ import numpy as np
 from restbench import hookimpl
 from restbench.api import DatasetOptions, PluginError, UsageError
 from restbench.data.sleep_data import SleepData
+from restbench.plugins.options import NOT_IN_PAPER, Option, fill_options
 from restbench_builtins.datasets.common import (
     EPOCH_S,
     BadRecording,
@@ -29,7 +30,6 @@ from restbench_builtins.datasets.common import (
     cut_epochs,
     epochs_to_keep,
     first_subjects,
-    parse_extra,
     prepare_sources,
 )
 from restbench_builtins.datasets.edf_io import check_complete, read_channel_uv, read_edf_header
@@ -276,17 +276,17 @@ class SleepEDF:
     description = "Sleep-EDF Expanded sleep-cassette, EEG Fpz-Cz 100 Hz (protocols: paper, sleep-edf-20, sleep-edf-78)"
     citation = CITATION
     protocols = PROTOCOLS
-    options_help = {
-        "channel": f"EEG channel to read (default {CHANNEL!r}; 'EEG Pz-Oz' is the other one)",
-        "resample": "resample a channel not at 100 Hz, with a warning (default true); false makes it an error",
-        "wake_edge_min": f"minutes of wake kept before the first and after the last sleep epoch (default {WAKE_EDGE_MIN:g})",
-    }
+    options = (
+        Option("channel", str, CHANNEL, "EEG channel to read ('EEG Pz-Oz' is the other one)", paper=CHANNEL),
+        Option("resample", bool, True, "resample a channel not at 100 Hz, with a warning; false makes it an error",
+               paper=NOT_IN_PAPER),
+        Option("wake_edge_min", float, WAKE_EDGE_MIN, "minutes of wake kept before the first and after the last sleep epoch",
+               minimum=0, paper=WAKE_EDGE_MIN),
+    )
 
     def prepare(self, options: DatasetOptions) -> SleepData:
         """Load the protocol's recordings from ``options.data_dir`` (or MNE's folder), cached."""
-        extra = parse_extra(
-            self.id, options.extra, {"channel": (str, CHANNEL), "resample": (bool, True), "wake_edge_min": (float, WAKE_EDGE_MIN)}
-        )
+        extra = fill_options(self.options, options.extra, self.id)
         protocol = options.protocol or "paper"
         wanted = protocol_recordings(protocol, options.n_subjects)
         root = Path(options.data_dir).expanduser() if options.data_dir is not None else default_data_root()

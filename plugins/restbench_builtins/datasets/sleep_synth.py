@@ -23,8 +23,9 @@ import numpy as np
 from restbench import hookimpl
 from restbench.api import DatasetOptions, UsageError
 from restbench.data.sleep_data import SleepData, fingerprint
+from restbench.plugins.options import NOT_IN_PAPER, Option, fill_options
 from restbench_builtins.datasets import synth_eeg, synth_stage_model
-from restbench_builtins.datasets.common import EPOCH_S, Source, parse_extra
+from restbench_builtins.datasets.common import EPOCH_S, Source
 from restbench_builtins.datasets.sleep_edf import CHANNEL, SFREQ_HZ, load_sleep_edf_sources, recording_id, subject_id
 
 #: Shown in provenance; the folder key also hashes the generator's code, so edits never reuse stale nights.
@@ -32,6 +33,8 @@ GENERATOR_VERSION = "1"
 DEFAULT_NIGHTS = 20
 DEFAULT_HOURS = 8.0
 MAX_NIGHTS = 100  # subject numbers are two digits in Sleep-EDF names
+MIN_NIGHTS = 3  # a subject-wise train/val/test split needs three subjects
+MIN_HOURS, MAX_HOURS = 0.5, 24.0
 PHYSICAL_RANGE_UV = (-500.0, 500.0)
 SCORERS = "CHJP"  # the scorer letter varies in real hypnogram names, so vary it here too
 START = dt.datetime(1989, 4, 24, 22, 0, 0)
@@ -141,27 +144,29 @@ class SleepSynth:
     description = "Embedded default: realistic synthetic Fpz-Cz sleep EEG written as Sleep-EDF files (no download)"
     citation = "restbench synthetic generator; stage statistics from Sleep-EDF Expanded (Kemp et al. 2000, ODC-By 1.0)"
     protocols = {"default": "one night per synthetic subject, 80/10/10 subject-wise split"}
-    # shorter nights under the fast run profiles (the harness applies these below user options)
-    profile_options = {"quick": {"hours": 3.0}, "smoke": {"hours": 1.0}}
-    options_help = {
-        "n_nights": f"nights to generate, one per subject (default {DEFAULT_NIGHTS}, at most {MAX_NIGHTS}; n_subjects caps it)",
-        "hours": f"recording length per night in hours (default {DEFAULT_HOURS:g})",
-        "data_seed": "seed of the generated data (default 0); the split uses the run's seed",
-    }
+    #: the dataset a run uses when none is named (the core picks the one marked default)
+    default = True
+    options = (
+        Option("n_nights", int, DEFAULT_NIGHTS, "nights to generate, one per subject (n_subjects caps it)",
+               minimum=MIN_NIGHTS, maximum=MAX_NIGHTS, paper=NOT_IN_PAPER),
+        # shorter nights under the fast run profiles
+        Option("hours", float, DEFAULT_HOURS, "recording length per night in hours",
+               minimum=MIN_HOURS, maximum=MAX_HOURS, profiles={"quick": 3.0, "smoke": 1.0}, paper=NOT_IN_PAPER),
+        Option("data_seed", int, 0, "seed of the generated data; the split uses the run's seed",
+               minimum=0, paper=NOT_IN_PAPER),
+    )
 
     def prepare(self, options: DatasetOptions) -> SleepData:
         """Generate (once, into the cache) and load the synthetic nights."""
-        extra = parse_extra(self.id, options.extra, {"n_nights": (int, None), "hours": (float, DEFAULT_HOURS), "data_seed": (int, 0)})
+        extra = fill_options(self.options, options.extra, self.id)
         if options.protocol not in (None, "default"):
             raise UsageError(f"dataset 'sleep-synth': unknown protocol {options.protocol!r}; valid protocols: default")
-        n = extra["n_nights"] if extra["n_nights"] is not None else DEFAULT_NIGHTS
+        n = extra["n_nights"]
         if options.n_subjects is not None:
+            if options.n_subjects < 1:
+                raise UsageError(f"n_subjects={options.n_subjects}: must be at least 1")
             n = min(n, options.n_subjects)
-        if not 1 <= n <= MAX_NIGHTS:
-            raise UsageError(f"dataset 'sleep-synth': n_nights={n}: must be between 1 and {MAX_NIGHTS}")
         hours = extra["hours"]
-        if not 0.5 <= hours <= 24:
-            raise UsageError(f"dataset 'sleep-synth': hours={hours:g}: must be between 0.5 and 24")
         folder = night_folder(options.cache_dir, extra["data_seed"], hours)
         sources = ensure_nights(folder, n, extra["data_seed"], hours)
         return load_sleep_edf_sources(

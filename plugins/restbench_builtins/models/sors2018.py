@@ -220,6 +220,7 @@ class Sors2018:
     version = "1.0.0"
     description = "Sors et al. 2018 CNN: 12 x (Conv1d stride 2 -> BN -> ReLU), Linear 100 -> BN -> Linear; channel-prunable"
     citation = "Sors et al. 2018, Biomedical Signal Processing and Control 42:107-114"
+    default = True
 
     def build(
         self, n_times: int, sfreq: float, n_classes: int, spec: dict | None = None, width: float = 1.0
