@@ -1,4 +1,4 @@
-"""restbench.evaluation.metrics against scikit-learn, plus the bootstrap, mean/std and mean corrupted F1."""
+"""restbench.evaluation.metrics against scikit-learn, plus the bootstrap and mean corrupted F1."""
 
 import json
 import math
@@ -12,7 +12,6 @@ from restbench.evaluation.metrics import (
     bootstrap_ci,
     classification_metrics,
     mean_corrupted_f1,
-    mean_std,
     per_subject_macro_f1,
 )
 
@@ -150,17 +149,6 @@ def test_bootstrap_resamples_whole_subjects():
     # one subject: no spread
     point = classification_metrics(y, bad)["macro_f1"]
     assert bootstrap_ci(y, bad, np.zeros(len(y)), n_boot=50) == (point, point)
-
-
-def test_mean_std():
-    assert mean_std([0.5]) == (0.5, 0.0)
-    mean, std = mean_std([0.6, 0.7, 0.8])
-    assert mean == pytest.approx(0.7) and std == pytest.approx(np.std([0.6, 0.7, 0.8], ddof=1))
-    assert type(mean) is float and type(std) is float
-    with pytest.raises(ValueError):
-        mean_std([])
-    with pytest.raises(ValueError):
-        mean_std([0.5, float("nan")])
 
 
 def test_mean_corrupted_f1_forms_agree():

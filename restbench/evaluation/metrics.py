@@ -11,7 +11,8 @@ share one definition of macro-F1:
   ``f1_score(..., labels=range(5), zero_division=0)``. Leaving out absent classes matters for
   per-subject scores: a subject without N3 who is never scored N3 is not charged a zero.
 * The paper's number is the macro-F1 **pooled** over all test windows
-  (:func:`classification_metrics`), reported as mean +- std over seeds (:func:`mean_std`).
+  (:func:`classification_metrics`), reported as mean +- std over seeds (the report's tables,
+  :mod:`restbench.report.summary`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ __all__ = [
     "classification_metrics",
     "per_subject_macro_f1",
     "bootstrap_ci",
-    "mean_std",
     "mean_corrupted_f1",
 ]
 
@@ -185,23 +185,6 @@ def bootstrap_ci(
     scores = macro_f1_from_confusion(pooled)
     lo, hi = np.quantile(np.atleast_1d(scores), [alpha / 2.0, 1.0 - alpha / 2.0])
     return float(lo), float(hi)
-
-
-def mean_std(values: Iterable[float]) -> tuple[float, float]:
-    """Mean and spread of one number across seeds, as ``(mean, std)``.
-
-    ``std`` is the sample standard deviation (``ddof=1``, the usual "+-" over runs) when there
-    are two or more values and ``0.0`` for a single value (no spread can be estimated; the
-    count is reported next to it). ``None`` or non-finite values raise ``ValueError``.
-    """
-    arr = np.asarray([float(v) for v in values], dtype=np.float64)
-    if arr.size == 0:
-        raise ValueError("mean_std needs at least one value")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError("mean_std got a non-finite value")
-    mean = float(arr.mean())
-    std = float(arr.std(ddof=1)) if arr.size > 1 else 0.0
-    return mean, std
 
 
 def _severity_key(severity: Any) -> Any:

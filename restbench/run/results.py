@@ -510,17 +510,6 @@ class RunDir:
         """run.json as a dict (PluginError when missing or malformed)."""
         return load_json(self.run_json)
 
-    def update_run(self, **changes: Any) -> dict:
-        """Read run.json, apply ``changes`` (top-level keys), validate, rewrite; returns the result.
-
-        Setting ``status`` to "complete" or "failed" also stamps ``finished`` unless given."""
-        info = self.read_run()
-        info.update(changes)
-        if changes.get("status") in ("complete", "failed") and "finished" not in changes:
-            info["finished"] = utc_now()
-        self.write_run(info)
-        return info
-
     # ---------------------------------------------------------------- records
 
     def append(self, record: dict) -> dict:
@@ -617,13 +606,6 @@ class RunDir:
     def write_json_atomic(self, name: str, obj: Any) -> Path:
         """Atomically write ``obj`` as JSON to ``<run>/<name>``; returns the path."""
         return write_json_atomic(self._inside(name), obj)
-
-    def log(self, message: str) -> None:
-        """Append a time-stamped line to log.txt (flushed, not fsynced: it is for people)."""
-        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        with open(self.log_path, "a", encoding="utf-8") as fh:
-            for line in str(message).splitlines() or [""]:
-                fh.write(f"{stamp} {line}\n")
 
     def _inside(self, name: str) -> Path:
         target = (self.path / name).resolve()
