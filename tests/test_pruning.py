@@ -11,7 +11,8 @@ from torch import nn
 import restbench.training.pruning as pruning
 from restbench.api import CompressionReport, Compressor, PluginError, UsageError
 from restbench.plugins.registry import Registry
-from restbench.training.pruning import apply_channel_surgery, count_params
+from restbench.deploy.efficiency import count_params, size_kb
+from restbench.training.pruning import apply_channel_surgery
 from restbench_builtins.compressors import l1_filter, slimming
 from restbench_builtins.compressors.l1_filter import L1Filter
 from restbench_builtins.compressors.slimming import Slimming, slimming_keep
@@ -68,7 +69,8 @@ def test_pruned_model_equals_original_with_pruned_channels_zeroed(compressor, op
         got = pruned.eval()(x)
     assert torch.allclose(got, expected, rtol=1e-4, atol=1e-4), (got - expected).abs().max()
     assert report.params_after == count_params(pruned) < report.params_before == count_params(net)
-    assert report.details["size_kb_fp32_after"] < report.details["size_kb_fp32_before"]
+    assert report.details["size_kb_before"] == size_kb(net)  # one size definition (deploy.efficiency)
+    assert report.details["size_kb_after"] == size_kb(pruned) < size_kb(net)
 
 
 def test_surgery_copies_bn_statistics_and_counter():

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from restbench.api import CompressionReport, PluginError, UsageError
+from restbench.deploy.efficiency import count_params, size_kb
 
 if TYPE_CHECKING:
     from restbench.api import Model
@@ -81,16 +82,6 @@ def require_prunable(module: nn.Module, who: str) -> list[ChannelGroup]:
             "module channel_groups() and channel_spec() (see restbench.training.pruning)"
         )
     return list(module.channel_groups())
-
-
-def count_params(module: nn.Module) -> int:
-    """Number of parameters (BN affine included, buffers excluded)."""
-    return int(sum(p.numel() for p in module.parameters()))
-
-
-def size_kb_fp32(module: nn.Module) -> float:
-    """Parameters stored as float32, in KB (1 KB = 1024 bytes)."""
-    return count_params(module) * 4 / 1024
 
 
 def gamma_scores(module: nn.Module, groups: list[ChannelGroup]) -> dict[str, torch.Tensor]:
@@ -242,8 +233,8 @@ def prune_and_report(
             "channels_total": total,
             "channels_pruned": removed,
             "channel_sparsity": removed / total if total else 0.0,
-            "size_kb_fp32_before": size_kb_fp32(module),
-            "size_kb_fp32_after": size_kb_fp32(new_module),
+            "size_kb_before": size_kb(module),  # the efficiency record's definition
+            "size_kb_after": size_kb(new_module),
             **(details or {}),
         },
     )
