@@ -20,7 +20,7 @@ from restbench.deploy.efficiency import (
     stored_numel,
 )
 
-# (in, out, kernel, padding) of Sors conv1..conv12, all stride 2 (PROTOCOL.md "Model")
+# (in, out, kernel, padding) of Sors conv1..conv12, all stride 2 (docs/PROTOCOL.md "Model")
 SORS_CONVS = (
     [(1, 128, 7, 3)] + [(128, 128, 7, 3)] * 5 + [(128, 256, 7, 3)] + [(256, 256, 5, 2)] * 3 + [(256, 256, 3, 1)] * 2
 )
@@ -114,7 +114,7 @@ def sors_model():
 def test_sors_sleep_edf_pinned(sors_model):
     hand = sors_by_hand(12000)
     assert hand["features"] == 768
-    assert hand["params"] == 2_264_485  # PROTOCOL.md
+    assert hand["params"] == 2_264_485  # docs/PROTOCOL.md
     assert hand["macs"] == 722_662_900  # "about 723 M"
     r = efficiency_report(sors_model, (1, 12000))
     assert r["params"] == hand["params"]

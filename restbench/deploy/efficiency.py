@@ -4,7 +4,7 @@ plus the latency-timing helpers every runner shares (:class:`LatencyOptions`,
 
 What is counted (the ``note`` of :func:`efficiency_report` repeats it with every result):
 
-- ``params``: every parameter, BatchNorm affine weights included (PROTOCOL.md's 2,264,485 for
+- ``params``: every parameter, BatchNorm affine weights included (docs/PROTOCOL.md's 2,264,485 for
   Sors on Sleep-EDF).
 - ``size_kb``: float32 bytes of what a deployment stores, divided by 1024: all parameters plus
   the floating-point buffers a forward pass in eval mode reads (BatchNorm running mean and
@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
 if TYPE_CHECKING:
     from torch import nn
 
-#: One night of scoring: 9 h of 30-s windows (PROTOCOL.md).
+#: One night of scoring: 9 h of 30-s windows (docs/PROTOCOL.md).
 WINDOWS_PER_NIGHT = 1080
 
 NOTE = (

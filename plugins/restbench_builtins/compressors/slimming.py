@@ -2,7 +2,7 @@
 
 Every BatchNorm gamma of the network is ranked by magnitude across all layers; the smallest
 are pruned until ``sparsity`` of all BN channels are gone, while every layer keeps at least
-``min_keep`` of its channels (PROTOCOL.md, "Pruning"). The channels are then physically
+``min_keep`` of its channels (docs/PROTOCOL.md, "Pruning"). The channels are then physically
 removed by :func:`restbench.training.pruning.apply_channel_surgery`, BN affine parameters and running
 statistics preserved (the public REST code lost them).
 """

@@ -2,7 +2,7 @@
 
 Twelve blocks of Conv1d (stride 2, with bias) -> BatchNorm1d -> ReLU, no pooling, no dropout,
 then flatten -> Linear(n, 100) -> BatchNorm1d(100) -> ReLU -> Linear(100, n_classes)
-(PROTOCOL.md, "Model"). The architecture is fixed by a plain-JSON ``spec`` holding the channel
+(docs/PROTOCOL.md, "Model"). The architecture is fixed by a plain-JSON ``spec`` holding the channel
 count of every layer, so a channel-pruned network rebuilds exactly from spec + state_dict. The
 network exposes its channel groups (:mod:`restbench.training.pruning`) so any channel compressor can
 shrink it without knowing its layer names.

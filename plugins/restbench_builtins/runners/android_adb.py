@@ -9,7 +9,7 @@ tool's 150 s default), after ``warmup`` untimed runs. The tool prints per-run st
 so here per-window median/p90 are the median/p90 over repetitions of each run's median (its
 average when the tool prints no percentiles), and a night is ``avg x windows_per_night``.
 
-Energy (``energy=true``) follows the paper's battery-drain protocol (PROTOCOL.md): run the model
+Energy (``energy=true``) follows the paper's battery-drain protocol (docs/PROTOCOL.md): run the model
 continuously while polling ``dumpsys battery``; from ``energy_start_level`` down to
 ``energy_stop_level`` (100 % -> 85 %: 15 one-percent intervals) count the inferences N_i done
 per 1 % drop; 1 % of a 2,700 mAh, 3.85 V battery is 2.7 Ah x 3600 s x 3.85 V / 100 = 374 J, so
@@ -419,7 +419,7 @@ class AndroidAdb:
     def measure_energy(
         self, adb: Adb, graph: str, binary: str, opts: LatencyOptions, extra: dict[str, Any]
     ) -> dict[str, Any]:
-        """Battery-drain energy per night (PROTOCOL.md). Runs until the battery reaches
+        """Battery-drain energy per night (docs/PROTOCOL.md). Runs until the battery reaches
         ``energy_stop_level``: hours on a real phone."""
         start, stop = extra["energy_start_level"], extra["energy_stop_level"]
         argv = benchmark_command(
