@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -264,3 +266,14 @@ def test_print_summary():
     empty = Console(file=io.StringIO(), width=80, color_system=None)
     print_summary({}, empty)
     assert "No results" in empty.file.getvalue()
+
+
+LEADERBOARD = Path(__file__).resolve().parents[1] / "leaderboards" / "sleep-synth-quick-seed0"
+
+
+def test_committed_leaderboard_summary_is_reproduced(tmp_path):
+    """The published summary.md is exactly what its committed records and run.json render to."""
+    run = shutil.copytree(LEADERBOARD, tmp_path / LEADERBOARD.name)
+    (run / "summary.md").unlink()
+    write_summary(run)
+    assert (run / "summary.md").read_text(encoding="utf-8") == (LEADERBOARD / "summary.md").read_text(encoding="utf-8")

@@ -25,8 +25,6 @@ Tables (keys of the dict :func:`build_tables` returns; a table is present only w
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import os
@@ -34,6 +32,8 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
+
+import pandas as pd
 
 from restbench.api import PluginError
 from restbench.evaluation.metrics import mean_corrupted_f1
@@ -59,7 +59,11 @@ ROBUSTNESS_METRICS: tuple[str, ...] = ("macro_f1", "accuracy", "kappa")
 
 @dataclass
 class Cell:
-    """Per-seed values of one number; ``mean`` and ``std`` (sample std, ``None`` for one seed)."""
+    """Per-seed values of one number; ``mean`` and ``std`` (sample std, ``None`` for one seed).
+
+    Both are computed exactly (``math.fsum``, ``statistics.stdev``) rather than by pandas, whose
+    summation can differ in the last digit: summary.csv keeps full precision.
+    """
 
     values: list[float]
     seeds: list[int]
@@ -145,6 +149,20 @@ class Table:
 
 # --------------------------------------------------------------------------- building
 
+_ID = ["dataset", "model", "method"]
+
+#: The record fields the tables read (the frame of records holds only these).
+_FIELDS = [
+    "record_type", *_ID, "compressor", "seed",
+    "variant", "suite", "corruption", "severity", "severity_name", "severity_value", "severity_unit",
+    "corruption_settings", *ROBUSTNESS_METRICS,
+    *(f for f, _ in EFFICIENCY_FIELDS), "runner", "latency_s_per_night_median",
+    "phase", "selected_epoch", "selection_score", "wall_s",
+]
+
+#: Training table columns per phase: (record field, label suffix).
+_TRAINING_FIELDS = (("selected_epoch", "epoch"), ("selection_score", "score"), ("wall_s", "wall (s)"))
+
 
 def _ordered(seen: Iterable[str], preferred: Iterable[str] | None) -> list[str]:
     """``preferred`` items that occur in ``seen`` first (in that order), then the rest of ``seen``
@@ -154,27 +172,33 @@ def _ordered(seen: Iterable[str], preferred: Iterable[str] | None) -> list[str]:
     return head + [s for s in seen if s not in head]
 
 
-def _dedupe(records: list[dict], key_fields: tuple[str, ...]) -> list[dict]:
-    """Keep the last record for each key (a resumed run may have re-appended a result)."""
-    latest: dict[tuple, dict] = {}
-    for rec in records:
-        latest[tuple(rec.get(f) for f in key_fields)] = rec
-    return list(latest.values())
+def _given(value: Any) -> Any:
+    """A frame entry as the record had it: ``None`` where the field was null or missing."""
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
-_ID = ("dataset", "model", "method")
+def _latest(df: pd.DataFrame, key: list[str]) -> pd.DataFrame:
+    """The last record for each ``key`` (a resumed run may have re-appended a result), at the
+    place of the key's first record."""
+    first = df.groupby(key, sort=False, dropna=False).ngroup()
+    latest = df.assign(_first=first).drop_duplicates(key, keep="last")
+    return latest.sort_values("_first", kind="stable").drop(columns="_first")
 
 
 class _Rows:
-    """Row identities in method order; labels name model and dataset only when several occur."""
+    """Row identities (dataset, model, method) in method order; keys and labels name the model
+    and dataset only when several occur."""
 
-    def __init__(self, records: list[dict], methods: Iterable[str] | None) -> None:
-        idents = list(dict.fromkeys(tuple(r[f] for f in _ID) for r in records))
-        order = _ordered((i[2] for i in idents), methods)
-        idents.sort(key=lambda i: order.index(i[2]))
-        self.multi = len({(d, m) for d, m, _ in idents}) > 1
-        self.compressor = {tuple(r[f] for f in _ID): r.get("compressor") for r in records}
-        self.idents = idents
+    def __init__(self, df: pd.DataFrame, methods: Iterable[str] | None) -> None:
+        last = _latest(df[[*_ID, "compressor"]], _ID)  # the compressor as an ident's last record has it
+        order = _ordered(last["method"], methods)
+        last = last.sort_values("method", key=lambda m: m.map(order.index), kind="stable")
+        self.idents = list(last[_ID].itertuples(index=False, name=None))
+        self.compressor = dict(zip(self.idents, map(_given, last["compressor"])))
+        self.multi = len(last[["dataset", "model"]].drop_duplicates()) > 1
+
+    def keys(self, df: pd.DataFrame) -> pd.Series:
+        return df["dataset"] + "/" + df["model"] + "/" + df["method"] if self.multi else df["method"]
 
     def key(self, ident: tuple) -> str:
         return "/".join(ident) if self.multi else ident[2]
@@ -186,163 +210,137 @@ class _Rows:
                    compressor=self.compressor.get(ident), **extra)
 
 
-def _cell(per_seed: dict[int, float]) -> Cell:
-    seeds = sorted(per_seed)
-    return Cell(values=[float(per_seed[s]) for s in seeds], seeds=seeds)
+def _cells(long: pd.DataFrame) -> dict[str, dict[str, Cell]]:
+    """``cells[row][column]`` from a long frame with columns row, column, seed and value (one
+    value per seed; missing values are left out)."""
+    long = long.dropna(subset=["value"]).astype({"value": float})
+    if long.empty:
+        return {}
+    by_seed = long.pivot_table(index=["row", "column"], columns="seed", values="value", aggfunc="last")
+    cells: dict[str, dict[str, Cell]] = {}
+    for (row, column), values in by_seed.iterrows():
+        values = values.dropna()
+        cells.setdefault(row, {})[column] = Cell(values.tolist(), values.index.tolist())
+    return cells
 
 
-def _level_key(corruption: str, severity_name: str) -> str:
-    return "clean" if corruption == "clean" else f"{corruption}/{severity_name}"
+def _table(name: str, title: str, description: str, columns: list[Column], long: pd.DataFrame, rows: _Rows,
+           **extra: Any) -> Table:
+    """A table of the methods that have a value in ``long`` (see :func:`_cells`)."""
+    cells = _cells(long)
+    table_rows = [rows.row(i) for i in rows.idents if rows.key(i) in cells]
+    return Table(name, title, description, columns, table_rows, cells, **extra)
 
 
-def _levels(records: list[dict], corruptions: Iterable[str] | None) -> list[tuple[str, int, str]]:
-    """(corruption, severity, severity_name) in display order: clean first, then corruptions in
-    ``corruptions`` order / first appearance, each by increasing severity."""
-    order = _ordered((r["corruption"] for r in records if r["corruption"] != "clean"), corruptions)
-    levels = {(r["corruption"], r["severity"], r["severity_name"]) for r in records}
-    clean = [lv for lv in levels if lv[0] == "clean"]
-    rest = sorted((lv for lv in levels if lv[0] != "clean"), key=lambda lv: (order.index(lv[0]), lv[1], lv[2]))
-    return sorted(clean)[:1] + rest
+def _levels(recs: pd.DataFrame, corruptions: list[str]) -> list[tuple[str, str, int, str]]:
+    """(column key, corruption, severity, severity name) of each corruption level in display
+    order: clean first, then corruptions in ``corruptions`` order / first appearance, each by
+    increasing severity."""
+    rank = {c: i for i, c in enumerate(_ordered(recs["corruption"][recs["corruption"] != "clean"], corruptions))}
+    levels = recs.drop_duplicates(["corruption", "severity", "severity_name"])
+    levels = levels.assign(rank=levels["corruption"].map(rank).fillna(-1))
+    levels = levels.sort_values(["rank", "severity", "severity_name"])
+    levels = levels[(levels["corruption"] != "clean") | ~levels["corruption"].duplicated()]  # one clean column
+    return [(lv.level, lv.corruption, int(lv.severity), lv.severity_name) for lv in levels.itertuples()]
 
 
-def _settings(records: list[dict], corruptions: list[str]) -> list[dict]:
+def _level_label(corruption: str, severity_name: str) -> str:
+    return "Clean" if corruption == "clean" else f"{corruption} {severity_name}"
+
+
+def _settings(recs: pd.DataFrame, corruptions: list[str]) -> list[dict]:
     """Distinct settings per corruption level, with the methods/variants that used them."""
-    groups: dict[tuple, dict] = {}
-    for r in records:
-        if r["corruption"] == "clean":
-            continue
-        blob = json.dumps(r.get("corruption_settings") or {}, sort_keys=True)
-        key = (r["corruption"], r["severity"], blob)
-        entry = groups.setdefault(
-            key,
-            {
-                "corruption": r["corruption"],
-                "suite": r["suite"],
-                "severity": r["severity"],
-                "severity_name": r["severity_name"],
-                "severity_value": r.get("severity_value"),
-                "severity_unit": r.get("severity_unit"),
-                "settings": r.get("corruption_settings") or {},
-                "methods": [],
-                "variants": [],
-            },
-        )
-        if r["method"] not in entry["methods"]:
-            entry["methods"].append(r["method"])
-        if r["variant"] not in entry["variants"]:
-            entry["variants"].append(r["variant"])
-    order = _ordered((k[0] for k in groups), corruptions)
-    return [groups[k] for k in sorted(groups, key=lambda k: (order.index(k[0]), k[1], k[2]))]
+    recs = recs[recs["corruption"] != "clean"]
+    recs = recs.assign(blob=recs["corruption_settings"].map(lambda s: json.dumps(_given(s) or {}, sort_keys=True)))
+    rank = {c: i for i, c in enumerate(_ordered(recs["corruption"], corruptions))}
+    groups = sorted(recs.groupby(["corruption", "severity", "blob"], sort=False),
+                    key=lambda group: (rank[group[0][0]], *group[0][1:]))
+    entries = []
+    for (corruption, severity, _), group in groups:
+        first = group.iloc[0]
+        entries.append({
+            "corruption": corruption,
+            "suite": first["suite"],
+            "severity": int(severity),
+            "severity_name": first["severity_name"],
+            "severity_value": _given(first["severity_value"]),
+            "severity_unit": _given(first["severity_unit"]),
+            "settings": _given(first["corruption_settings"]) or {},
+            "methods": group["method"].unique().tolist(),
+            "variants": group["variant"].unique().tolist(),
+        })
+    return entries
 
 
-def _suite_table(name, title, description, recs, all_rob, rows: _Rows, corruptions) -> Table:
-    """Clean column + one column per corruption level of ``recs`` (macro-F1)."""
-    clean = [r for r in all_rob if r["corruption"] == "clean"]
-    levels = _levels(clean + recs, corruptions)
-    columns = [
-        Column(
-            key=_level_key(c, sn),
-            label="Clean" if c == "clean" else f"{c} {sn}",
-            metric="macro_f1",
-            suite="clean" if c == "clean" else recs[0]["suite"] if recs else None,
-            corruption=c,
-            severity=s,
-            severity_name=sn,
-            variant=REFERENCE_VARIANT,
-        )
-        for c, s, sn in levels
-    ]
-    per: dict[tuple, dict[str, dict[int, float]]] = {}
-    for r in clean + recs:
-        ident = tuple(r[f] for f in _ID)
-        per.setdefault(ident, {}).setdefault(_level_key(r["corruption"], r["severity_name"]), {})[r["seed"]] = r["macro_f1"]
-    table_rows = [rows.row(i) for i in rows.idents if i in per]
-    cells = {rows.key(i): {col: _cell(v) for col, v in per[i].items()} for i in rows.idents if i in per}
-    return Table(name, title, description, columns, table_rows, cells, settings=_settings(recs, corruptions))
+def _suite_table(name: str, title: str, description: str, ref: pd.DataFrame, suite: str, rows: _Rows,
+                 corruptions: list[str]) -> Table:
+    """Clean column + one column per corruption level of ``suite`` (macro-F1)."""
+    both = ref[(ref["corruption"] == "clean") | (ref["suite"] == suite)]
+    recs = both[both["corruption"] != "clean"]
+    columns = [Column(key, _level_label(c, sn), "macro_f1", suite="clean" if c == "clean" else suite,
+                      corruption=c, severity=s, severity_name=sn, variant=REFERENCE_VARIANT)
+               for key, c, s, sn in _levels(both, corruptions)]
+    long = both.assign(column=both["level"], value=both["macro_f1"])
+    return _table(name, title, description, columns, long, rows, settings=_settings(recs, corruptions))
 
 
-def _artifact_table(recs, all_rob, rows: _Rows, corruptions) -> Table:
-    clean = [r for r in all_rob if r["corruption"] == "clean"]
-    order = _ordered((r["corruption"] for r in recs), corruptions)
+def _artifact_table(ref: pd.DataFrame, rows: _Rows, corruptions: list[str]) -> Table:
+    recs = ref[(ref["corruption"] != "clean") & (ref["suite"] == "artifact")]
+    both = ref[ref["row"].isin(recs["row"]) & ((ref["corruption"] == "clean") | (ref["suite"] == "artifact"))]
     columns = [Column("clean", "Clean", "macro_f1", suite="clean", corruption="clean", severity=0,
                       severity_name="clean", variant=REFERENCE_VARIANT)]
     columns += [Column(c, c, "macro_f1_mean_over_levels", suite="artifact", corruption=c, variant=REFERENCE_VARIANT)
-                for c in order]
+                for c in _ordered(recs["corruption"], corruptions)]
     columns.append(Column("mean-corrupted", "Mean corrupted", "macro_f1_mean_corrupted", suite="artifact",
                           variant=REFERENCE_VARIANT))
-    # ident -> column -> seed -> list of macro-F1 over levels (averaged per seed below)
-    per: dict[tuple, dict[str, dict[int, list[float]]]] = {}
-    corrupted: dict[tuple, dict[int, list[dict]]] = {}
-    for r in clean:
-        ident = tuple(r[f] for f in _ID)
-        per.setdefault(ident, {}).setdefault("clean", {}).setdefault(r["seed"], []).append(r["macro_f1"])
-    for r in recs:
-        ident = tuple(r[f] for f in _ID)
-        per.setdefault(ident, {}).setdefault(r["corruption"], {}).setdefault(r["seed"], []).append(r["macro_f1"])
-        corrupted.setdefault(ident, {}).setdefault(r["seed"], []).append(r)
-    idents = [i for i in rows.idents if i in corrupted]
-    cells = {}
-    for i in idents:
-        cells[rows.key(i)] = {col: _cell({s: math.fsum(v) / len(v) for s, v in seeds.items()})
-                              for col, seeds in per[i].items()}
-        # One definition of the suite's summary number, shared with restbench.evaluation.metrics.
-        cells[rows.key(i)]["mean-corrupted"] = _cell({s: mean_corrupted_f1(v) for s, v in corrupted[i].items()})
-    return Table(
+    # Per seed: each corruption's mean over its severities (clean: its one value) ...
+    per_corruption = both.groupby(["row", "corruption", "seed"])["macro_f1"].agg(statistics.fmean)
+    # ... and the suite's summary number, with the one definition in restbench.evaluation.metrics.
+    mean_corrupted = recs.groupby(["row", "seed"])[["corruption", "severity", "macro_f1"]].apply(
+        lambda group: mean_corrupted_f1(group.to_dict("records")))
+    long = pd.concat([
+        per_corruption.rename("value").reset_index().rename(columns={"corruption": "column"}),
+        mean_corrupted.rename("value").reset_index().assign(column="mean-corrupted"),
+    ])
+    return _table(
         "artifact",
         "Artifact suite (macro-F1)",
         "Each artifact corruption averaged over its severities, and the mean corrupted macro-F1 "
         "(the mean over corruptions of those averages); per seed, then mean ± std over seeds.",
-        columns,
-        [rows.row(i) for i in idents],
-        cells,
-        settings=_settings(recs, corruptions),
+        columns, long, rows, settings=_settings(recs, corruptions),
     )
 
 
-def _variants_table(rob, rows: _Rows, corruptions) -> Table | None:
-    others = _ordered((r["variant"] for r in rob if r["variant"] != REFERENCE_VARIANT), None)
-    if not others:
+def _variants_table(rob: pd.DataFrame, rows: _Rows, corruptions: list[str]) -> Table | None:
+    exported = rob[rob["variant"] != REFERENCE_VARIANT]
+    if exported.empty:
         return None
-    exported = [r for r in rob if r["variant"] != REFERENCE_VARIANT]
-    wanted = {(r["corruption"], r["severity"]) for r in exported}
-    recs = [r for r in rob if (r["corruption"], r["severity"]) in wanted]
-    levels = _levels(recs, corruptions)
-    columns = [
-        Column(key=_level_key(c, sn), label="Clean" if c == "clean" else f"{c} {sn}", metric="macro_f1",
-               corruption=c, severity=s, severity_name=sn)
-        for c, s, sn in levels
-    ]
-    # ident -> variant -> column -> seed -> macro-F1
-    per: dict[tuple, dict[str, dict[str, dict[int, float]]]] = {}
-    for r in recs:
-        ident = tuple(r[f] for f in _ID)
-        per.setdefault(ident, {}).setdefault(r["variant"], {}).setdefault(
-            _level_key(r["corruption"], r["severity_name"]), {})[r["seed"]] = r["macro_f1"]
-    table_rows, cells = [], {}
+    variants = [REFERENCE_VARIANT, *_ordered(exported["variant"], None)]
+    recs = rob[rob["level"].isin(exported["level"])]  # the levels the exported models were evaluated at
+    columns = [Column(key, _level_label(c, sn), "macro_f1", corruption=c, severity=s, severity_name=sn)
+               for key, c, s, sn in _levels(recs, corruptions)]
+    by_variant = recs.pivot_table(index=["row", "level", "seed"], columns="variant", values="macro_f1",
+                                  aggfunc="last")
+    parts = {v: by_variant[v] for v in variants if v in by_variant}
+    if REFERENCE_VARIANT in by_variant:  # paired per seed: the same trained model
+        ref = by_variant[REFERENCE_VARIANT]
+        parts |= {f"{v}-minus-{REFERENCE_VARIANT}": by_variant[v] - ref for v in variants[1:]}
+    long = pd.concat(parts, names=["part"]).rename("value").reset_index()
+    cells = _cells(long.assign(row=long["row"] + "|" + long["part"], column=long["level"]))
+
+    present = set(zip(recs["row"], recs["variant"]))
+    table_rows = []
     for ident in rows.idents:
-        if ident not in per:
-            continue
-        variants = per[ident]
-        ref = variants.get(REFERENCE_VARIANT, {})
-        for variant in [REFERENCE_VARIANT, *others]:
-            if variant not in variants:
-                continue
+        have = [v for v in variants if (rows.key(ident), v) in present]
+        for variant in have:
             row = rows.row(ident, variant=variant)
             row.key, row.label = f"{row.key}|{variant}", f"{row.label} · {variant}"
             table_rows.append(row)
-            cells[row.key] = {col: _cell(v) for col, v in variants[variant].items()}
-        for variant in others:
-            if variant not in variants or not ref:
-                continue
+        for variant in have[1:] if REFERENCE_VARIANT in have else []:
             row = rows.row(ident, variant=variant, delta_to=REFERENCE_VARIANT)
-            row.key, row.label = f"{row.key}|{variant}-minus-{REFERENCE_VARIANT}", f"{row.label} · Δ {variant} − {REFERENCE_VARIANT}"
-            deltas = {}
-            for col, seeds in variants[variant].items():
-                paired = {s: seeds[s] - ref[col][s] for s in seeds if s in ref.get(col, {})}
-                if paired:
-                    deltas[col] = _cell(paired)
+            row.key = f"{row.key}|{variant}-minus-{REFERENCE_VARIANT}"
+            row.label = f"{row.label} · Δ {variant} − {REFERENCE_VARIANT}"
             table_rows.append(row)
-            cells[row.key] = deltas
     return Table(
         "variants",
         "Deployed variants (macro-F1)",
@@ -350,100 +348,59 @@ def _variants_table(rob, rows: _Rows, corruptions) -> Table | None:
         "paired per seed (same trained model), mean ± std over seeds.",
         columns,
         table_rows,
-        cells,
-        settings=_settings([r for r in exported if r["corruption"] != "clean"], corruptions),
+        {row.key: cells.get(row.key, {}) for row in table_rows},
+        settings=_settings(exported, corruptions),
     )
 
 
-def _efficiency_table(eff, lat, rows: _Rows) -> Table | None:
-    if not eff and not lat:
+def _efficiency_table(eff: pd.DataFrame, lat: pd.DataFrame, rows: _Rows) -> Table | None:
+    if eff.empty and lat.empty:
         return None
-    per: dict[tuple, dict[str, dict[int, float]]] = {}
-    present: set[str] = set()
-    for r in eff:
-        ident = tuple(r[f] for f in _ID)
-        for fld, _ in EFFICIENCY_FIELDS:
-            if r.get(fld) is not None:
-                per.setdefault(ident, {}).setdefault(fld, {})[r["seed"]] = r[fld]
-                present.add(fld)
-    columns = [Column(fld, label, fld) for fld, label in EFFICIENCY_FIELDS if fld in present]
-    pairs = list(dict.fromkeys((r["runner"], r["variant"]) for r in lat))
-    for runner, variant in pairs:
-        key = f"latency_s_per_night_median[{runner}:{variant}]"
-        columns.append(Column(key, f"s/night {runner} {variant}", "latency_s_per_night_median",
-                              runner=runner, variant=variant))
-    for r in lat:
-        ident = tuple(r[f] for f in _ID)
-        key = f"latency_s_per_night_median[{r['runner']}:{r['variant']}]"
-        per.setdefault(ident, {}).setdefault(key, {})[r["seed"]] = r["latency_s_per_night_median"]
-    idents = [i for i in rows.idents if i in per]
-    return Table(
+    fields = [fld for fld, _ in EFFICIENCY_FIELDS if eff[fld].notna().any()]
+    columns = [Column(fld, label, fld) for fld, label in EFFICIENCY_FIELDS if fld in fields]
+    lat = lat.assign(column="latency_s_per_night_median[" + lat["runner"] + ":" + lat["variant"] + "]",
+                     value=lat["latency_s_per_night_median"])
+    pairs = lat[["column", "runner", "variant"]].drop_duplicates().itertuples(index=False)
+    columns += [Column(key, f"s/night {runner} {variant}", "latency_s_per_night_median", runner=runner,
+                       variant=variant) for key, runner, variant in pairs]
+    long = pd.concat([eff.melt(id_vars=["row", "seed"], value_vars=fields, var_name="column"),
+                      lat[["row", "seed", "column", "value"]]])
+    return _table(
         "efficiency",
         "Efficiency (Table 5)",
         "Size and compute per window; latency is the median per night (windows_per_night windows) "
         "on each runner; mean ± std over seeds (pruned models differ per seed).",
-        columns,
-        [rows.row(i) for i in idents],
-        {rows.key(i): {c: _cell(v) for c, v in per[i].items()} for i in idents},
+        columns, long, rows,
     )
 
 
-def _training_table(train, rows: _Rows) -> Table | None:
-    if not train:
+def _training_table(train: pd.DataFrame, rows: _Rows) -> Table | None:
+    if train.empty:
         return None
-    phases = _ordered((r["phase"] for r in train), ("train", "retrain"))
-    columns = []
-    for phase in phases:
-        columns += [
-            Column(f"{phase}:selected_epoch", f"{phase} epoch", "selected_epoch"),
-            Column(f"{phase}:selection_score", f"{phase} score", "selection_score"),
-            Column(f"{phase}:wall_s", f"{phase} wall (s)", "wall_s"),
-        ]
-    per: dict[tuple, dict[str, dict[int, float]]] = {}
-    for r in train:
-        ident = tuple(r[f] for f in _ID)
-        for metric in ("selected_epoch", "selection_score", "wall_s"):
-            if r.get(metric) is not None:
-                per.setdefault(ident, {}).setdefault(f"{r['phase']}:{metric}", {})[r["seed"]] = r[metric]
-    idents = [i for i in rows.idents if i in per]
-    return Table(
-        "training",
-        "Training",
-        "Epoch kept by model selection, its validation score, and wall time per phase.",
-        columns,
-        [rows.row(i) for i in idents],
-        {rows.key(i): {c: _cell(v) for c, v in per[i].items()} for i in idents},
-    )
+    columns = [Column(f"{phase}:{fld}", f"{phase} {label}", fld)
+               for phase in _ordered(train["phase"], ("train", "retrain")) for fld, label in _TRAINING_FIELDS]
+    long = train.melt(id_vars=["row", "seed", "phase"], value_vars=[f for f, _ in _TRAINING_FIELDS],
+                      var_name="metric")
+    long["column"] = long["phase"] + ":" + long["metric"]
+    return _table("training", "Training",
+                  "Epoch kept by model selection, its validation score, and wall time per phase.",
+                  columns, long, rows)
 
 
-def _detail_table(rob, rows: _Rows, corruptions) -> Table:
-    variants = _ordered((r["variant"] for r in rob), (REFERENCE_VARIANT,))
-    levels = _levels(rob, corruptions)
-    suite_of = {(r["corruption"], r["severity"]): r["suite"] for r in rob}
-    columns = []
-    for variant in variants:
-        for c, s, sn in levels:
-            for metric in ROBUSTNESS_METRICS:
-                columns.append(Column(f"{variant}:{_level_key(c, sn)}:{metric}", f"{variant} {c} {sn} {metric}", metric,
-                                      suite=suite_of[(c, s)], corruption=c, severity=s, severity_name=sn, variant=variant))
-    per: dict[tuple, dict[str, dict[int, float]]] = {}
-    for r in rob:
-        ident = tuple(r[f] for f in _ID)
-        for metric in ROBUSTNESS_METRICS:
-            if r.get(metric) is None:
-                continue  # undefined (e.g. kappa with a single class): no number to average
-            key = f"{r['variant']}:{_level_key(r['corruption'], r['severity_name'])}:{metric}"
-            per.setdefault(ident, {}).setdefault(key, {})[r["seed"]] = r[metric]
-    idents = [i for i in rows.idents if i in per]
-    return Table(
-        "detail",
-        "All robustness numbers",
-        "Every variant, suite, corruption and severity; macro-F1, accuracy and Cohen's kappa.",
-        columns,
-        [rows.row(i) for i in idents],
-        {rows.key(i): {c: _cell(v) for c, v in per[i].items()} for i in idents},
-        show=False,
-    )
+def _detail_table(rob: pd.DataFrame, rows: _Rows, corruptions: list[str]) -> Table:
+    suite_of = dict(zip(zip(rob["corruption"], rob["severity"]), rob["suite"]))
+    columns = [Column(f"{variant}:{key}:{metric}", f"{variant} {c} {sn} {metric}", metric,
+                      suite=suite_of[(c, s)], corruption=c, severity=s, severity_name=sn, variant=variant)
+               for variant in _ordered(rob["variant"], (REFERENCE_VARIANT,))
+               for key, c, s, sn in _levels(rob, corruptions)
+               for metric in ROBUSTNESS_METRICS]
+    # An undefined number (e.g. kappa with a single class) is null in the record: left out.
+    long = rob.melt(id_vars=["row", "seed", "variant", "level"], value_vars=list(ROBUSTNESS_METRICS),
+                    var_name="metric")
+    long["column"] = long["variant"] + ":" + long["level"] + ":" + long["metric"]
+    return _table("detail", "All robustness numbers",
+                  "Every variant, suite, corruption and severity; macro-F1, accuracy and Cohen's kappa.",
+                  columns, long, rows, show=False)
 
 
 def build_tables(
@@ -457,47 +414,41 @@ def build_tables(
     skipped; ids in the records but not listed come after, in order of appearance). When a
     result was recorded twice (a resumed run) the later record wins.
     """
-    records = list(records)
-    methods = list(methods or [])
+    df = pd.DataFrame(list(records), columns=_FIELDS)
     corruptions = list(corruptions or [])
-    rows = _Rows(records, methods)
-    rob = _dedupe([r for r in records if r.get("record_type") == "robustness"],
-                  (*_ID, "seed", "variant", "corruption", "severity"))
-    eff = _dedupe([r for r in records if r.get("record_type") == "efficiency"], (*_ID, "seed"))
-    lat = _dedupe([r for r in records if r.get("record_type") == "latency"], (*_ID, "seed", "runner", "variant"))
-    train = _dedupe([r for r in records if r.get("record_type") == "training"], (*_ID, "seed", "phase"))
+    rows = _Rows(df, methods)
+    df["row"] = rows.keys(df)
+
+    def of_type(record_type: str, *key: str) -> pd.DataFrame:
+        return _latest(df[df["record_type"] == record_type], [*_ID, "seed", *key])
+
+    rob = of_type("robustness", "variant", "corruption", "severity")
+    rob = rob.assign(level=rob["corruption"].where(rob["corruption"] == "clean",
+                                                   rob["corruption"] + "/" + rob["severity_name"]))
+    ref = rob[rob["variant"] == REFERENCE_VARIANT]
+    suites = _ordered(ref["suite"][ref["corruption"] != "clean"], None)
 
     tables: dict[str, Table] = {}
-    ref = [r for r in rob if r["variant"] == REFERENCE_VARIANT]
-    by_suite: dict[str, list[dict]] = {}
-    for r in ref:
-        if r["corruption"] != "clean":
-            by_suite.setdefault(r["suite"], []).append(r)
-    if "paper" in by_suite or any(r["corruption"] == "clean" for r in ref):
+    if "paper" in suites or (ref["corruption"] == "clean").any():
         tables["paper"] = _suite_table(
-            "paper",
-            "Robustness (Table 4, macro-F1)",
+            "paper", "Robustness (Table 4, macro-F1)",
             f"Macro-F1 on the test split, mean ± std over seeds; the '{REFERENCE_VARIANT}' model.",
-            by_suite.get("paper", []), ref, rows, corruptions)
-    if "artifact" in by_suite:
-        tables["artifact"] = _artifact_table(by_suite["artifact"], ref, rows, corruptions)
-    for suite in _ordered(by_suite, None):
+            ref, "paper", rows, corruptions)
+    if "artifact" in suites:
+        tables["artifact"] = _artifact_table(ref, rows, corruptions)
+    for suite in suites:
         if suite not in ("paper", "artifact"):
             tables[f"suite-{suite}"] = _suite_table(
                 f"suite-{suite}", f"Suite '{suite}' (macro-F1)",
                 f"Macro-F1 under the '{suite}' corruptions, mean ± std over seeds.",
-                by_suite[suite], ref, rows, corruptions)
-    variants = _variants_table(rob, rows, corruptions)
-    if variants is not None:
-        tables["variants"] = variants
-    efficiency = _efficiency_table(eff, lat, rows)
-    if efficiency is not None:
-        tables["efficiency"] = efficiency
-    training = _training_table(train, rows)
-    if training is not None:
-        tables["training"] = training
-    if rob:
-        tables["detail"] = _detail_table(rob, rows, corruptions)
+                ref, suite, rows, corruptions)
+    optional = {
+        "variants": _variants_table(rob, rows, corruptions),
+        "efficiency": _efficiency_table(of_type("efficiency"), of_type("latency", "runner", "variant"), rows),
+        "training": _training_table(of_type("training", "phase"), rows),
+        "detail": _detail_table(rob, rows, corruptions) if not rob.empty else None,
+    }
+    tables.update({name: table for name, table in optional.items() if table is not None})
     return tables
 
 
@@ -666,37 +617,22 @@ CSV_FIELDS: tuple[str, ...] = (
 def csv_text(tables: dict[str, Table]) -> str:
     """summary.csv content: one row per table x method x column (the column fixes the metric
     and condition), with mean, std (empty for one seed), n_seeds and the seeds used."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    for table in tables.values():
-        for row in table.rows:
-            for col in table.columns:
-                cell = table.cell(row.key, col.key)
-                if cell is None or cell.mean is None:
-                    continue
-                writer.writerow({
-                    "table": table.name,
-                    "dataset": row.dataset,
-                    "model": row.model,
-                    "method": row.method,
-                    "compressor": row.compressor or "",
-                    "row_variant": row.variant or "",
-                    "delta_to": row.delta_to or "",
-                    "metric": col.metric,
-                    "column": col.key,
-                    "suite": col.suite or "",
-                    "corruption": col.corruption or "",
-                    "severity": "" if col.severity is None else col.severity,
-                    "severity_name": col.severity_name or "",
-                    "variant": col.variant or "",
-                    "runner": col.runner or "",
-                    "mean": repr(cell.mean),
-                    "std": "" if cell.std is None else repr(cell.std),
-                    "n_seeds": cell.n_seeds,
-                    "seeds": ";".join(str(s) for s in cell.seeds),
-                })
-    return buf.getvalue()
+    lines = [
+        {
+            "table": table.name, "dataset": row.dataset, "model": row.model, "method": row.method,
+            "compressor": row.compressor, "row_variant": row.variant, "delta_to": row.delta_to,
+            "metric": col.metric, "column": col.key, "suite": col.suite, "corruption": col.corruption,
+            "severity": col.severity, "severity_name": col.severity_name, "variant": col.variant, "runner": col.runner,
+            "mean": repr(cell.mean), "std": None if cell.std is None else repr(cell.std), "n_seeds": cell.n_seeds,
+            "seeds": ";".join(str(s) for s in cell.seeds),
+        }
+        for table in tables.values()
+        for row in table.rows
+        for col in table.columns
+        if (cell := table.cell(row.key, col.key)) is not None and cell.mean is not None
+    ]
+    # object columns keep integers as written and None as an empty field
+    return pd.DataFrame(lines, columns=list(CSV_FIELDS), dtype=object).to_csv(index=False, lineterminator="\n")
 
 
 def write_csv(tables: dict[str, Table], path: str | os.PathLike) -> Path:
