@@ -165,24 +165,26 @@ def test_pgd_settings_and_options():
     s = c.settings(c.severities[1])
     assert s["eps_uv"] == 6.0 and s["steps"] == 10 and s["restarts"] == 0 and s["random_start"] is True
     assert s["step_size_uv"] == pytest.approx(2.5 * 6.0 / 10) and s["norm"] == "linf" and s["setting"] == "standard"
-    s = c.settings(c.severities[2], {"pgd_steps": 20, "pgd_restarts": 2, "emg_other": 1})
+    with pytest.raises(UsageError, match="plugin 'pgd' has no option 'emg_other'"):
+        c.settings(c.severities[2], {"emg_other": 1})  # a corruption is handed only its own options
+    s = c.settings(c.severities[2], {"steps": 20, "restarts": 2})
     assert s["steps"] == 20 and s["restarts"] == 2 and s["step_size_uv"] == pytest.approx(2.5 * 12.0 / 20)
-    s = c.settings(c.severities[0], {"pgd_setting": "authors-code"})
+    s = c.settings(c.severities[0], {"setting": "authors-code"})
     assert s["step_size_uv"] == pytest.approx(0.01) and s["setting"] == "authors-code"
-    assert c.settings(c.severities[0], {"pgd_step_size": 0.5})["step_size_uv"] == 0.5
+    assert c.settings(c.severities[0], {"step_size": 0.5})["step_size_uv"] == 0.5
     with pytest.raises(UsageError):
-        c.settings(c.severities[0], {"pgd_stepz": 3})
+        c.settings(c.severities[0], {"stepz": 3})
     with pytest.raises(UsageError):
-        c.settings(c.severities[0], {"pgd_setting": "nope"})
+        c.settings(c.severities[0], {"setting": "nope"})
     with pytest.raises(UsageError):
-        c.settings(c.severities[0], {"pgd_steps": "many"})
+        c.settings(c.severities[0], {"steps": "many"})
     x = eeg(n=2, n_times=3000)
     with pytest.raises(PluginError):
         c.apply(x, c.severities[0], STATS, np.random.default_rng(0))  # no model, no labels
     # fewer steps of the same size move the input less than the default attack
     model, y = tiny_model(3000), torch.tensor([0, 1])
     weak = c.apply(x, c.severities[2], STATS, np.random.default_rng(0), y=y, model=model,
-                   options={"pgd_setting": "authors-code"})
+                   options={"setting": "authors-code"})
     strong = c.apply(x, c.severities[2], STATS, np.random.default_rng(0), y=y, model=model)
     assert not torch.equal(weak, strong)
 
@@ -213,11 +215,11 @@ def test_powerline_frequencies_and_aliasing():
     assert float((products <= 1e-3).double().mean()) > 0.99
     assert float(delta.abs().max()) <= 100.0 + 1e-3
     # 60 Hz mains at 100 Hz sampling aliases to 40 Hz
-    delta = c.apply(x, c.severities[2], STATS, np.random.default_rng(0), sfreq=100.0, options={"powerline_hz": 60}) - x
+    delta = c.apply(x, c.severities[2], STATS, np.random.default_rng(0), sfreq=100.0, options={"hz": 60}) - x
     freqs, power = _spectrum(delta, 100.0)
     assert abs(freqs[np.argmax(power)] - 40.0) < 0.1
     with pytest.raises(UsageError):
-        c.apply(x, 1, STATS, np.random.default_rng(0), options={"powerline_hz": 55})
+        c.apply(x, 1, STATS, np.random.default_rng(0), options={"hz": 55})
 
 
 def test_emg_is_band_limited_bursts_at_the_stated_rms():
@@ -264,7 +266,7 @@ def test_dropout_flat_fraction_and_fill(fill):
     c = corruption("dropout")
     x = eeg(n=6)
     for sev in c.severities:
-        out = c.apply(x, sev, STATS, np.random.default_rng(0), sfreq=SFREQ, options={"dropout_fill": fill})
+        out = c.apply(x, sev, STATS, np.random.default_rng(0), sfreq=SFREQ, options={"fill": fill})
         flat = torch.zeros_like(out, dtype=torch.bool)
         flat[..., 1:] = out[..., 1:] == out[..., :-1]
         changed = out != x
@@ -274,7 +276,7 @@ def test_dropout_flat_fraction_and_fill(fill):
         if fill == "zero":
             assert torch.all(out[changed] == 0.0)
     with pytest.raises(UsageError):
-        c.apply(x, 1, STATS, np.random.default_rng(0), options={"dropout_fill": "nan"})
+        c.apply(x, 1, STATS, np.random.default_rng(0), options={"fill": "nan"})
 
 
 def test_saturation_clips_at_level():

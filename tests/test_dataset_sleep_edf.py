@@ -306,7 +306,7 @@ def test_declares_typed_options_with_the_papers_values():
         ({"resample": "maybe"}, r"sleep-edf\.resample: expected true or false, got 'maybe'"),
         ({"wake_edge_min": "abc"}, r"sleep-edf\.wake_edge_min: expected a number, got 'abc'"),
         ({"wake_edge_min": -1}, r"sleep-edf\.wake_edge_min: -1\.0 is below the minimum 0"),
-        ({"channel": 3}, r"sleep-edf\.channel: expected text, got 3"),
+        ({"channel": ["EEG"]}, r"sleep-edf\.channel: expected text, got \[\"EEG\"\]"),
     ],
 )
 def test_bad_options_are_one_line_usage_errors(tmp_path, extra, match):

@@ -8,7 +8,9 @@ import torch
 from torch import nn
 
 from restbench.api import UsageError
+from restbench.plugins.options import Option
 from restbench.deploy.efficiency import (
+    LATENCY_OPTIONS,
     LatencyOptions,
     count_flops,
     count_macs,
@@ -145,13 +147,15 @@ def test_latency_options_validation():
     opts = LatencyOptions.parse({"repetitions": "7", "variants": "fp32, int8", "night_windows": 12}, "x")
     assert (opts.repetitions, opts.variants, opts.timed_windows) == (7, ("fp32", "int8"), 12)
     assert LatencyOptions.parse(None, "x").timed_windows == 1080
-    with pytest.raises(UsageError, match="unknown option"):
+    assert LatencyOptions.parse(None, "x", windows_per_night=960).timed_windows == 960
+    with pytest.raises(UsageError, match="plugin 'x' has no option 'repeats'"):
         LatencyOptions.parse({"repeats": 3}, "x")
-    with pytest.raises(UsageError, match="threads must be >= 1"):
+    with pytest.raises(UsageError, match=r"x\.threads: 0 is below the minimum 1"):
         LatencyOptions.parse({"threads": 0}, "x")
     with pytest.raises(UsageError, match="integer"):
         LatencyOptions.parse({"repetitions": "many"}, "x")
-    assert LatencyOptions.parse({"serial": "a"}, "x", extra_keys=("serial",)).repetitions == 5
+    serial = Option("serial", str, None, "adb serial", nullable=True)
+    assert LatencyOptions.parse({"serial": "a"}, "x", declared=(*LATENCY_OPTIONS, serial)).repetitions == 5
 
 
 def test_measure_latency_times_and_scales_nights():

@@ -29,7 +29,7 @@ import os
 import platform
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 if TYPE_CHECKING:
     from torch import nn
@@ -210,17 +210,34 @@ def efficiency_report(
 # --------------------------------------------------------------------------- latency
 
 
+def _latency_option_declarations():
+    from restbench.plugins.options import NOT_IN_PAPER, Option
+
+    return (
+        Option("repetitions", int, 5, "timed nights; median and p90 are taken over them (5 as in MLPerf Tiny)",
+               minimum=1, paper=NOT_IN_PAPER, profiles={"smoke": 2}),
+        Option("threads", int, 1, "CPU threads the runtime may use", minimum=1, paper=NOT_IN_PAPER),
+        Option("night_windows", int, None, "windows timed per repetition (null: a whole night); fewer scale up "
+               "to a night", nullable=True, minimum=1, paper=NOT_IN_PAPER, profiles={"quick": 108, "smoke": 4}),
+        Option("warmup", int, 10, "untimed calls before timing", minimum=0, paper=NOT_IN_PAPER),
+        Option("variants", list, None, "deployed variants to time (null: every one the artifact has and the runner "
+               "knows)", item=str, nullable=True, paper=NOT_IN_PAPER),
+        Option("seed", int, 0, "seed of the synthetic timing windows", minimum=0, paper=NOT_IN_PAPER),
+    )
+
+
+#: The options every latency runner declares (``--set RUNNER.NAME=VALUE``).
+LATENCY_OPTIONS = _latency_option_declarations()
+
+
 @dataclass(frozen=True)
 class LatencyOptions:
-    """Options every latency runner understands (``restbench run --runner-option key=value``).
+    """Resolved latency options (see :data:`LATENCY_OPTIONS`), plus the artifact's
+    ``windows_per_night`` (1,080 = 9 h unless the run says otherwise).
 
-    ``repetitions``: timed nights (median and p90 are taken over them; 5 as in MLPerf Tiny).
-    ``threads``: CPU threads the runtime may use. ``windows_per_night``: 1,080 (9 h).
-    ``night_windows``: windows actually timed per repetition; fewer than ``windows_per_night``
-    scales the night's time up (recorded in the report's ``extra``). ``warmup``: untimed calls
-    before timing. ``variants``: which exported graphs to time (``fp32``, ``int8``; default all
-    the artifact has). ``seed``: the synthetic windows' seed (latency does not depend on the
-    values for these dense networks, so random microvolt-scale windows stand in for data).
+    ``night_windows`` fewer than ``windows_per_night`` scales the night's time up (recorded in
+    the report's ``extra``). Latency does not depend on the values for these dense networks,
+    so random microvolt-scale windows (``seed``) stand in for data.
     """
 
     repetitions: int = 5
@@ -231,38 +248,19 @@ class LatencyOptions:
     variants: tuple[str, ...] | None = None
     seed: int = 0
 
-    KEYS: ClassVar[tuple[str, ...]] = (
-        "repetitions", "threads", "windows_per_night", "night_windows", "warmup", "variants", "seed",
-    )
-
     @classmethod
-    def parse(cls, options: dict | None, runner: str, extra_keys: Sequence[str] = ()) -> "LatencyOptions":
-        """Validate ``options`` (unknown keys and bad values raise :class:`UsageError`)."""
-        from restbench.api import UsageError
+    def parse(cls, options: dict | None, runner: str, windows_per_night: int = WINDOWS_PER_NIGHT,
+              declared: Sequence[Any] = LATENCY_OPTIONS) -> "LatencyOptions":
+        """Check ``options`` against ``declared`` (unknown keys and bad values raise UsageError);
+        keys of ``declared`` that are not latency options are left to the runner."""
+        from restbench.plugins.options import fill_options
 
-        options = dict(options or {})
-        unknown = sorted(set(options) - set(cls.KEYS) - set(extra_keys))
-        if unknown:
-            known = ", ".join((*cls.KEYS, *extra_keys))
-            raise UsageError(f"runner {runner}: unknown option(s) {', '.join(unknown)}; known: {known}")
-        values: dict[str, Any] = {}
-        for key in ("repetitions", "threads", "windows_per_night", "night_windows", "warmup", "seed"):
-            if options.get(key) is None:
-                continue
-            try:
-                value = int(options[key])
-            except (TypeError, ValueError):
-                raise UsageError(f"runner {runner}: option {key} must be an integer, got {options[key]!r}") from None
-            minimum = 0 if key in ("warmup", "seed") else 1
-            if value < minimum:
-                raise UsageError(f"runner {runner}: option {key} must be >= {minimum}, got {value}")
-            values[key] = value
-        variants = options.get("variants")
-        if variants is not None:
-            if isinstance(variants, str):
-                variants = [v.strip() for v in variants.split(",") if v.strip()]
-            values["variants"] = tuple(str(v) for v in variants)
-        return cls(**values)
+        values = fill_options(declared, options, runner)
+        mine = {o.name for o in LATENCY_OPTIONS}
+        values = {k: v for k, v in values.items() if k in mine}
+        if values["variants"] is not None:
+            values["variants"] = tuple(values["variants"])
+        return cls(windows_per_night=int(windows_per_night), **values)
 
     @property
     def timed_windows(self) -> int:

@@ -1,11 +1,11 @@
-"""Run profiles: named sets of knobs, as plain data.
+"""Run profiles and the core knobs: data size, model width, optimiser, seeds, evaluation budget.
 
-``paper`` is the REST protocol (PROTOCOL.md) for GPU machines; ``quick`` (the default) fits
-``restbench run --methods all`` on the embedded dataset into minutes on a 2-core laptop CPU;
-``smoke`` takes seconds, for tests. Every knob can be overridden (``--set key=value`` or a
-JSON config file); every way a resolved profile departs from ``paper`` is listed by
-:func:`deviations` and written into the results, so a shrunken run is never mistaken for the
-paper's protocol.
+``paper`` is the REST protocol (docs/PROTOCOL.md) for GPU machines; ``quick`` (the default)
+fits ``restbench run --methods all`` on the embedded dataset into minutes on a 2-core laptop
+CPU; ``smoke`` takes seconds, for tests. A profile is a name each knob may carry its own
+default for. Method hyperparameters, attack settings, export and runner settings are not core
+knobs: each plugin declares them as its own options (restbench.plugins.options), with their own
+per-profile defaults.
 """
 
 from __future__ import annotations
@@ -15,153 +15,107 @@ from pathlib import Path
 from typing import Any
 
 from restbench.errors import UsageError
+from restbench.plugins.options import Option, deviations as option_deviations, resolve_options
 
-PAPER: dict[str, Any] = {
-    "description": "The paper's protocol: full data and width, 30+30 epochs, 3 seeds (GPU machines).",
-    # data
-    "dataset_options": {},  # extra options for the dataset (datasets may add per-profile defaults)
-    "n_subjects": None,  # None: the dataset protocol's own subject set
-    "max_train_windows": None,  # per epoch; None = every training window
-    "max_val_windows": None,
-    "max_test_windows": None,
-    # model
-    "width": 1.0,
-    "device": "auto",  # "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
-    # optimisation (SGD, lr x0.1 at epochs 10 and 20 of 30)
-    "epochs": 30,
-    "retrain_epochs": 30,
-    "batch_size": 64,
-    "lr": 0.1,
-    "momentum": 0.9,
-    "weight_decay": 2e-4,
-    "lr_milestones": [10, 20],
-    "retrain_lr_milestones": [10, 20],
-    # method hyperparameters; None lets the method use the paper's value
-    "pgd_train_steps": None,
-    "train_eps": 10.0,
-    "gaussian_c": 0.2,
-    "spectral_lambda": 3e-3,
-    "sparsity_lambda": 1e-5,
-    "prune_sparsity": 0.8,
-    # validation-based model selection
-    "selection_eps": 6.0,
-    "selection_pgd_steps": 10,
-    # evaluation
-    "pgd_eval_steps": 10,
-    "pgd_eval_restarts": 0,
-    "corruption_batch_size": 256,
-    "bootstrap_samples": 1000,
-    # efficiency
-    "export": True,
-    "int8_robustness": "all",  # evaluate the int8 .tflite too: "all" corruptions, "paper" suite, or false
-    "export_check_windows": 64,
-    "calibration_windows": 128,
-    "latency_repetitions": 5,
-    "latency_threads": 1,
-    "windows_per_night": 1080,
-    "latency_night_windows": None,  # windows timed per repetition; fewer scales up to a night
-    "runners": ["tflite-local", "torch-cpu"],
-    "seeds": [0, 1, 2],
+PROFILES: dict[str, str] = {
+    "paper": "The paper's protocol: full data and width, 30+30 epochs, 3 seeds (GPU machines).",
+    "quick": "Default: about 10 minutes on a 2-core laptop; more, shorter nights, 1/8 width, fewer epochs.",
+    "smoke": "Seconds: a tiny model on a few synthetic hours, for tests.",
 }
-
-QUICK: dict[str, Any] = {
-    **PAPER,
-    "description": "Default: about 10 minutes on a 2-core laptop; more, shorter nights, 1/8 width, fewer epochs and PGD steps.",
-    "n_subjects": 30,  # with the dataset's short quick nights: several validation and test subjects
-    "max_train_windows": 2048,
-    "max_val_windows": 384,
-    "max_test_windows": 512,
-    "width": 0.125,  # channel multiples of 16: 3x faster on CPU than 0.1875 or 0.25
-    "epochs": 6,
-    "retrain_epochs": 3,
-    "lr": 0.05,
-    "lr_milestones": [4, 5],
-    "retrain_lr_milestones": [2],
-    "pgd_train_steps": 2,
-    "selection_pgd_steps": 2,
-    "pgd_eval_steps": 5,
-    "bootstrap_samples": 200,
-    "int8_robustness": "paper",
-    "export_check_windows": 32,
-    "calibration_windows": 32,
-    "latency_repetitions": 5,
-    "latency_night_windows": 108,
-    "seeds": [0],
-}
-
-SMOKE: dict[str, Any] = {
-    **PAPER,
-    "description": "Seconds: a tiny model on a few synthetic hours, for tests.",
-    "n_subjects": 5,
-    "max_train_windows": 128,
-    "max_val_windows": 64,
-    "max_test_windows": 96,
-    "width": 0.0625,
-    "epochs": 1,
-    "retrain_epochs": 1,
-    "lr_milestones": [],
-    "retrain_lr_milestones": [],
-    "pgd_train_steps": 2,
-    "selection_pgd_steps": 2,
-    "pgd_eval_steps": 2,
-    "bootstrap_samples": 50,
-    "int8_robustness": "paper",
-    "export_check_windows": 8,
-    "calibration_windows": 8,
-    "latency_repetitions": 2,
-    "latency_night_windows": 4,
-    "seeds": [0],
-}
-
-PROFILES: dict[str, dict[str, Any]] = {"paper": PAPER, "quick": QUICK, "smoke": SMOKE}
 DEFAULT_PROFILE = "quick"
 
+CORE_OPTIONS: tuple[Option, ...] = (
+    # data
+    Option("n_subjects", int, None, "cap on subjects (None: the dataset protocol's own set)", nullable=True, minimum=3,
+           profiles={"quick": 30, "smoke": 5}),
+    Option("max_train_windows", int, None, "training windows drawn per epoch (None: all)", nullable=True, minimum=2,
+           profiles={"quick": 2048, "smoke": 128}),
+    Option("max_val_windows", int, None, "validation windows for epoch selection (None: all)", nullable=True, minimum=1,
+           profiles={"quick": 384, "smoke": 64}),
+    Option("max_test_windows", int, None, "test windows evaluated (None: all)", nullable=True, minimum=1,
+           profiles={"quick": 512, "smoke": 96}),
+    # model
+    Option("width", float, 1.0, "channel multiplier of the model", minimum=0.01, maximum=4.0,
+           profiles={"quick": 0.125, "smoke": 0.0625}),
+    Option("device", str, "auto", "torch device: auto (CUDA when available), cpu, cuda, cuda:1, ..."),
+    # optimisation (SGD, lr x0.1 at epochs 10 and 20 of 30)
+    Option("epochs", int, 30, "training epochs", minimum=1, profiles={"quick": 6, "smoke": 1}),
+    Option("retrain_epochs", int, 30, "retraining epochs after compression", minimum=1,
+           profiles={"quick": 3, "smoke": 1}),
+    Option("batch_size", int, 64, "training batch size", minimum=2),
+    Option("lr", float, 0.1, "SGD learning rate", minimum=0.0, profiles={"quick": 0.05}),
+    Option("momentum", float, 0.9, "SGD momentum", minimum=0.0, maximum=1.0),
+    Option("weight_decay", float, 2e-4, "SGD weight decay", minimum=0.0),
+    Option("lr_milestones", list, [10, 20], "epochs after which lr is multiplied by 0.1", item=int, minimum=1,
+           profiles={"quick": [4, 5], "smoke": []}),
+    Option("retrain_lr_milestones", list, [10, 20], "retraining epochs after which lr is multiplied by 0.1",
+           item=int, minimum=1, profiles={"quick": [2], "smoke": []}),
+    # evaluation
+    Option("corruption_batch_size", int, 256, "windows per batch when corrupting and predicting", minimum=1),
+    Option("bootstrap_samples", int, 1000, "subject-bootstrap resamples for confidence intervals", minimum=10,
+           profiles={"quick": 200, "smoke": 50}),
+    Option("windows_per_night", int, 1080, "30-s windows in one night (9 h) for per-night figures", minimum=1),
+    Option("export", bool, True, "export each deployed model with the selected exporters"),
+    Option("seeds", list, [0, 1, 2], "training seeds", item=int, minimum=0, profiles={"quick": [0], "smoke": [0]}),
+)
 
-def parse_value(text: str) -> Any:
-    """A ``--set`` value: JSON when it parses (numbers, lists, true/null), else the string.
-
-    Nothing is ever evaluated as code.
-    """
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
+#: Knobs that only change evaluation or measurement, never the trained weights.
+EVAL_ONLY_KNOBS = frozenset({"max_test_windows", "corruption_batch_size", "bootstrap_samples",
+                             "windows_per_night", "export", "seeds"})
 
 
-def resolve(name: str, overrides: dict[str, Any] | None = None, config_file: Path | None = None) -> dict[str, Any]:
-    """The profile ``name`` with a JSON config file's keys, then ``overrides``, applied on top."""
+def check_profile(name: str) -> str:
     if name not in PROFILES:
         raise UsageError(f"--profile: unknown profile '{name}'; valid profiles: {', '.join(PROFILES)}")
-    knobs = json.loads(json.dumps(PROFILES[name]))  # deep copy through plain data
-    knobs["profile"] = name
-    layers: list[tuple[str, dict]] = []
-    if config_file is not None:
-        try:
-            loaded = json.loads(Path(config_file).read_text())
-        except FileNotFoundError:
-            raise UsageError(f"--config: file {config_file} not found") from None
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"--config: {config_file} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
-        if not isinstance(loaded, dict):
-            raise UsageError(f"--config: {config_file} must hold a JSON object of profile knobs")
-        layers.append((f"--config {config_file}", loaded))
-    if overrides:
-        layers.append(("--set", overrides))
+    return name
+
+
+def load_config(config_file: Path | None) -> dict[str, Any]:
+    """A ``--config`` JSON file: core knobs at the top level, plugin options under the plugin's
+    id (``{"rest-a": {"train_eps": 4}}``) or dotted (``{"rest-a.train_eps": 4}``)."""
+    if config_file is None:
+        return {}
+    try:
+        loaded = json.loads(Path(config_file).read_text())
+    except FileNotFoundError:
+        raise UsageError(f"--config: file {config_file} not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--config: cannot read {config_file} ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--config: {config_file} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(loaded, dict):
+        raise UsageError(f"--config: {config_file} must hold a JSON object of knobs and plugin options")
+    return loaded
+
+
+def split_settings(layers: list[tuple[str, dict[str, Any]]]) -> tuple[dict[str, tuple[str, Any]], dict[str, dict[str, tuple[str, Any]]]]:
+    """Core knobs and per-plugin options from ``(where, settings)`` layers (later wins).
+
+    A key ``ID.NAME`` or a nested object under ``ID`` sets plugin ``ID``'s option ``NAME``;
+    any other key is a core knob. Values keep where they were set, for error messages.
+    """
+    core: dict[str, tuple[str, Any]] = {}
+    plugins: dict[str, dict[str, tuple[str, Any]]] = {}
     for where, layer in layers:
         for key, value in layer.items():
-            if key not in PAPER or key == "description":
-                valid = ", ".join(k for k in PAPER if k != "description")
-                raise UsageError(f"{where}: unknown knob '{key}'; valid knobs: {valid}")
-            knobs[key] = value
+            if "." in key:
+                owner, name = key.split(".", 1)
+                plugins.setdefault(owner, {})[name] = (where, value)
+            elif isinstance(value, dict) and key not in {o.name for o in CORE_OPTIONS}:
+                for name, inner in value.items():
+                    plugins.setdefault(key, {})[name] = (where, inner)
+            else:
+                core[key] = (where, value)
+    return core, plugins
+
+
+def resolve(name: str, core: dict[str, tuple[str, Any]] | None = None) -> dict[str, Any]:
+    """Core knobs of profile ``name`` with ``core`` overrides (name -> (where, value)), checked."""
+    knobs = resolve_options(CORE_OPTIONS, check_profile(name), core or {}, None)
+    knobs["profile"] = name
     return knobs
 
 
 def deviations(knobs: dict[str, Any]) -> list[str]:
-    """Every knob whose value differs from the paper protocol, as readable lines."""
-    out = []
-    for key, paper_value in PAPER.items():
-        if key == "description":
-            continue
-        if knobs.get(key) != paper_value:
-            out.append(f"{key}: {json.dumps(knobs.get(key))} (paper: {json.dumps(paper_value)})")
-    return out
+    """Every core knob whose value differs from the paper protocol, as readable lines."""
+    return option_deviations(CORE_OPTIONS, knobs)

@@ -26,8 +26,8 @@ from restbench.training.selection import criterion as get_criterion, model_devic
 class StepContext:
     """What a custom ``Phase.step`` receives besides model and batch."""
 
-    stats: Any
-    knobs: dict
+    stats: Any  # the training split's TrainingStats (uV)
+    knobs: dict  # the run's core knobs (restbench.run.profiles)
     generator: torch.Generator
     epoch: int
     augmentations: list
@@ -94,6 +94,7 @@ def train_phase(
     )
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(milestones), gamma=0.1)
     chosen = get_criterion(phase.selection)
+    selection_options = {"batch_size": int(knobs.get("corruption_batch_size", 256)), **phase.selection_options}
     step = phase.step or default_step
     batch_size = int(knobs["batch_size"])
     device = model_device(model)
@@ -120,7 +121,7 @@ def train_phase(
             if progress:
                 progress("batch", {"epoch": epoch, "batch": b + 1, "batches": n_batches, "loss": losses[-1]})
         scheduler.step()
-        score, details = chosen.score(model, val_x, val_y, data.stats, knobs, seed)
+        score, details = chosen.score(model, val_x, val_y, data.stats, selection_options, seed)
         row = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan"),
                "lr": optimizer.param_groups[0]["lr"], "score": float(score),
                **{k: float(v) for k, v in details.items()}}

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from restbench.api import CompressionReport, PluginError, UsageError
+from restbench.api import CompressionReport, PluginError
 from restbench.deploy.efficiency import count_params, size_kb
 
 if TYPE_CHECKING:
@@ -186,30 +186,6 @@ def kept_channels_report(groups: list[ChannelGroup], keep: dict[str, Any]) -> di
 def min_keep_count(size: int, min_keep: float) -> int:
     """Channels a layer of ``size`` keeps at least: ``ceil(min_keep * size)``, at least 1."""
     return max(1, min(size, math.ceil(min_keep * size - 1e-9)))
-
-
-def fraction_options(options: dict[str, Any] | None, defaults: dict[str, float], who: str) -> dict[str, Any]:
-    """Merge ``options`` over ``defaults`` for a pruning compressor and validate them.
-
-    Fractions (``sparsity`` in [0, 1), ``min_keep`` in (0, 1]) are checked; keys not in
-    ``defaults`` raise :class:`UsageError` naming the compressor ``who``.
-    """
-    options = dict(options or {})
-    unknown = sorted(set(options) - set(defaults))
-    if unknown:
-        raise UsageError(f"{who}: unknown option(s) {unknown}; valid options: {sorted(defaults)}")
-    out = {**defaults, **options}
-    for key, lo_open, hi_open in (("sparsity", False, True), ("min_keep", True, False)):
-        if key not in out:
-            continue
-        try:
-            value = float(out[key])
-        except (TypeError, ValueError):
-            raise UsageError(f"{who}: option {key}={out[key]!r} is not a number") from None
-        if (value < 0 or (lo_open and value == 0)) or (value > 1 or (hi_open and value == 1)):
-            raise UsageError(f"{who}: option {key}={value} must be in {'(' if lo_open else '['}0, 1{')' if hi_open else ']'}")
-        out[key] = value
-    return out
 
 
 def prune_and_report(

@@ -14,9 +14,8 @@ from torch import nn
 
 from restbench import hookimpl
 from restbench.api import CompressionReport, Model
-from restbench.plugins.options import as_bool
+from restbench.plugins.options import NOT_IN_PAPER, Option, fill_options
 from restbench.training.pruning import (
-    fraction_options,
     l1_filter_scores,
     min_keep_count,
     prune_and_report,
@@ -24,7 +23,6 @@ from restbench.training.pruning import (
     top_k_sorted,
 )
 
-DEFAULTS = {"sparsity": 0.8, "min_keep": 0.1, "include_linear": False}
 
 
 class L1Filter:
@@ -34,14 +32,18 @@ class L1Filter:
     version = "1.0.0"
     description = "Magnitude pruning: each conv layer keeps its largest-L1-norm filters, a uniform 1 - sparsity fraction"
     citation = "Li et al. 2017, Pruning Filters for Efficient ConvNets (ICLR)"
+    options = (
+        Option("sparsity", float, 0.8, "fraction of prunable channels removed", minimum=0.0, maximum=0.99),
+        Option("min_keep", float, 0.1, "fraction of its channels every layer keeps", minimum=0.01, maximum=1.0),
+        Option("include_linear", bool, False, "also prune the hidden units of linear layers", paper=NOT_IN_PAPER),
+    )
 
     def compress(
         self, module: nn.Module, spec: dict, model: Model, options: dict[str, Any]
     ) -> tuple[nn.Module, dict, CompressionReport]:
         """Return the pruned ``(module, spec, report)``; ``options``: ``sparsity``, ``min_keep``,
         ``include_linear`` (also prune hidden linear units, default False)."""
-        opts = fraction_options(options, DEFAULTS, "compressor l1-filter")
-        opts["include_linear"] = as_bool(opts["include_linear"], "compressor l1-filter: option include_linear")
+        opts = fill_options(self.options, options, self.id)
         groups = require_prunable(module, "compressor l1-filter")
         kinds = {"conv", "linear"} if opts["include_linear"] else {"conv"}
         scores = l1_filter_scores(module, [g for g in groups if g.kind in kinds])

@@ -16,9 +16,9 @@ from torch import nn
 
 from restbench import hookimpl
 from restbench.api import CompressionReport, Model
-from restbench.training.pruning import fraction_options, gamma_scores, min_keep_count, prune_and_report, require_prunable
+from restbench.plugins.options import Option, fill_options
+from restbench.training.pruning import gamma_scores, min_keep_count, prune_and_report, require_prunable
 
-DEFAULTS = {"sparsity": 0.8, "min_keep": 0.1}
 
 
 def slimming_keep(scores: dict[str, torch.Tensor], sparsity: float, min_keep: float) -> tuple[dict[str, torch.Tensor], float]:
@@ -61,12 +61,16 @@ class Slimming:
     version = "1.0.0"
     description = "Network slimming: prune the globally smallest BN |gamma| to a target sparsity (default 0.8), each layer keeps >= 10 %"
     citation = "Liu et al. 2017, Learning Efficient Convolutional Networks through Network Slimming (ICCV)"
+    options = (
+        Option("sparsity", float, 0.8, "fraction of prunable channels removed", minimum=0.0, maximum=0.99),
+        Option("min_keep", float, 0.1, "fraction of its channels every layer keeps", minimum=0.01, maximum=1.0),
+    )
 
     def compress(
         self, module: nn.Module, spec: dict, model: Model, options: dict[str, Any]
     ) -> tuple[nn.Module, dict, CompressionReport]:
         """Return the pruned ``(module, spec, report)``; ``options``: ``sparsity``, ``min_keep``."""
-        opts = fraction_options(options, DEFAULTS, "compressor slimming")
+        opts = fill_options(self.options, options, self.id)
         groups = require_prunable(module, "compressor slimming")
         scores = gamma_scores(module, groups)
         keep, threshold = slimming_keep(scores, opts["sparsity"], opts["min_keep"])

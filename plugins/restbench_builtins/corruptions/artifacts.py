@@ -36,6 +36,7 @@ from scipy import signal as sps
 
 from restbench import hookimpl
 from restbench.api import UsageError
+from restbench.plugins.options import NOT_IN_PAPER, Option
 from restbench_builtins.corruptions.paper import CorruptionBase, like, severities, to_numpy
 
 _ROWS = 256  # windows per chunk for the vectorised parts (bounds float64 temporaries)
@@ -67,7 +68,7 @@ class ArtifactBase(CorruptionBase):
         sev = self.severity(severity)
         out = {"value": sev.value, "unit": sev.unit}
         out.update(self.parameters(sev.level))
-        out.update(self.options(options))
+        out.update(self.resolved(options))
         return out
 
     def parameters(self, level: int) -> dict:
@@ -99,25 +100,18 @@ class Powerline(ArtifactBase):
       ``(-1)^n A cos(2 pi d t + phi)``, with an amplitude set by the sampling phase that beats
       slowly with the grid deviation ``d``; a window can therefore see anywhere between 0 and
       the full amplitude (on average A / sqrt(2) RMS, as for any sinusoid).
-    * 60 Hz (option ``powerline_hz=60``) at 100 Hz sampling aliases to 40 Hz.
+    * 60 Hz (option ``powerline.hz=60``) at 100 Hz sampling aliases to 40 Hz.
     * At 125 Hz (SHHS) 50 and 60 Hz lie below Nyquist; their harmonics do not.
     """
 
     id = "powerline"
-    description = "Mains interference 50 Hz (option powerline_hz=60) + harmonics below Nyquist; 10 / 30 / 100 uV peak"
+    description = "Mains interference 50 Hz (option powerline.hz=60) + harmonics below Nyquist; 10 / 30 / 100 uV peak"
     severities = severities((10.0, 30.0, 100.0), "uV peak")
-    option_prefix = "powerline_"
-    defaults = {"powerline_hz": 50.0}
+    options = (Option("hz", float, 50.0, "mains frequency in Hz (50 in Europe, 60 in the Americas)", choices=(50.0, 60.0),
+                      paper=NOT_IN_PAPER),)
 
     def _mains(self, options) -> float:
-        hz = self.options(options)["powerline_hz"]
-        try:
-            hz = float(hz)
-        except (TypeError, ValueError):
-            hz = None
-        if hz not in (50.0, 60.0):
-            raise UsageError("corruption 'powerline': powerline_hz must be 50 or 60")
-        return hz
+        return self.resolved(options)["hz"]
 
     def harmonics(self, sfreq: float, mains_hz: float) -> dict[int, float]:
         """Harmonic number -> relative amplitude of the components used at ``sfreq``."""
@@ -332,8 +326,7 @@ class Dropout(ArtifactBase):
     id = "dropout"
     description = "Flat-line signal loss in 3 segments, 1.5 / 4.5 / 9 s per 30-s epoch (5 / 15 / 30 %); fill zero (or hold)"
     severities = severities((1.5, 4.5, 9.0), "s per 30-s epoch")
-    option_prefix = "dropout_"
-    defaults = {"dropout_fill": "zero"}
+    options = (Option("fill", str, "zero", "what a dropped-out stretch holds", choices=("zero", "hold"), paper=NOT_IN_PAPER),)
 
     def parameters(self, level: int) -> dict:
         value = self.severities[level - 1].value
@@ -341,7 +334,7 @@ class Dropout(ArtifactBase):
 
     def apply(self, x, severity, stats, rng, *, y=None, model=None, sfreq=100.0, options=None):
         sev = self.severity(severity)
-        fill = self.options(options)["dropout_fill"]
+        fill = self.resolved(options)["fill"]
         if fill not in ("zero", "hold"):
             raise UsageError("corruption 'dropout': dropout_fill must be 'zero' or 'hold'")
         values, rows = _rows(x)

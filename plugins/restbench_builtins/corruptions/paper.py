@@ -21,6 +21,7 @@ from restbench import hookimpl
 
 from restbench.training import attacks
 from restbench.api import PluginError, Severity, UsageError
+from restbench.plugins.options import NOT_IN_PAPER, Option, fill_options
 from restbench.data.sleep_data import TrainingStats
 
 LEVEL_NAMES = ("low", "medium", "high")
@@ -48,8 +49,7 @@ class CorruptionBase:
     """Identity, severity lookup and option checking shared by the built-in corruptions.
 
     Subclasses set ``id``, ``version``, ``description``, ``citation``, ``severities``,
-    ``suite`` and ``option_prefix`` (the prefix of the ``options`` keys they read, e.g.
-    ``"pgd_"``), and list their option keys with defaults in ``defaults``.
+    ``suite`` and declare their settings as typed ``options`` (restbench.plugins.options).
     """
 
     id: str = ""
@@ -59,8 +59,7 @@ class CorruptionBase:
     severities: tuple[Severity, ...] = ()
     needs_model: bool = False
     suite: str = "paper"
-    option_prefix: str = ""
-    defaults: dict[str, Any] = {}
+    options: tuple[Option, ...] = ()
 
     def severity(self, severity: Severity | int | str) -> Severity:
         """The registered severity matching a ``Severity``, level or name (UsageError if none)."""
@@ -75,21 +74,9 @@ class CorruptionBase:
         valid = ", ".join(f"{s.level}/{s.name}" for s in self.severities)
         raise UsageError(f"corruption '{self.id}': unknown severity {key!r}; valid: {valid}")
 
-    def options(self, options: dict | None) -> dict[str, Any]:
-        """This corruption's options (keys with its prefix) merged over the defaults.
-
-        Keys with another prefix belong to other corruptions and are ignored; an unknown key
-        with this prefix is a typo and raises :class:`UsageError`.
-        """
-        resolved = dict(self.defaults)
-        for key, value in (options or {}).items():
-            if not self.option_prefix or not str(key).startswith(self.option_prefix):
-                continue
-            if key not in self.defaults:
-                valid = ", ".join(sorted(self.defaults)) or "(none)"
-                raise UsageError(f"corruption '{self.id}': unknown option '{key}'; valid: {valid}")
-            resolved[key] = value
-        return resolved
+    def resolved(self, options: dict | None) -> dict[str, Any]:
+        """This corruption's declared options, checked, with defaults filled in."""
+        return fill_options(self.options, options, self.id)
 
 
 def _stats(stats: TrainingStats) -> TrainingStats:
@@ -191,9 +178,9 @@ class PGD(CorruptionBase):
     Calls :func:`restbench.training.attacks.pgd` with a random start inside the eps ball, projection
     after every step and inputs clipped to the training range. Default: the ``standard``
     setting of :data:`restbench.training.attacks.PGD_SETTINGS` with 10 iterations of 2.5 * eps / 10 and
-    no restarts. Options: ``pgd_setting`` (a name in ``PGD_SETTINGS``, e.g. ``authors-code``
-    for the public code's 0.01-uV steps), and ``pgd_steps``, ``pgd_step_size`` (uV),
-    ``pgd_restarts`` overriding single fields. The random start is drawn from a CPU generator
+    no restarts. Options (``--set pgd.NAME=VALUE``): ``setting`` (a name in ``PGD_SETTINGS``,
+    e.g. ``authors-code`` for the public code's 0.01-uV steps), and ``steps``, ``step_size``
+    (uV), ``restarts`` overriding single fields. The random start is drawn from a CPU generator
     seeded from ``rng``, so the same seed gives the same start on CPU and GPU.
     """
 
@@ -203,28 +190,21 @@ class PGD(CorruptionBase):
     severities = severities((2.0, 6.0, 12.0), "uV")
     needs_model = True
     suite = "paper"
-    option_prefix = "pgd_"
-    defaults = {"pgd_setting": "standard", "pgd_steps": 10, "pgd_step_size": None, "pgd_restarts": None}
+    options = (
+        Option("setting", str, "standard", "named attack setting (restbench.training.attacks.PGD_SETTINGS): "
+               "standard = step 2.5 eps / steps from a random start; authors-code = the released 0.01 uV steps",
+               choices=tuple(sorted(attacks.PGD_SETTINGS))),
+        Option("steps", int, 10, "PGD iterations", minimum=1, profiles={"quick": 5, "smoke": 2}),
+        Option("step_size", float, None, "step in uV (null: the setting's rule)", nullable=True, minimum=1e-9),
+        Option("restarts", int, None, "random restarts (null: the setting's)", nullable=True, minimum=0,
+               paper=NOT_IN_PAPER),
+    )
 
     def attack_settings(self, severity, options=None, clip: tuple[float, float] | None = None) -> dict:
         """The resolved attack (:func:`restbench.training.attacks.pgd_settings`) at ``severity``."""
         sev = self.severity(severity)
-        opts = self.options(options)
-        name = opts["pgd_setting"]
-        if name not in attacks.PGD_SETTINGS:
-            raise UsageError(f"corruption 'pgd': unknown pgd_setting '{name}'; valid: {', '.join(sorted(attacks.PGD_SETTINGS))}")
-        try:
-            steps = int(opts["pgd_steps"])
-            step_size = None if opts["pgd_step_size"] is None else float(opts["pgd_step_size"])
-            restarts = None if opts["pgd_restarts"] is None else int(opts["pgd_restarts"])
-        except (TypeError, ValueError) as exc:
-            raise UsageError(
-                f"corruption 'pgd': bad option value ({exc}); pgd_steps/pgd_restarts take integers, pgd_step_size a number in uV"
-            ) from exc
-        if steps < 1 or (restarts is not None and restarts < 0):
-            raise UsageError("corruption 'pgd': pgd_steps must be >= 1 and pgd_restarts >= 0")
-        if step_size is not None and not step_size > 0:
-            raise UsageError("corruption 'pgd': pgd_step_size must be > 0 (uV)")
+        opts = self.resolved(options)
+        name, steps, step_size, restarts = opts["setting"], opts["steps"], opts["step_size"], opts["restarts"]
         return attacks.pgd_settings(name, eps=sev.value, steps=steps, step_size=step_size, restarts=restarts, clip=clip)
 
     def apply(self, x, severity, stats, rng, *, y=None, model=None, sfreq=100.0, options=None):

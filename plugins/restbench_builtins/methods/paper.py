@@ -1,9 +1,9 @@
 """The REST paper's six configurations, all on the network the run selects (Sors 2018 by default).
 
 Each is a :class:`restbench.api.Recipe` built from the shared parts (augmentations,
-regularisers, compressor, test-time band-pass), with the paper's hyperparameters taken from the
-profile (``train_eps``, ``gaussian_c``, ``spectral_lambda``, ``sparsity_lambda``,
-``prune_sparsity``), so a profile or ``--set`` can change them and the change is recorded.
+regularisers, compressor, test-time band-pass). Each method declares its hyperparameters as its
+own typed options with the paper's values (``--set rest-a.train_eps=4``); the compressor's
+settings (``--set slimming.sparsity=0.5``) belong to the compressor.
 """
 
 from __future__ import annotations
@@ -13,35 +13,60 @@ from typing import Callable
 
 from restbench import hookimpl
 from restbench.api import MethodContext, Phase, Recipe
+from restbench.deploy.transforms import BandPass
+from restbench.plugins.options import Option
 from restbench.training.augment import GaussianNoise, PGDAdversarial
 from restbench.training.regularizers import BNSparsity, SpectralRegularizer
-from restbench.deploy.transforms import BandPass
 
 REST_CITATION = "Duggal, Freitas et al., REST: Robust and Efficient Neural Networks for Sleep Monitoring in the Wild, WWW 2020"
 
+SPARSITY = Option("sparsity_lambda", float, 1e-5, "L1 weight on every BatchNorm gamma (lambda_g), added to the "
+                  "gradient after backward as in the authors' code", minimum=0.0)
+GAUSSIAN = Option("gaussian_c", float, 0.2, "training noise sigma as a multiple of the training data's sigma (c_g)",
+                  minimum=0.0)
+ADVERSARIAL = (
+    Option("train_eps", float, 10.0, "PGD training radius in uV (L-inf)", minimum=0.0),
+    Option("pgd_steps", int, None, "PGD training iterations (null: the paper's, 10 on Sleep-EDF, 5 on SHHS)",
+           nullable=True, minimum=1, profiles={"quick": 2, "smoke": 2}),
+    Option("selection_eps", float, 6.0, "PGD radius in uV of the validation criterion (clean F1 + PGD F1) / 2",
+           minimum=0.0),
+    Option("selection_pgd_steps", int, 10, "PGD iterations of the validation criterion", minimum=1,
+           profiles={"quick": 2, "smoke": 2}),
+)
+SPECTRAL = Option("spectral_lambda", float, 3e-3, "weight of the spectral (soft orthogonality) regulariser, lambda_o",
+                  minimum=0.0)
+BAND_PASS = (
+    Option("low_hz", float, 0.5, "band-pass lower edge in Hz", minimum=0.0),
+    Option("high_hz", float, 40.0, "band-pass upper edge in Hz", minimum=0.1),
+)
+
 
 def pgd_train_steps(context: MethodContext) -> int:
-    """The paper trains with 5 PGD iterations on SHHS and 10 on Sleep-EDF, unless the profile says."""
-    steps = context.profile.get("pgd_train_steps")
+    """The paper trains with 5 PGD iterations on SHHS and 10 on Sleep-EDF, unless the option says."""
+    steps = context.options.get("pgd_steps")
     if steps is not None:
         return int(steps)
     return 5 if context.dataset == "shhs" else 10
 
 
 def sparsity(context: MethodContext) -> BNSparsity:
-    return BNSparsity(float(context.profile["sparsity_lambda"]))
+    return BNSparsity(float(context.options["sparsity_lambda"]))
 
 
 def gaussian(context: MethodContext) -> GaussianNoise:
-    return GaussianNoise(float(context.profile["gaussian_c"]))
+    return GaussianNoise(float(context.options["gaussian_c"]))
 
 
 def adversarial(context: MethodContext) -> PGDAdversarial:
-    return PGDAdversarial(eps=float(context.profile["train_eps"]), steps=pgd_train_steps(context))
+    return PGDAdversarial(eps=float(context.options["train_eps"]), steps=pgd_train_steps(context))
+
+
+def adversarial_selection(context: MethodContext) -> dict:
+    return {"eps": float(context.options["selection_eps"]), "pgd_steps": int(context.options["selection_pgd_steps"])}
 
 
 def spectral(context: MethodContext) -> SpectralRegularizer:
-    return SpectralRegularizer(float(context.profile["spectral_lambda"]))
+    return SpectralRegularizer(float(context.options["spectral_lambda"]))
 
 
 def sors_recipe(ctx: MethodContext) -> Recipe:
@@ -61,25 +86,29 @@ def liu_recipe(ctx: MethodContext) -> Recipe:
 def blanco_recipe(ctx: MethodContext) -> Recipe:
     return Recipe(
         reuse="liu",
-        test_transforms=[BandPass(0.5, 40.0)],
+        test_transforms=[BandPass(float(ctx.options["low_hz"]), float(ctx.options["high_hz"]))],
         description="Liu's model behind a fixed 0.5-40 Hz zero-phase band-pass; attacks go through the filter (Blanco et al. 2019).",
     )
 
 
 def ford_recipe(ctx: MethodContext) -> Recipe:
     return Recipe(
-        train=Phase(augmentations=[gaussian(ctx)], regularizers=[sparsity(ctx)], selection="clean+gaussian"),
+        train=Phase(augmentations=[gaussian(ctx)], regularizers=[sparsity(ctx)], selection="clean+gaussian",
+                    selection_options={"c_g": float(ctx.options["gaussian_c"])}),
         compressor="slimming",
-        retrain=Phase(augmentations=[gaussian(ctx)], selection="clean+gaussian"),
+        retrain=Phase(augmentations=[gaussian(ctx)], selection="clean+gaussian",
+                      selection_options={"c_g": float(ctx.options["gaussian_c"])}),
         description="Gaussian-noise augmentation (c_g x sigma_train) + sparsity, prune, retrain with noise (Ford et al. 2019).",
     )
 
 
 def rest_a_recipe(ctx: MethodContext) -> Recipe:
     return Recipe(
-        train=Phase(augmentations=[adversarial(ctx)], regularizers=[sparsity(ctx)], selection="clean+adversarial"),
+        train=Phase(augmentations=[adversarial(ctx)], regularizers=[sparsity(ctx)], selection="clean+adversarial",
+                    selection_options=adversarial_selection(ctx)),
         compressor="slimming",
-        retrain=Phase(augmentations=[adversarial(ctx)], selection="clean+adversarial"),
+        retrain=Phase(augmentations=[adversarial(ctx)], selection="clean+adversarial",
+                      selection_options=adversarial_selection(ctx)),
         description="PGD adversarial training (L-inf, eps in uV) + sparsity, prune, retrain adversarially (REST (A)).",
     )
 
@@ -87,9 +116,11 @@ def rest_a_recipe(ctx: MethodContext) -> Recipe:
 def rest_as_recipe(ctx: MethodContext) -> Recipe:
     reg = spectral(ctx)
     return Recipe(
-        train=Phase(augmentations=[adversarial(ctx)], regularizers=[sparsity(ctx), reg], selection="clean+adversarial"),
+        train=Phase(augmentations=[adversarial(ctx)], regularizers=[sparsity(ctx), reg], selection="clean+adversarial",
+                    selection_options=adversarial_selection(ctx)),
         compressor="slimming",
-        retrain=Phase(augmentations=[adversarial(ctx)], regularizers=[spectral(ctx)], selection="clean+adversarial"),
+        retrain=Phase(augmentations=[adversarial(ctx)], regularizers=[spectral(ctx)], selection="clean+adversarial",
+                      selection_options=adversarial_selection(ctx)),
         description="REST (A) + spectral regularisation. " + reg.description,
     )
 
@@ -102,6 +133,7 @@ class PaperMethod:
     description: str
     citation: str | None
     build: Callable[[MethodContext], Recipe]
+    options: tuple[Option, ...] = ()
     version: str = "1.0.0"
 
     def recipe(self, context: MethodContext) -> Recipe:
@@ -113,13 +145,17 @@ METHODS = [
                 "Sors et al., A convolutional neural network for sleep stage scoring from raw single-channel EEG, BSPC 2018",
                 sors_recipe),
     PaperMethod("liu", "Sparsity regularisation + network slimming + retraining",
-                "Liu et al., Learning Efficient Convolutional Networks through Network Slimming, ICCV 2017", liu_recipe),
+                "Liu et al., Learning Efficient Convolutional Networks through Network Slimming, ICCV 2017", liu_recipe,
+                (SPARSITY,)),
     PaperMethod("blanco", "Liu's slimmed model with a 0.5-40 Hz band-pass filter at test time",
-                "Blanco-Almazan et al. / REST paper baseline (band-pass pre-filtering)", blanco_recipe),
+                "Blanco-Almazan et al. / REST paper baseline (band-pass pre-filtering)", blanco_recipe, BAND_PASS),
     PaperMethod("ford", "Gaussian-noise augmentation + slimming",
-                "Ford et al., Adversarial Examples Are a Natural Consequence of Test Error in Noise, ICML 2019", ford_recipe),
-    PaperMethod("rest-a", "REST (A): PGD adversarial training + slimming", REST_CITATION, rest_a_recipe),
-    PaperMethod("rest-as", "REST (A+S): adversarial + spectral regularisation + slimming", REST_CITATION, rest_as_recipe),
+                "Ford et al., Adversarial Examples Are a Natural Consequence of Test Error in Noise, ICML 2019", ford_recipe,
+                (GAUSSIAN, SPARSITY)),
+    PaperMethod("rest-a", "REST (A): PGD adversarial training + slimming", REST_CITATION, rest_a_recipe,
+                (*ADVERSARIAL, SPARSITY)),
+    PaperMethod("rest-as", "REST (A+S): adversarial + spectral regularisation + slimming", REST_CITATION, rest_as_recipe,
+                (*ADVERSARIAL, SPARSITY, SPECTRAL)),
 ]
 
 

@@ -18,7 +18,7 @@ observed drops (the position inside the first percent is unknown). The phone mus
 discharge: connect adb over Wi-Fi (``adb tcpip``) and unplug the cable (a USB-powered phone
 charges while it is measured, and ``dumpsys battery unplug`` only fakes the state).
 
-Options: :class:`restbench.deploy.efficiency.LatencyOptions` plus ``serial`` (adb device serial),
+Options (``--set android-adb.NAME=VALUE``): the latency options plus ``serial`` (adb device serial),
 ``benchmark_binary`` (path on the phone, default ``/data/local/tmp/benchmark_model``),
 ``benchmark_binary_local`` (host file to push there first: the ``android_aarch64``
 ``benchmark_model`` build from the TensorFlow Lite releases), ``use_xnnpack`` (true/false),
@@ -41,24 +41,27 @@ import numpy as np
 
 from restbench import hookimpl
 from restbench.api import Artifact, LatencyReport, PluginError, UsageError
-from restbench.deploy.efficiency import LatencyOptions
-from restbench.plugins.options import as_bool
+from restbench.deploy.efficiency import LATENCY_OPTIONS, LatencyOptions
+from restbench.plugins.options import NOT_IN_PAPER, Option, fill_options
 
 DEFAULT_BINARY = "/data/local/tmp/benchmark_model"
 DEVICE_DIR = "/data/local/tmp/restbench"
-EXTRA_KEYS = (
-    "serial",
-    "benchmark_binary",
-    "benchmark_binary_local",
-    "use_xnnpack",
-    "energy",
-    "energy_start_level",
-    "energy_stop_level",
-    "energy_batch_runs",
-    "battery_mah",
-    "battery_v",
-    "runtime_version",
-    "timeout_s",
+OPTIONS = LATENCY_OPTIONS + (
+    Option("serial", str, None, "adb device serial (null: the only connected device)", nullable=True, paper=NOT_IN_PAPER),
+    Option("benchmark_binary", str, DEFAULT_BINARY, "TFLite benchmark_model binary on the device", paper=NOT_IN_PAPER),
+    Option("benchmark_binary_local", str, None, "local benchmark_model binary to push first", nullable=True,
+           paper=NOT_IN_PAPER),
+    Option("use_xnnpack", bool, None, "force XNNPACK on or off (null: the binary's default)", nullable=True,
+           paper=NOT_IN_PAPER),
+    Option("energy", bool, False, "also measure energy from battery drain (takes hours)", paper=NOT_IN_PAPER),
+    Option("energy_start_level", float, 100.0, "battery % at which energy timing starts", minimum=1, maximum=100),
+    Option("energy_stop_level", float, 85.0, "battery % at which energy timing stops", minimum=0, maximum=99),
+    Option("energy_batch_runs", int, 200, "benchmark runs per energy batch", minimum=1, paper=NOT_IN_PAPER),
+    Option("battery_mah", float, 2700.0, "battery capacity in mAh (Pixel 2: 2,700)", minimum=1),
+    Option("battery_v", float, 3.85, "battery voltage (Pixel 2: 3.85 V)", minimum=0.1),
+    Option("runtime_version", str, "unknown", "TFLite version of the benchmark binary, for the record",
+           paper=NOT_IN_PAPER),
+    Option("timeout_s", float, 36000.0, "adb command timeout in seconds", minimum=1, paper=NOT_IN_PAPER),
 )
 
 # --------------------------------------------------------------------------- pure helpers
@@ -272,6 +275,7 @@ class AndroidAdb:
     version = "1.0.0"
     description = "Latency and battery-drain energy of .tflite graphs on an Android phone over adb"
     citation = "Duggal et al. 2020, Sec. 5.4 (Pixel 2, TensorFlow Lite, battery drain 100 % -> 85 %)"
+    options = OPTIONS
 
     def available(self) -> tuple[bool, str]:
         if shutil.which("adb") is None:
@@ -284,42 +288,18 @@ class AndroidAdb:
             return False, "no Android device connected ('adb devices' lists none): connect one with USB debugging on"
         return True, ""
 
-    def _options(self, options: dict[str, Any]) -> tuple[LatencyOptions, dict[str, Any]]:
-        options = dict(options or {})
-        opts = LatencyOptions.parse(options, self.id, extra_keys=EXTRA_KEYS)
-
-        def number(key: str, default: float) -> float:
-            try:
-                return float(options.get(key, default))
-            except (TypeError, ValueError):
-                raise UsageError(f"runner {self.id}: option {key} must be a number, got {options[key]!r}") from None
-
-        extra = {
-            "serial": options.get("serial") or None,
-            "benchmark_binary": str(options.get("benchmark_binary") or DEFAULT_BINARY),
-            "benchmark_binary_local": options.get("benchmark_binary_local"),
-            "use_xnnpack": None
-            if options.get("use_xnnpack") is None
-            else as_bool(options["use_xnnpack"], "runner android-adb: option use_xnnpack"),
-            "energy": as_bool(options.get("energy", False), "runner android-adb: option energy"),
-            "energy_start_level": number("energy_start_level", 100),
-            "energy_stop_level": number("energy_stop_level", 85),
-            "energy_batch_runs": int(number("energy_batch_runs", 200)),
-            "battery_mah": number("battery_mah", 2700.0),
-            "battery_v": number("battery_v", 3.85),
-            "runtime_version": str(options.get("runtime_version", "unknown")),
-            "timeout_s": number("timeout_s", 36000.0),
-        }
+    def _options(self, options: dict[str, Any], windows_per_night: int = 1080) -> tuple[LatencyOptions, dict[str, Any]]:
+        opts = LatencyOptions.parse(options, self.id, windows_per_night, declared=OPTIONS)
+        latency_keys = {o.name for o in LATENCY_OPTIONS}
+        extra = {k: v for k, v in fill_options(OPTIONS, options, self.id).items() if k not in latency_keys}
         if not extra["energy_start_level"] > extra["energy_stop_level"]:
             raise UsageError(f"runner {self.id}: energy_start_level must be above energy_stop_level")
-        if extra["energy_batch_runs"] < 1:
-            raise UsageError(f"runner {self.id}: energy_batch_runs must be >= 1")
         return opts, extra
 
     def measure(self, artifact: Artifact, options: dict[str, Any]) -> list[LatencyReport]:
         from restbench_builtins.runners.tflite_local import artifact_graphs
 
-        opts, extra = self._options(options)
+        opts, extra = self._options(options, artifact.windows_per_night)
         ok, reason = self.available()
         if not ok:
             raise PluginError(f"runner {self.id} unavailable: {reason}")
@@ -329,7 +309,7 @@ class AndroidAdb:
         if extra["serial"] is None and len(serials) > 1:
             raise UsageError(
                 f"runner {self.id}: {len(serials)} devices connected ({', '.join(serials)}): "
-                "choose one with --runner-option serial=SERIAL"
+                "choose one with --set android-adb.serial=SERIAL"
             )
         if extra["serial"] is not None and extra["serial"] not in serials:
             raise PluginError(f"runner {self.id}: device {extra['serial']} is not connected")

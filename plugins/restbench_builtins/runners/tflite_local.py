@@ -3,7 +3,7 @@
 Times the fp32 and/or int8 graph of an artifact one window per call (batch 1 graphs; a graph
 with a larger fixed batch is timed per call and divided by its batch), as a night-long loop
 repeated ``repetitions`` times after a warm-up; see :func:`restbench.deploy.efficiency.measure_latency`.
-Options: those of :class:`restbench.deploy.efficiency.LatencyOptions`.
+Options (``--set tflite-local.NAME=VALUE``): :data:`restbench.deploy.efficiency.LATENCY_OPTIONS`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 
 from restbench import hookimpl
 from restbench.api import Artifact, LatencyReport, PluginError, UsageError
-from restbench.deploy.efficiency import LatencyOptions, host_cpu, measure_latency
+from restbench.deploy.efficiency import LATENCY_OPTIONS, LatencyOptions, host_cpu, measure_latency
 
 VARIANTS = ("fp32", "int8")
 
@@ -27,7 +27,7 @@ def synthetic_windows(shape: tuple[int, ...], seed: int, n: int = 8) -> np.ndarr
 
 def artifact_graphs(artifact: Artifact, wanted: tuple[str, ...] | None, runner: str) -> dict[str, Any]:
     """The artifact's exported graphs by variant, restricted to ``wanted`` (validated)."""
-    graphs = {"fp32": artifact.tflite_fp32, "int8": artifact.tflite_int8}
+    graphs = {v: artifact.files.get(f"tflite-{v}") for v in VARIANTS}
     if wanted is not None:
         bad = [v for v in wanted if v not in VARIANTS]
         if bad:
@@ -55,6 +55,8 @@ class TFLiteLocal:
     version = "1.0.0"
     description = "Per-window and per-night latency of .tflite graphs with the local TFLite interpreter"
     citation = None
+    default = True
+    options = LATENCY_OPTIONS
 
     def available(self) -> tuple[bool, str]:
         try:
@@ -71,7 +73,7 @@ class TFLiteLocal:
         ok, reason = self.available()
         if not ok:
             raise PluginError(f"runner {self.id} unavailable: {reason}")
-        opts = LatencyOptions.parse(options, self.id)
+        opts = LatencyOptions.parse(options, self.id, artifact.windows_per_night)
         reports = []
         for variant, path in artifact_graphs(artifact, opts.variants, self.id).items():
             graph = TFLiteModel(path, threads=opts.threads)

@@ -3,7 +3,7 @@
 Same protocol as ``tflite-local`` (warm-up, night-long loops of batch-1 windows, median and
 p90 over repetitions) with the artifact's module in eval mode under ``torch.inference_mode``
 and ``torch.set_num_threads(threads)`` (restored afterwards).
-Options: those of :class:`restbench.deploy.efficiency.LatencyOptions` (``variants`` must be ``torch``).
+Options (``--set torch-cpu.NAME=VALUE``): :data:`restbench.deploy.efficiency.LATENCY_OPTIONS` (``variants`` must be ``torch``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 from restbench import hookimpl
 from restbench.api import Artifact, LatencyReport, PluginError, UsageError
-from restbench.deploy.efficiency import LatencyOptions, host_cpu, measure_latency
+from restbench.deploy.efficiency import LATENCY_OPTIONS, LatencyOptions, host_cpu, measure_latency
 
 
 class TorchCPU:
@@ -23,6 +23,8 @@ class TorchCPU:
     version = "1.0.0"
     description = "Per-window and per-night latency of the PyTorch module on the local CPU"
     citation = None
+    default = True
+    options = LATENCY_OPTIONS
 
     def available(self) -> tuple[bool, str]:
         try:
@@ -36,7 +38,7 @@ class TorchCPU:
 
         from restbench_builtins.runners.tflite_local import synthetic_windows
 
-        opts = LatencyOptions.parse(options, self.id)
+        opts = LatencyOptions.parse(options, self.id, artifact.windows_per_night)
         if opts.variants is not None and tuple(opts.variants) != ("torch",):
             raise UsageError(f"runner {self.id}: the only variant is 'torch', got {', '.join(opts.variants)}")
         if artifact.module is None:
