@@ -100,14 +100,14 @@ def main(argv: list[str] | None = None) -> int:
                 started = time.perf_counter()
                 sample = calibration[:1]
                 try:
-                    artifact.tflite_fp32 = export_tflite(module, sample, Path(tmp) / f"{name}_fp32.tflite")
-                    artifact.tflite_int8 = export_tflite(
+                    artifact.files["tflite-fp32"] = export_tflite(module, sample, Path(tmp) / f"{name}_fp32.tflite")
+                    artifact.files["tflite-int8"] = export_tflite(
                         module, sample, Path(tmp) / f"{name}_int8.tflite", quantize="int8", calibration=calibration
                     )
                 except PluginError as exc:
                     print(f"{name}: export failed: {exc}")
                 row["export_s"] = time.perf_counter() - started
-                if artifact.tflite_fp32 is not None:
+                if "tflite-fp32" in artifact.files:
                     for report in TFLiteLocal().measure(artifact, options):
                         row[f"tflite_{report.variant}_s_per_night"] = report.latency_s_per_night_median
                         row["tflite_runtime"] = f"{report.runtime} {report.runtime_version}"

@@ -3,7 +3,11 @@
 A plugin offers objects through the registrar hooks in :mod:`restbench.plugins.hookspecs`; each object
 satisfies one of the protocols below. Every object carries the same identity fields
 (:class:`PluginObject`): a kebab-case ``id``, a ``version``, a one-line ``description`` and an
-optional ``citation``. The harness never names a built-in plugin: it only sees these shapes.
+optional ``citation``. Any object may declare typed ``options`` (a tuple of
+:class:`restbench.plugins.options.Option`): the harness resolves, checks and records them and
+hands the resolved values back to the object. An object may set ``default = True`` to be picked
+when the user names none (the embedded dataset, the baseline model, the usual runners). The
+harness never names a built-in plugin: it only sees these shapes.
 """
 
 from __future__ import annotations
@@ -11,12 +15,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 
-from restbench.data.sleep_data import STAGES, SleepData, TrainingStats
-from restbench.errors import PluginError, UsageError
+# STAGES and the errors are re-exported: plugin authors import everything they need from here
+from restbench.data.sleep_data import STAGES, SleepData, TrainingStats  # noqa: F401
+from restbench.errors import PluginError, UsageError  # noqa: F401
 
 if TYPE_CHECKING:  # torch is heavy; the CLI's listing commands never import it
     import torch
@@ -25,7 +30,7 @@ if TYPE_CHECKING:  # torch is heavy; the CLI's listing commands never import it
 ID_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
 
-KINDS: tuple[str, ...] = ("datasets", "models", "methods", "corruptions", "compressors", "runners")
+KINDS: tuple[str, ...] = ("datasets", "models", "methods", "corruptions", "compressors", "exporters", "runners")
 
 
 def validate_id(value: str) -> str:
@@ -52,8 +57,9 @@ class PluginObject(Protocol):
 class DatasetOptions:
     """What the harness passes to :meth:`Dataset.prepare`.
 
-    ``extra`` holds dataset-specific options (``--dataset-option key=value``); a dataset
-    rejects keys it does not know with a :class:`UsageError`.
+    ``extra`` holds the dataset's own declared options, resolved (``--set ID.KEY=VALUE`` or
+    ``--dataset-option KEY=VALUE``); a dataset rejects keys it does not know with a
+    :class:`UsageError`.
     """
 
     data_dir: Path | None = None
@@ -70,9 +76,9 @@ class DatasetOptions:
 class Dataset(PluginObject, Protocol):
     """A sleep-staging dataset: turns local files (or a generator) into :class:`SleepData`.
 
-    Optional attribute ``profile_options: dict[str, dict]``: extra options the dataset wants
-    under a run profile (e.g. shorter synthetic nights for ``smoke``); the harness applies
-    them below the user's own ``dataset_options`` and records them in the run.
+    Its declared ``options`` (e.g. shorter synthetic nights under the ``smoke`` profile) arrive
+    resolved in ``DatasetOptions.extra``; call :func:`restbench.plugins.options.fill_options`
+    on it too, so a direct call with partial options is checked the same way.
     """
 
     def prepare(self, options: DatasetOptions) -> "SleepData":
@@ -105,7 +111,8 @@ class MethodContext:
     """What a method may look at when it writes its recipe."""
 
     dataset: str  # dataset id, e.g. PGD iterations differ between Sleep-EDF and SHHS
-    profile: dict[str, Any]  # the resolved profile knobs (see restbench.run.profiles)
+    profile: dict[str, Any]  # the resolved core knobs (restbench.run.profiles), e.g. "profile"
+    options: dict[str, Any] = field(default_factory=dict)  # this method's own resolved options
 
 
 @dataclass
@@ -114,13 +121,16 @@ class Phase:
 
     ``augmentations`` turn a clean batch into the batch the loss sees (restbench.training.augment);
     ``regularizers`` add loss terms or adjust gradients (restbench.training.regularizers);
-    ``selection`` names the validation criterion (restbench.training.selection) for picking the epoch.
+    ``selection`` names the validation criterion (restbench.training.selection) for picking the
+    epoch and ``selection_options`` its settings (``{"eps": 6.0, "pgd_steps": 10}`` for
+    ``clean+adversarial``, ``{"c_g": 0.2}`` for ``clean+gaussian``).
     ``step``, when given, replaces the built-in step: ``step(model, x, y, ctx) -> loss tensor``.
     """
 
     augmentations: list[Any] = field(default_factory=list)
     regularizers: list[Any] = field(default_factory=list)
     selection: str = "clean"
+    selection_options: dict[str, Any] = field(default_factory=dict)
     step: Callable[..., Any] | None = None
 
 
@@ -156,7 +166,8 @@ class Recipe:
                     "augmentations": [part(a) for a in obj.augmentations],
                     "regularizers": [part(r) for r in obj.regularizers],
                     "selection": obj.selection,
-                    "step": None if obj.step is None else f"{obj.step.__module__}.{obj.step.__qualname__}",
+                    "selection_options": obj.selection_options,
+                    "step": None if obj.step is None else _step_identity(obj.step),
                 }
             return obj
 
@@ -168,6 +179,20 @@ class Recipe:
             "test_transforms": [part(t) for t in self.test_transforms],
             "reuse": self.reuse,
         }
+
+
+def _step_identity(step: Callable[..., Any]) -> Any:
+    """A custom step as data: its ``config()`` when it has one (so its parameters count), else
+    its qualified name (a plain function, a partial or a callable object)."""
+    if hasattr(step, "config"):
+        return step.config()
+    target = getattr(step, "func", step)  # functools.partial
+    name = getattr(target, "__qualname__", type(target).__qualname__)
+    identity = {"name": f"{getattr(target, '__module__', type(target).__module__)}.{name}"}
+    if hasattr(step, "args") or hasattr(step, "keywords"):
+        identity["args"] = [repr(a) for a in getattr(step, "args", ())]
+        identity["keywords"] = {k: repr(v) for k, v in (getattr(step, "keywords", {}) or {}).items()}
+    return identity
 
 
 @runtime_checkable
@@ -256,15 +281,64 @@ class Compressor(PluginObject, Protocol):
 # --------------------------------------------------------------------------- runners
 
 
+# --------------------------------------------------------------------------- exporters
+
+
+@dataclass
+class ExportedVariant:
+    """One deployable file an exporter wrote, e.g. the int8 .tflite graph.
+
+    ``variant`` is a kebab-case name (``tflite-int8``); runners time the variants they know.
+    ``check`` is the exporter's fidelity check against the PyTorch pipeline (``passed``,
+    ``max_abs_diff``, ``top1_agreement``, ...). ``robustness`` says under which corruptions the
+    harness also evaluates this variant: ``"all"``, a corruption suite name (``"paper"``), or
+    ``None`` (efficiency only).
+    """
+
+    variant: str
+    path: Path
+    size_kb: float
+    check: dict[str, Any] | None = None
+    robustness: str | None = None
+
+
+@runtime_checkable
+class Exporter(PluginObject, Protocol):
+    """Turns a deployed PyTorch pipeline into on-device files (TFLite, ONNX, ...)."""
+
+    def available(self) -> tuple[bool, str]:
+        """``(True, "")`` when this exporter can run here, else ``(False, reason)``."""
+        ...
+
+    def export(
+        self, module: "nn.Module", calibration: np.ndarray, check_windows: np.ndarray, folder: Path, stem: str,
+        options: dict[str, Any],
+    ) -> list[ExportedVariant]:
+        """Write ``folder/stem-*`` files for ``module`` (eval mode, CPU, input ``(1, 1, n_times)``
+        in microvolts); ``calibration`` are training windows for quantisation, ``check_windows``
+        validation windows to check the files against PyTorch. A file already there is reused."""
+        ...
+
+    def predict(self, variant: ExportedVariant, windows: np.ndarray) -> np.ndarray:
+        """Logits ``(n, n_classes)`` of the exported file on float32 ``windows`` ``(n, 1, n_times)``."""
+        ...
+
+
+# --------------------------------------------------------------------------- runners
+
+
 @dataclass
 class Artifact:
-    """A deployable model as the runners see it: the PyTorch module and/or exported files."""
+    """A deployable model as the runners see it: the PyTorch module and the exported files.
+
+    ``files`` maps an exported variant (``tflite-fp32``, ``tflite-int8``, ...) to its path.
+    """
 
     name: str
     module: "nn.Module | None" = None  # the deployed pipeline in eval mode
-    tflite_fp32: Path | None = None
-    tflite_int8: Path | None = None
+    files: dict[str, Path] = field(default_factory=dict)
     input_shape: tuple[int, ...] = (1, 1, 12000)
+    windows_per_night: int = 1080
 
 
 @dataclass
@@ -304,5 +378,6 @@ KIND_PROTOCOLS: dict[str, type] = {
     "methods": Method,
     "corruptions": Corruption,
     "compressors": Compressor,
+    "exporters": Exporter,
     "runners": Runner,
 }

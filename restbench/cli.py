@@ -17,10 +17,10 @@ from rich.console import Console
 from rich.table import Table
 
 from restbench import __version__
-
-from restbench.run import profiles
 from restbench.api import KINDS, PluginError, UsageError
+from restbench.plugins.options import options_of, parse_value
 from restbench.plugins.registry import get_registry
+from restbench.run import profiles
 
 console = Console()
 err_console = Console(stderr=True)
@@ -38,7 +38,7 @@ def _key_values(pairs: tuple[str, ...], option: str) -> dict:
         if "=" not in pair:
             raise UsageError(f"{option}: expected key=value, got '{pair}'")
         key, value = pair.split("=", 1)
-        out[key.strip()] = profiles.parse_value(value)
+        out[key.strip()] = parse_value(value)
     return out
 
 
@@ -74,29 +74,43 @@ def _describe(kind: str, obj) -> dict:
         row["severities"] = [{"level": s.level, "name": s.name, "value": s.value, "unit": s.unit} for s in obj.severities]
     owner = get_registry().owner_of(kind, obj.id)
     row["plugin"] = owner.name if owner else None
+    row["distribution"] = owner.distribution if owner else None
+    row["default"] = getattr(obj, "default", False) is True
+    row["options"] = [o.to_dict() for o in options_of(obj)]
     return row
+
+
+def _options_table(title: str, options: list[dict], prefix: str = "") -> Table:
+    table = Table(title=title)
+    for col in ("option", "type", "default", "per profile", "paper", "help"):
+        table.add_column(col)
+    for o in options:
+        per_profile = ", ".join(f"{k}: {json.dumps(v)}" for k, v in o["profiles"].items())
+        paper = json.dumps(o["paper"]) if o["in_paper"] else "-"
+        bounds = [f">= {o['minimum']:g}" if o["minimum"] is not None else "", f"<= {o['maximum']:g}" if o["maximum"] is not None else ""]
+        if o["choices"]:
+            bounds.append("one of " + ", ".join(json.dumps(c) for c in o["choices"]))
+        extra = "; ".join(b for b in bounds if b)
+        table.add_row(prefix + o["name"], o["type"], json.dumps(o["default"]), per_profile, paper,
+                      o["help"] + (f" ({extra})" if extra else ""))
+    return table
 
 
 @cli.command("list")
 @click.argument("kind", type=click.Choice(LIST_KINDS))
+@click.option("--options", "show_options", is_flag=True, help="Also show each object's options (set with --set ID.NAME=VALUE).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def list_cmd(kind: str, as_json: bool) -> None:
-    """List every registered object of KIND (or the run profiles)."""
+def list_cmd(kind: str, show_options: bool, as_json: bool) -> None:
+    """List every registered object of KIND (or the run profiles and core knobs)."""
     if kind == "profiles":
-        rows = [{"id": name, "description": p["description"],
-                 "knobs": {k: v for k, v in p.items() if k != "description"}} for name, p in profiles.PROFILES.items()]
+        core = [o.to_dict() for o in profiles.CORE_OPTIONS]
         if as_json:
-            _emit_json(rows)
+            _emit_json({"profiles": [{"id": name, "description": text, "default": name == profiles.DEFAULT_PROFILE}
+                                     for name, text in profiles.PROFILES.items()], "knobs": core})
             return
-        table = Table(title="profiles (override any knob with --set key=value)")
-        table.add_column("knob")
-        for row in rows:
-            table.add_column(row["id"] + (" (default)" if row["id"] == profiles.DEFAULT_PROFILE else ""))
-        for knob in rows[0]["knobs"]:
-            table.add_row(knob, *[json.dumps(r["knobs"][knob]) for r in rows])
-        console.print(table)
-        for row in rows:
-            console.print(f"[bold]{row['id']}[/bold]: {row['description']}")
+        for name, text in profiles.PROFILES.items():
+            console.print(f"[bold]{name}[/bold]{' (default)' if name == profiles.DEFAULT_PROFILE else ''}: {text}")
+        console.print(_options_table("core knobs (override with --set KNOB=VALUE)", core))
         return
     rows = [_describe(kind, obj) for obj in get_registry().all(kind).values()]
     if as_json:
@@ -109,23 +123,34 @@ def list_cmd(kind: str, as_json: bool) -> None:
         extra = ()
         if kind == "corruptions":
             extra = (", ".join(f"{s['name']}={s['value']:g} {s['unit']}" for s in row["severities"]),)
-        table.add_row(row["id"], row["version"], row["description"], *extra)
+        table.add_row(row["id"] + (" (default)" if row["default"] else ""), row["version"], row["description"], *extra)
     console.print(table)
+    if show_options:
+        for row in rows:
+            if row["options"]:
+                console.print(_options_table(f"{row['id']} options (--set {row['id']}.NAME=VALUE)", row["options"],
+                                             prefix=f"{row['id']}."))
+            else:
+                console.print(f"{row['id']}: no options")
 
 
 @cli.command("run")
-@click.option("--dataset", default="sleep-synth", show_default=True, help="Dataset id (restbench list datasets).")
+@click.option("--dataset", default=None, help="Dataset id (restbench list datasets; default: the one marked default).")
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Local dataset files.")
 @click.option("--protocol", help="Dataset protocol, e.g. paper, sleep-edf-20, sleep-edf-78.")
-@click.option("--dataset-option", multiple=True, metavar="KEY=VALUE", help="Dataset-specific option (repeatable).")
-@click.option("--model", default="sors2018", show_default=True, help="Model id.")
+@click.option("--dataset-option", multiple=True, metavar="KEY=VALUE", help="Dataset option (repeatable; same as --set DATASET.KEY=VALUE).")
+@click.option("--model", default=None, help="Model id (default: the one marked default).")
 @click.option("--methods", default="all", show_default=True, help="Comma-separated method ids, or 'all'.")
 @click.option("--corruptions", default="all", show_default=True, help="Comma-separated corruption ids, or 'all'.")
-@click.option("--runners", default=None, help="Comma-separated runner ids (default: the profile's).")
+@click.option("--runners", default=None, help="Comma-separated runner ids, or '' for none (default: those marked default).")
+@click.option("--exporters", default=None, help="Comma-separated exporter ids, or '' for none (default: those marked default).")
 @click.option("--profile", default=profiles.DEFAULT_PROFILE, show_default=True,
               type=click.Choice(list(profiles.PROFILES)), help="Knob set (restbench list profiles).")
-@click.option("--set", "sets", multiple=True, metavar="KNOB=VALUE", help="Override a profile knob (repeatable; JSON values).")
-@click.option("--config", "config_file", type=click.Path(path_type=Path), help="JSON file of knob overrides.")
+@click.option("--set", "sets", multiple=True, metavar="KNOB=VALUE",
+              help="Set a core knob (epochs=10) or a plugin option (ID.NAME=VALUE); repeatable, JSON values. "
+                   "See restbench list profiles / restbench list KIND --options.")
+@click.option("--config", "config_file", type=click.Path(path_type=Path),
+              help='JSON file of knobs and plugin options, e.g. {"epochs": 10, "ID": {"NAME": 4}}.')
 @click.option("--seeds", help="Comma-separated seeds (default: the profile's).")
 @click.option("--name", default=None, help="Run name: writes runs/NAME (default: DATASET-PROFILE-TIMESTAMP).")
 @click.option("--run-dir", type=click.Path(path_type=Path), help="Run directory (overrides --name).")
@@ -134,7 +159,7 @@ def list_cmd(kind: str, as_json: bool) -> None:
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable input files (listed in the results) instead of stopping.")
 @click.option("--download", is_flag=True, help="Allow the dataset to download missing public files.")
 @click.option("--quiet", "-q", is_flag=True, default=None, help="No progress bars (default in CI).")
-def run_cmd(dataset, data_dir, protocol, dataset_option, model, methods, corruptions, runners, profile, sets,
+def run_cmd(dataset, data_dir, protocol, dataset_option, model, methods, corruptions, runners, exporters, profile, sets,
             config_file, seeds, name, run_dir, cache_dir, resume, skip_bad, download, quiet) -> None:
     """Train, compress, evaluate and measure METHODS on a dataset; write a run directory."""
     from restbench.run.pipeline import RunRequest, run
@@ -146,10 +171,10 @@ def run_cmd(dataset, data_dir, protocol, dataset_option, model, methods, corrupt
     except ValueError:
         raise UsageError(f"--seeds: expected comma-separated integers, got '{seeds}'") from None
     # A fresh directory per run unless named, so a second run never collides with the first.
-    run_dir = run_dir or Path("runs") / (name or f"{dataset}-{profile}-{time.strftime('%Y%m%d-%H%M%S')}")
+    run_dir = run_dir or Path("runs") / (name or f"{dataset or 'default'}-{profile}-{time.strftime('%Y%m%d-%H%M%S')}")
     request = RunRequest(
         dataset=dataset, model=model, methods=methods, corruptions=corruptions,
-        runners=runners.split(",") if runners else ([] if runners == "" else None),
+        runners=_id_list(runners), exporters=_id_list(exporters),
         profile=profile, overrides=_key_values(sets, "--set"), config_file=config_file, seeds=seed_list,
         data_dir=data_dir, cache_dir=cache_dir, protocol=protocol,
         dataset_options=_key_values(dataset_option, "--dataset-option"), skip_bad=skip_bad,
@@ -159,6 +184,13 @@ def run_cmd(dataset, data_dir, protocol, dataset_option, model, methods, corrupt
     result = run(request, console=err_console)
     print_summary(result.tables, console)
     console.print(f"run directory: {result.run_dir.path}")
+
+
+def _id_list(text: str | None) -> list[str] | None:
+    """A comma-separated id list; '' selects none, an absent option the defaults (None)."""
+    if text is None:
+        return None
+    return [i.strip() for i in text.split(",") if i.strip()]
 
 
 @cli.group("data")
@@ -179,10 +211,13 @@ def data_info(dataset_id, data_dir, protocol, n_subjects, dataset_option, cache_
     """Windows per stage per split (the paper's Table 1 shape)."""
     from restbench.api import DatasetOptions, STAGES
 
+    from restbench.plugins.options import resolve_options
+
     ds = get_registry().get("datasets", dataset_id, "DATASET_ID")
+    given = {k: ("--dataset-option", v) for k, v in _key_values(dataset_option, "--dataset-option").items()}
+    extra = resolve_options(options_of(ds), None, given, ds.id)
     data = ds.prepare(DatasetOptions(data_dir=data_dir, cache_dir=cache_dir, protocol=protocol,
-                                     n_subjects=n_subjects, skip_bad=skip_bad,
-                                     extra=_key_values(dataset_option, "--dataset-option")))
+                                     n_subjects=n_subjects, skip_bad=skip_bad, extra=extra))
     counts = data.stage_counts()
     if as_json:
         _emit_json({"dataset": dataset_id, "fingerprint": data.fingerprint, "sfreq": data.sfreq,
@@ -250,15 +285,21 @@ def plugin_check(object_id: str, kind: str | None) -> None:
                 console.print(f"[red]FAIL[/red] {k} {object_id}: {p}")
         else:
             console.print(f"[green]ok[/green] {k} {object_id}")
+        for skipped in problems.skipped:  # parts that could not run on this machine
+            console.print(f"[yellow]{skipped}[/yellow] ({k} {object_id})")
     if failures:
         sys.exit(1)
 
 
 def _add_plugin_commands() -> None:
+    from restbench.plugins.registry import strict_mode
+
     registry = get_registry()
     try:
         registry.pm.hook.register_commands(cli=cli)
-    except Exception as exc:  # a broken plugin command must not take the CLI down
+    except Exception as exc:  # a broken plugin command must not take the CLI down, unless strict
+        if strict_mode():
+            raise PluginError(f"a plugin's register_commands failed (RESTBENCH_STRICT_PLUGINS=1): {exc}") from exc
         err_console.print(f"[yellow]warning[/yellow]: a plugin's register_commands failed: {exc}")
 
 

@@ -42,9 +42,13 @@ def test_list_kinds_json():
 
 def test_list_profiles_shows_knobs():
     out = CliRunner().invoke(cli, ["list", "profiles", "--json"])
-    profiles = {p["id"]: p for p in json.loads(out.output)}
-    assert {"paper", "quick", "smoke"} <= set(profiles)
-    assert profiles["paper"]["knobs"]["epochs"] == 30
+    listing = json.loads(out.output)
+    assert {"paper", "quick", "smoke"} <= {p["id"] for p in listing["profiles"]}
+    epochs = next(k for k in listing["knobs"] if k["name"] == "epochs")
+    assert (epochs["default"], epochs["paper"], epochs["profiles"]) == (30, 30, {"quick": 6, "smoke": 1})
+    assert not {"train_eps", "gaussian_c", "prune_sparsity", "pgd_eval_steps"} & {k["name"] for k in listing["knobs"]}
+    text = CliRunner().invoke(cli, ["list", "profiles"]).output
+    assert "epochs" in text and "quick (default)" in text
 
 
 def test_unknown_method_is_one_line_exit_2():

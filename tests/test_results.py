@@ -49,8 +49,9 @@ REQUIRED = {
     "robustness": ["corruption", "severity", "severity_name", "severity_value", "severity_unit", "suite",
                    "corruption_settings", "variant", "macro_f1", "accuracy", "kappa", "per_class_f1",
                    "confusion", "confusion_counts", "n_windows", "per_subject_macro_f1", "macro_f1_ci95"],
+    # exported sizes come from exporter plugins (VARIANT_size_kb), so none is required by name
     "efficiency": ["params", "size_kb", "macs", "mflops", "macs_per_night", "mflops_per_night", "input_shape",
-                   "tflite_fp32_size_kb", "tflite_int8_size_kb", "export_check"],
+                   "export_check"],
     "latency": ["runner", "variant", "latency_s_per_window_median", "latency_s_per_window_p90",
                 "latency_s_per_night_median", "latency_s_per_night_p90", "repetitions", "windows_per_night",
                 "threads", "runtime", "runtime_version", "device"],

@@ -51,8 +51,9 @@ def artifact(tmp_path_factory):
     return Artifact(
         name="tiny",
         module=model,
-        tflite_fp32=export_tflite(model, windows[:1], out / "tiny_fp32.tflite"),
-        tflite_int8=export_tflite(model, windows[:1], out / "tiny_int8.tflite", quantize="int8", calibration=windows),
+        files={"tflite-fp32": export_tflite(model, windows[:1], out / "tiny_fp32.tflite"),
+               "tflite-int8": export_tflite(model, windows[:1], out / "tiny_int8.tflite", quantize="int8",
+                                            calibration=windows)},
         input_shape=(1, 1, N_TIMES),
     )
 
@@ -103,9 +104,9 @@ def test_tflite_local_errors(artifact):
     runner = tflite_local.TFLiteLocal()
     with pytest.raises(UsageError, match="unknown variant"):
         runner.measure(artifact, {"variants": "fp16"})
-    with pytest.raises(UsageError, match="unknown option"):
+    with pytest.raises(UsageError, match="has no option"):
         runner.measure(artifact, {"repeats": 5})
-    no_int8 = Artifact(name="a", module=artifact.module, tflite_fp32=artifact.tflite_fp32)
+    no_int8 = Artifact(name="a", module=artifact.module, files={"tflite-fp32": artifact.files["tflite-fp32"]})
     with pytest.raises(PluginError, match="no int8 .tflite graph"):
         runner.measure(no_int8, {"variants": ["int8"]})
     with pytest.raises(PluginError, match="no exported .tflite graph"):
@@ -250,8 +251,8 @@ def test_android_unavailable_without_adb(monkeypatch, tmp_path):
     ok, reason = runner.available()
     assert not ok and "adb not found on PATH" in reason
     with pytest.raises(PluginError, match="android-adb unavailable: adb not found"):
-        runner.measure(Artifact(name="x", tflite_fp32=tmp_path / "m.tflite"), {})
-    with pytest.raises(UsageError, match="unknown option"):
+        runner.measure(Artifact(name="x", files={"tflite-fp32": tmp_path / "m.tflite"}), {})
+    with pytest.raises(UsageError, match="has no option"):
         runner.measure(Artifact(name="x"), {"serail": "abc"})
 
 
@@ -309,7 +310,7 @@ def test_android_flow_against_stand_in_adb(monkeypatch, tmp_path):
     assert runner.available() == (True, "")
     graph = tmp_path / "rest_int8.tflite"
     graph.write_bytes(b"TFL3")
-    (report,) = runner.measure(Artifact(name="rest", tflite_int8=graph), {"repetitions": 5, "threads": 1})
+    (report,) = runner.measure(Artifact(name="rest", files={"tflite-int8": graph}), {"repetitions": 5, "threads": 1})
     assert report.runner == "android-adb" and report.variant == "int8"
     assert report.device.startswith("Pixel 2 (msm8998")
     assert report.latency_s_per_window_median == pytest.approx(0.028698)
@@ -322,4 +323,4 @@ def test_android_flow_against_stand_in_adb(monkeypatch, tmp_path):
     # a failing tool run surfaces as a one-line PluginError
     bench.write_text(FAILED_OUTPUT)
     with pytest.raises(PluginError, match="benchmark_model printed no timings"):
-        runner.measure(Artifact(name="rest", tflite_int8=graph), {"repetitions": 1})
+        runner.measure(Artifact(name="rest", files={"tflite-int8": graph}), {"repetitions": 1})

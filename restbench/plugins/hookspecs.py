@@ -75,6 +75,20 @@ def register_compressors(register: Register) -> None:
 
 
 @hookspec
+def register_exporters(register: Register) -> None:
+    """Offer exporters that turn a deployed model into on-device files (TFLite, ONNX, ...).
+
+    Called once when the plugin manager loads. Exporters with ``default = True`` run unless
+    ``--exporters`` names others; each exported variant can be timed by runners and, as the
+    exporter says, evaluated under corruption.
+
+    :param register: call ``register(exporter)`` for each :class:`restbench.api.Exporter`
+        (``available()``, ``export(module, calibration, check_windows, folder, stem, options)
+        -> [ExportedVariant]``, ``predict(variant, windows) -> logits``).
+    """
+
+
+@hookspec
 def register_runners(register: Register) -> None:
     """Offer device runners that measure latency.
 
@@ -103,5 +117,6 @@ REGISTRAR_HOOKS: dict[str, str] = {
     "register_methods": "methods",
     "register_corruptions": "corruptions",
     "register_compressors": "compressors",
+    "register_exporters": "exporters",
     "register_runners": "runners",
 }

@@ -188,6 +188,19 @@ class Registry:
             return list(self.all(kind).values())
         return [self.get(kind, i, option) for i in ids]
 
+    def defaults(self, kind: str) -> list:
+        """Objects of ``kind`` that mark themselves ``default = True``, in registration order."""
+        return [obj for obj in self.all(kind).values() if getattr(obj, "default", False) is True]
+
+    def default_id(self, kind: str, option: str) -> str:
+        """The one default object of ``kind`` (used when ``option`` is not given)."""
+        found = self.defaults(kind)
+        if len(found) != 1:
+            which = ", ".join(o.id for o in found) or "none"
+            raise UsageError(f"{option}: no single default {kind[:-1]} is installed (marked default: {which}); "
+                             f"name one with {option}")
+        return found[0].id
+
     def owner_of(self, kind: str, oid: str) -> PluginStatus | None:
         name = self.owner.get((kind, oid))
         return next((p for p in self.plugins if p.name == name), None)

@@ -356,9 +356,11 @@ def _variants_table(rob: pd.DataFrame, rows: _Rows, corruptions: list[str]) -> T
 def _efficiency_table(eff: pd.DataFrame, lat: pd.DataFrame, rows: _Rows) -> Table | None:
     if eff.empty and lat.empty:
         return None
-    fields = [fld for fld, _ in EFFICIENCY_FIELDS if eff[fld].notna().any()]
+    fields = [fld for fld, _ in EFFICIENCY_FIELDS if fld in eff and eff[fld].notna().any()]
     columns = [Column(fld, label, fld) for fld, label in EFFICIENCY_FIELDS if fld in fields]
-    lat = lat.assign(column="latency_s_per_night_median[" + lat["runner"] + ":" + lat["variant"] + "]",
+    # astype(str): with no latency records the empty columns are float, and str + float fails
+    lat = lat.assign(column="latency_s_per_night_median[" + lat["runner"].astype(str) + ":"
+                     + lat["variant"].astype(str) + "]",
                      value=lat["latency_s_per_night_median"])
     pairs = lat[["column", "runner", "variant"]].drop_duplicates().itertuples(index=False)
     columns += [Column(key, f"s/night {runner} {variant}", "latency_s_per_night_median", runner=runner,

@@ -60,7 +60,11 @@ def export_checkpoint(path: Path, out: Path, int8: bool = True, calibration_data
     net, spec, meta = load_checkpoint(path, registry)
     transforms = []
     if meta.get("method") in registry.all("methods"):
-        recipe = registry.get("methods", meta["method"]).recipe(MethodContext(meta.get("dataset", ""), meta.get("knobs", {})))
+        from restbench.plugins.options import fill_options, options_of
+
+        method = registry.get("methods", meta["method"])
+        options = fill_options(options_of(method), meta.get("method_options") or {}, method.id)
+        recipe = method.recipe(MethodContext(meta.get("dataset", ""), meta.get("knobs", {}), options))
         transforms = recipe.test_transforms
     dataset_id = calibration_dataset or meta.get("dataset")
     if not dataset_id:

@@ -10,7 +10,6 @@ methods (Blanco deploys Liu's model) runs once and an interrupted run resumes wi
 from __future__ import annotations
 
 import copy
-import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,38 +18,35 @@ from typing import Any
 import numpy as np
 import torch
 
+from restbench.api import Artifact, DatasetOptions, MethodContext, PluginError, Recipe, UsageError
+from restbench.plugins.options import deviations as option_deviations, options_of, resolve_options
 from restbench.run import profiles
 from restbench.run.checkpoints import load_checkpoint, save_checkpoint
-from restbench.api import Artifact, DatasetOptions, MethodContext, PluginError, Recipe, UsageError
 from restbench.data.sleep_data import SleepData, fingerprint
 from restbench.evaluation.metrics import bootstrap_ci, classification_metrics, per_subject_macro_f1
 from restbench.plugins.registry import get_registry
+from restbench.run.atomic import atomic_path
 from restbench.run.progress import Reporter
-from restbench.run.results import SCHEMA_VERSION, RunDir, provenance
+from restbench.run.results import RunDir, make_record, new_run_info, utc_now
 from restbench.training.selection import predict
 from restbench.training.loop import subsample, train_phase
 from restbench.deploy.transforms import deploy
 
-# Knobs that only change evaluation or measurement, not the trained weights.
-EVAL_ONLY_KNOBS = {
-    "max_test_windows", "pgd_eval_steps", "pgd_eval_restarts", "corruption_batch_size",
-    "bootstrap_samples", "export", "int8_robustness", "export_check_windows",
-    "calibration_windows", "latency_repetitions", "latency_threads", "windows_per_night", "latency_night_windows",
-    "runners", "seeds", "description", "profile",
-}
+EVAL_ONLY_KNOBS = profiles.EVAL_ONLY_KNOBS | {"profile"}
 
 
 @dataclass
 class RunRequest:
     """Everything ``restbench run`` was asked, before resolution."""
 
-    dataset: str = "sleep-synth"
-    model: str = "sors2018"
+    dataset: str | None = None  # None: the installed dataset marked default
+    model: str | None = None  # None: the installed model marked default
     methods: str | list[str] = "all"
     corruptions: str | list[str] = "all"
-    runners: str | list[str] | None = None  # None: the profile's runners
+    runners: str | list[str] | None = None  # None: the runners marked default
+    exporters: str | list[str] | None = None  # None: the exporters marked default
     profile: str = profiles.DEFAULT_PROFILE
-    overrides: dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)  # --set: knob or ID.NAME -> value
     config_file: Path | None = None
     seeds: list[int] | None = None
     data_dir: Path | None = None
@@ -76,14 +72,15 @@ class TrainedModel:
 
 
 def order_methods(methods: list, recipes: dict[str, Recipe]) -> list:
-    """Methods that reuse another's model come after it (and the source must be selected or registered)."""
+    """Methods that reuse another selected method's model come after it."""
     done, ordered = set(), []
     pending = list(methods)
+    selected = {m.id for m in methods}
     while pending:
         progressed = False
         for m in list(pending):
             source = recipes[m.id].reuse
-            if source is None or source in done or source not in recipes:
+            if source is None or source in done or source not in selected:  # an unselected source trains on demand
                 ordered.append(m)
                 done.add(m.id)
                 pending.remove(m)
@@ -93,35 +90,121 @@ def order_methods(methods: list, recipes: dict[str, Recipe]) -> list:
     return ordered
 
 
+@dataclass
+class Plan:
+    """A request resolved against the installed plugins and checked, before anything is written."""
+
+    knobs: dict[str, Any]
+    dataset: Any
+    model: Any
+    methods: list
+    corruptions: list
+    exporters: list
+    runners: list
+    recipes: dict[str, Recipe]
+    compressors: dict[str, Any]
+    options: dict[str, dict[str, Any]]  # plugin id -> its resolved options
+    deviations: list[str]
+
+
+def _select(registry, kind: str, ids, option: str) -> list:
+    """Objects for ``ids`` (a list, a comma-separated string, ``all``), or the defaults when None."""
+    if ids is None:
+        return registry.defaults(kind)
+    return registry.resolve(kind, ids, option)
+
+
+def _recipe(method, context: MethodContext) -> Recipe:
+    """The method's recipe; a plugin that fails here is named, with its distribution."""
+    try:
+        recipe = method.recipe(context)
+    except PluginError:
+        raise
+    except Exception as exc:
+        raise PluginError(f"method '{method.id}' failed to write its recipe: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(recipe, Recipe):
+        raise PluginError(f"method '{method.id}': recipe() must return a restbench.api.Recipe, got {type(recipe).__name__}")
+    return recipe
+
+
+def resolve_plan(request: RunRequest, registry) -> Plan:
+    """Select the plugins, resolve and check every core knob and plugin option, write each
+    selected method's recipe. Raises UsageError (one line) on anything bad."""
+    layers = [(f"--config {request.config_file}", profiles.load_config(request.config_file))] if request.config_file else []
+    layers.append(("--set", dict(request.overrides)))
+    if request.dataset_options:
+        dataset_id = request.dataset or registry.default_id("datasets", "--dataset")
+        layers.append(("--dataset-option", {f"{dataset_id}.{k}": v for k, v in request.dataset_options.items()}))
+    core, per_plugin = profiles.split_settings(layers)
+    if request.seeds is not None:
+        core["seeds"] = ("--seeds", list(request.seeds))
+    knobs = profiles.resolve(request.profile, core)
+    dataset = registry.get("datasets", request.dataset or registry.default_id("datasets", "--dataset"), "--dataset")
+    model = registry.get("models", request.model or registry.default_id("models", "--model"), "--model")
+    methods = registry.resolve("methods", request.methods, "--methods")
+    if not methods:
+        raise UsageError("--methods: no method selected")
+    corruptions = registry.resolve("corruptions", request.corruptions, "--corruptions")
+    exporters = _select(registry, "exporters", request.exporters, "--exporters") if knobs["export"] else []
+    runners = _select(registry, "runners", request.runners, "--runners")
+
+    selected = {m.id: m for m in methods}
+    participants = [dataset, model, *methods, *corruptions, *exporters, *runners]
+    options: dict[str, dict[str, Any]] = {}
+
+    def resolve_for(obj) -> dict:
+        values = resolve_options(options_of(obj), request.profile, per_plugin.get(obj.id, {}), obj.id)
+        options[obj.id] = values
+        return values
+
+    for obj in participants:
+        resolve_for(obj)
+    # Only the selected methods write recipes; one that deploys another's model brings it along.
+    recipes: dict[str, Recipe] = {}
+    order = list(selected.values())
+    while order:
+        method = order.pop(0)
+        context = MethodContext(dataset=dataset.id, profile=knobs, options=options[method.id])
+        recipe = recipes[method.id] = _recipe(method, context)
+        if recipe.reuse and recipe.reuse not in selected:
+            selected[recipe.reuse] = registry.get("methods", recipe.reuse, f"method '{method.id}' reuses")
+            resolve_for(selected[recipe.reuse])
+            order.append(selected[recipe.reuse])
+    compressors = {}
+    for method_id, recipe in recipes.items():
+        if recipe.compressor and recipe.compressor not in compressors:
+            compressor = registry.get("compressors", recipe.compressor, f"method '{method_id}' compressor")
+            compressors[compressor.id] = compressor
+            resolve_for(compressor)
+    unused = sorted(set(per_plugin) - set(options))
+    if unused:
+        where, _ = next(iter(per_plugin[unused[0]].values()))
+        known = any(unused[0] in registry.all(kind) for kind in registry.objects)
+        why = "is not part of this run (select it, or drop the setting)" if known else "is not an installed plugin or core knob"
+        raise UsageError(f"{where}: '{unused[0]}' {why}; plugins in this run: {', '.join(options)}")
+    deviation_lines = profiles.deviations(knobs)
+    for obj in [dataset, model, *selected.values(), *corruptions, *compressors.values(), *exporters, *runners]:
+        deviation_lines += option_deviations(options_of(obj), options[obj.id], prefix=f"{obj.id}.")
+    return Plan(knobs=knobs, dataset=dataset, model=model, methods=methods, corruptions=corruptions,
+                exporters=exporters, runners=runners, recipes=recipes, compressors=compressors, options=options,
+                deviations=deviation_lines)
+
+
 class Pipeline:
     """Executes one :class:`RunRequest` into a run directory."""
 
     def __init__(self, request: RunRequest, console=None):
         self.request = request
         self.registry = get_registry()
-        self.knobs = profiles.resolve(request.profile, request.overrides, request.config_file)
-        if request.seeds is not None:
-            self.knobs["seeds"] = list(request.seeds)
-        self.dataset = self.registry.get("datasets", request.dataset, "--dataset")
-        self.model = self.registry.get("models", request.model, "--model")
-        self.methods = self.registry.resolve("methods", request.methods, "--methods")
-        self.corruptions = self.registry.resolve("corruptions", request.corruptions, "--corruptions")
-        runner_ids = request.runners if request.runners is not None else self.knobs["runners"]
-        self.runners = self.registry.resolve("runners", runner_ids, "--runners") if runner_ids else []
-        if not self.methods:
-            raise UsageError("--methods: no method selected")
-        self.context = MethodContext(dataset=self.dataset.id, profile=self.knobs)
-        self.recipes = {m.id: m.recipe(self.context) for m in self.registry.all("methods").values()}
-        for m in self.methods:
-            if self.recipes[m.id].reuse and self.recipes[m.id].reuse not in self.recipes:
-                raise PluginError(f"method '{m.id}' reuses unknown method '{self.recipes[m.id].reuse}'")
-            if self.recipes[m.id].compressor:
-                self.registry.get("compressors", self.recipes[m.id].compressor, f"method '{m.id}' compressor")
-        self.deviations: list[str] = profiles.deviations(self.knobs)
+        self.plan = plan = resolve_plan(request, self.registry)
+        self.knobs = plan.knobs
+        self.dataset, self.model = plan.dataset, plan.model
+        self.methods, self.corruptions = plan.methods, plan.corruptions
+        self.exporters, self.runners = plan.exporters, plan.runners
+        self.recipes, self.options = plan.recipes, plan.options
+        self.deviations: list[str] = plan.deviations
         self.notes: list[str] = []
         self.device = resolve_device(self.knobs["device"])
-        if self.knobs.get("int8_robustness") not in ("all", "paper", False, None):
-            raise UsageError(f"--set int8_robustness: expected \"all\", \"paper\" or false, got {self.knobs['int8_robustness']!r}")
         self.trained: dict[str, TrainedModel] = {}
         self.export_failures: list[str] = []  # recorded, then reported as an error once all is written
         self.console = console
@@ -156,7 +239,7 @@ class Pipeline:
         for failure in self.export_failures:
             self.notes.append(f"export check failed: {failure}")
         run_info["notes"] = self.notes
-        run_info["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        run_info["finished"] = utc_now()
         self.run.write_run(run_info)
         return self.run
 
@@ -175,36 +258,30 @@ class Pipeline:
         return data
 
     def dataset_extra(self) -> dict:
-        """Dataset options: the dataset's own defaults for this profile, then the profile's
-        ``dataset_options``, then ``--dataset-option`` (later wins)."""
-        per_profile = getattr(self.dataset, "profile_options", {}) or {}
-        return {**per_profile.get(self.knobs["profile"], {}), **self.knobs.get("dataset_options", {}),
-                **self.request.dataset_options}
+        """The dataset's resolved options (its declared defaults for this profile, then the
+        config file, ``--set`` and ``--dataset-option``)."""
+        return self.options[self.dataset.id]
 
     def run_info(self, data: SleepData, status: str) -> dict:
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "name": Path(self.request.run_dir).name,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "config": {
-                **self.knobs,
-                "dataset": self.dataset.id,
-                "model": self.model.id,
-                "protocol": self.request.protocol,
-                "dataset_options_resolved": self.dataset_extra(),
-            },
-            "seeds": [int(s) for s in self.knobs["seeds"]],
-            "methods": [m.id for m in self.methods],
-            "method_recipes": {m.id: {**self.recipes[m.id].to_dict(), "description": self.recipes[m.id].description or m.description}
-                               for m in self.methods},
-            "corruptions": [c.id for c in self.corruptions],
-            "runners": [r.id for r in self.runners],
-            "dataset": data.describe(),
-            "provenance": provenance(self.registry),
-            "status": status,
-            "deviations": self.deviations,
-            "notes": self.notes,
-        }
+        return new_run_info(
+            Path(self.request.run_dir).name,
+            config={**self.knobs, "dataset": self.dataset.id, "model": self.model.id, "protocol": self.request.protocol,
+                    "dataset_options_resolved": self.dataset_extra()},
+            seeds=[int(s) for s in self.knobs["seeds"]],
+            methods=[m.id for m in self.methods],
+            corruptions=[c.id for c in self.corruptions],
+            dataset=data.describe(),
+            deviations=self.deviations,
+            notes=self.notes,
+            registry=self.registry,
+            status=status,
+            options=self.options,
+            method_recipes={m.id: {**self.recipes[m.id].to_dict(),
+                                   "description": self.recipes[m.id].description or m.description}
+                            for m in self.methods},
+            exporters=[e.id for e in self.exporters],
+            runners=[r.id for r in self.runners],
+        )
 
     def finished_cells(self) -> set[tuple]:
         return {self.cell_key(r) for r in self.run.records()}
@@ -215,17 +292,10 @@ class Pipeline:
                 record.get("severity"), record.get("variant"), record.get("runner"), record.get("phase"))
 
     def base_record(self, method: str, seed: int, trained: TrainedModel, record_type: str) -> dict:
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "record_type": record_type,
-            "dataset": self.dataset.id,
-            "model": self.model.id,
-            "method": method,
-            "compressor": self.recipes[method].compressor or self.recipes.get(self.recipes[method].reuse or "", Recipe()).compressor,
-            "seed": seed,
-            "profile": self.knobs["profile"],
-            "job_key": trained.key,
-        }
+        recipe = self.recipes[method]
+        compressor = recipe.compressor or (self.recipes[recipe.reuse].compressor if recipe.reuse else None)
+        return make_record(record_type, dataset=self.dataset.id, model=self.model.id, method=method,
+                           compressor=compressor, seed=seed, profile=self.knobs["profile"], job_key=trained.key)
 
     def emit(self, record: dict) -> None:
         if self.cell_key(record) in self.done:
@@ -239,7 +309,10 @@ class Pipeline:
         recipe = self.recipes[method_id]
         knobs = {k: v for k, v in self.knobs.items() if k not in EVAL_ONLY_KNOBS}
         training = {k: v for k, v in recipe.to_dict().items() if k != "test_transforms"}
-        return fingerprint("train", data.fingerprint, self.model.id, self.model.version, training, knobs, seed)
+        compressor = self.options.get(recipe.compressor) if recipe.compressor else None
+        # the method's own options count even when its recipe does not show them (a custom step)
+        return fingerprint("train", data.fingerprint, self.model.id, self.model.version, training, knobs, seed,
+                           self.options[self.model.id], compressor, method_id, self.options[method_id])
 
     def trained_model(self, method_id: str, data: SleepData, seed: int) -> TrainedModel:
         recipe = self.recipes[method_id]
@@ -258,7 +331,7 @@ class Pipeline:
             trained = self.train_method(method_id, recipe, data, seed, key)
             save_checkpoint(path, self.model.id, trained.spec, trained.net, method=method_id, seed=seed,
                             dataset=self.dataset.id, dataset_options=self.dataset_extra(),
-                            data_dir=str(self.request.data_dir) if self.request.data_dir else None, key=key, knobs=self.knobs, records=trained.records,
+                            data_dir=str(self.request.data_dir) if self.request.data_dir else None, key=key, knobs=self.knobs, method_options=self.options[method_id], records=trained.records,
                             compression=trained.compression)
         self.trained[key] = trained
         return trained
@@ -274,7 +347,7 @@ class Pipeline:
                                           int(self.knobs["epochs"]), self.knobs["lr_milestones"]))
         if recipe.compressor:
             compressor = self.registry.get("compressors", recipe.compressor)
-            options = {"sparsity": self.knobs["prune_sparsity"], **recipe.compressor_options}
+            options = {**self.options[compressor.id], **recipe.compressor_options}
             net, spec, report = compressor.compress(net, spec, self.model, options)
             compression = {"compressor": compressor.id, "params_before": report.params_before,
                            "params_after": report.params_after, "kept_channels": report.kept_channels,
@@ -307,8 +380,8 @@ class Pipeline:
         deployed = deploy(trained.net, recipe.test_transforms, data.sfreq).to(self.device)
         # export, FLOP counting and CPU runners see a CPU copy; evaluation runs where training ran
         on_cpu = deployed if self.device.type == "cpu" else copy.deepcopy(deployed).cpu()
-        int8_path = self.measure_efficiency(data, method.id, seed, trained, on_cpu)
-        self.evaluate(data, method.id, seed, trained, deployed, int8_path)
+        exported = self.measure_efficiency(data, method.id, seed, trained, on_cpu)
+        self.evaluate(data, method.id, seed, trained, deployed, exported)
 
     def test_set(self, data: SleepData) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         # One fixed test subset for every method and seed, so cells are paired across methods.
@@ -323,45 +396,37 @@ class Pipeline:
             for severity in corruption.severities:
                 yield corruption, severity
 
-    def evaluate(self, data, method_id, seed, trained, deployed, int8_path) -> None:
+    def evaluate(self, data, method_id, seed, trained, deployed, exported) -> None:
+        """Every (corruption, severity) cell on the PyTorch pipeline, and on each exported variant
+        whose exporter asks for it (e.g. the int8 graph a phone runs)."""
         ends, x, y, subjects = self.test_set(data)
-        eval_options = {"pgd_steps": int(self.knobs["pgd_eval_steps"]),
-                        "pgd_restarts": int(self.knobs["pgd_eval_restarts"])}
         batch = int(self.knobs["corruption_batch_size"])
-        variants = ["torch"]
-        int8_mode = self.knobs.get("int8_robustness")
-        if int8_path is not None and int8_mode:
-            variants.append("tflite-int8")
+        evaluated = [(exporter, v) for exporter, v in exported if v.robustness]
         predictions: dict[str, np.ndarray] = {"true": y, "window_end": ends, "subject": subjects}
         cells = list(self.corruption_cells())
         with self.reporter.phase(f"{method_id} evaluate", total=len(cells)) as rep:
             for corruption, severity in cells:
                 name = "clean" if corruption is None else corruption.id
                 level = 0 if severity is None else severity.level
-                wanted = [v for v in variants if (("robustness", method_id, seed, name, level, v, None, None) not in self.done)
-                          and (v == "torch" or int8_mode == "all" or corruption is None or corruption.suite == "paper")]
+                wanted = [(None, "torch")] + [(e, v) for e, v in evaluated
+                                               if corruption is None or v.robustness in ("all", corruption.suite)]
+                wanted = [(e, v) for e, v in wanted
+                          if ("robustness", method_id, seed, name, level, getattr(v, "variant", v), None, None) not in self.done]
                 if not wanted:
                     rep.advance(name)
                     continue
-                xc = x if corruption is None else self.corrupt(corruption, severity, x, y, deployed, data, seed, eval_options, batch)
-                for variant in wanted:
-                    if variant == "torch":
-                        pred = predict(deployed, xc, batch)
-                    else:
-                        from restbench.deploy.export import predict_tflite
-
-                        pred = predict_tflite(int8_path, xc).argmax(1)
-                    predictions[f"{variant}/{name}/{level}"] = pred.astype(np.int8)
-                    self.emit(self.robustness_record(method_id, seed, trained, corruption, severity, variant,
-                                                     y, pred, subjects, eval_options))
+                xc = x if corruption is None else self.corrupt(corruption, severity, x, y, deployed, data, seed, batch)
+                for exporter, variant in wanted:
+                    pred = predict(deployed, xc, batch) if exporter is None else exporter.predict(variant, xc).argmax(1)
+                    label = getattr(variant, "variant", variant)
+                    predictions[f"{label}/{name}/{level}"] = pred.astype(np.int8)
+                    self.emit(self.robustness_record(method_id, seed, trained, corruption, severity, label,
+                                                     y, pred, subjects))
                 rep.advance(name)
-        out = self.run.artifacts / "predictions" / f"{method_id}-seed{seed}.npz"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp.npz")
-        np.savez_compressed(tmp, **predictions)
-        tmp.replace(out)
+        with atomic_path(self.run.artifacts / "predictions" / f"{method_id}-seed{seed}.npz") as tmp:
+            np.savez_compressed(tmp, **predictions)
 
-    def corrupt(self, corruption, severity, x, y, deployed, data, seed, options, batch) -> np.ndarray:
+    def corrupt(self, corruption, severity, x, y, deployed, data, seed, batch) -> np.ndarray:
         """Corrupt the test windows batch by batch with noise that depends only on (seed, corruption,
         level, batch): every method sees the same noise, so comparisons are paired."""
         tag = zlib.crc32(corruption.id.encode())
@@ -373,16 +438,17 @@ class Pipeline:
             model = None
             if corruption.needs_model:  # white-box: run where the model is
                 model, xb, yb = deployed, xb.to(self.device), yb.to(self.device)
-            xc = corruption.apply(xb, severity, data.stats, rng, y=yb, model=model, sfreq=data.sfreq, options=options)
+            xc = corruption.apply(xb, severity, data.stats, rng, y=yb, model=model, sfreq=data.sfreq,
+                                  options=self.options[corruption.id])
             out[start : start + batch] = xc.detach().cpu().numpy()
         return out
 
-    def robustness_record(self, method_id, seed, trained, corruption, severity, variant, y, pred, subjects, options) -> dict:
+    def robustness_record(self, method_id, seed, trained, corruption, severity, variant, y, pred, subjects) -> dict:
         metrics = classification_metrics(y, pred)
         lo, hi = bootstrap_ci(y, pred, subjects, n_boot=int(self.knobs["bootstrap_samples"]), seed=seed)
-        settings = {} if corruption is None else corruption.settings(severity, options)
+        settings = {} if corruption is None else corruption.settings(severity, self.options[corruption.id])
         if variant != "torch" and corruption is not None and corruption.needs_model:
-            settings = {**settings, "transfer": "crafted on the PyTorch model, evaluated on the int8 TFLite model"}
+            settings = {**settings, "transfer": f"crafted on the PyTorch model, evaluated on {variant}"}
         return {
             **self.base_record(method_id, seed, trained, "robustness"),
             "corruption": "clean" if corruption is None else corruption.id,
@@ -400,59 +466,60 @@ class Pipeline:
 
     # ------------------------------------------------------------------ efficiency
 
-    def measure_efficiency(self, data, method_id, seed, trained, deployed) -> Path | None:
-        """Static measures, TFLite export (fp32 + int8, each checked, when the ``export`` knob is
-        on) and latency per runner; returns the int8 graph's path when there is one."""
+    def measure_efficiency(self, data, method_id, seed, trained, deployed) -> list:
+        """Static measures, export by every selected exporter (each file checked) and latency per
+        runner; returns ``[(exporter, ExportedVariant)]`` for evaluation."""
         from restbench.deploy.efficiency import efficiency_report
 
         shape = (1, 1, data.n_times)
-        report = efficiency_report(deployed, shape, windows_per_night=int(self.knobs["windows_per_night"]))
+        windows_per_night = int(self.knobs["windows_per_night"])
+        report = efficiency_report(deployed, shape, windows_per_night=windows_per_night)
         record = {**self.base_record(method_id, seed, trained, "efficiency"), **report,
                   "input_shape": list(shape), "kept_channels": (trained.compression or {}).get("kept_channels") or {},
-                  "tflite_fp32_size_kb": None, "tflite_int8_size_kb": None, "export_check": None}
-        fp32 = int8 = None
-        if self.knobs["export"]:
-            try:
-                fp32, int8, checks = self.export(data, method_id, seed, trained, deployed)
-                record["tflite_fp32_size_kb"] = fp32.stat().st_size / 1024
-                record["tflite_int8_size_kb"] = int8.stat().st_size / 1024
-                record["export_check"] = checks
-            except ImportError as exc:
-                self.note_once(f"TFLite export skipped: {exc} (install restbench[tflite])")
+                  "export_check": None}
+        exported = self.export(data, method_id, seed, trained, deployed)
+        for _, variant in exported:
+            record[f"{variant.variant.replace('-', '_')}_size_kb"] = float(variant.size_kb)
+        if exported:
+            record["export_check"] = {v.variant: v.check for _, v in exported}
         self.emit(record)
-        artifact = Artifact(name=f"{method_id}-seed{seed}", module=deployed, tflite_fp32=fp32, tflite_int8=int8,
-                            input_shape=shape)
+        artifact = Artifact(name=f"{method_id}-seed{seed}", module=deployed, input_shape=shape,
+                            files={v.variant: Path(v.path) for _, v in exported}, windows_per_night=windows_per_night)
         for runner in self.runners:
             ok, reason = runner.available()
             if not ok:
                 self.note_once(f"runner {runner.id} unavailable: {reason}")
                 continue
-            options = {"repetitions": int(self.knobs["latency_repetitions"]), "threads": int(self.knobs["latency_threads"]),
-                       "windows_per_night": int(self.knobs["windows_per_night"]),
-                       "night_windows": self.knobs["latency_night_windows"]}
             try:
-                reports = runner.measure(artifact, options)
+                reports = runner.measure(artifact, self.options[runner.id])
             except PluginError as exc:  # e.g. a TFLite runner with export switched off
                 self.note_once(f"runner {runner.id} skipped for {artifact.name}: {exc}")
                 continue
             for lat in reports:
                 self.emit({**self.base_record(method_id, seed, trained, "latency"), **_plain(lat)})
-        return int8
+        return exported
 
-    def export(self, data, method_id, seed, trained, deployed):
-        from restbench.deploy.export import export_checked
-
+    def export(self, data, method_id, seed, trained, deployed) -> list:
+        """Every available selected exporter's variants; an unavailable exporter is a note."""
         rng = np.random.default_rng([seed, 5])
-        calib_x, _ = data.get(subsample(data.windows("train"), int(self.knobs["calibration_windows"]), rng))
-        check_x, _ = data.get(subsample(data.windows("val"), int(self.knobs["export_check_windows"]), rng))
-        files = export_checked(deployed, calib_x, check_x, self.run.artifacts / "tflite",
-                               f"{method_id}-seed{seed}-{trained.key}", reuse=True)
-        checks = {name: f["check"] for name, f in files.items()}
-        for name, check in checks.items():
-            if not check["passed"]:
-                self.export_failures.append(f"{method_id} seed {seed} {name}: max abs diff {check['max_abs_diff']:.3g}, "
-                                            f"top-1 agreement {check['top1_agreement']:.3f}")
-        return Path(files["fp32"]["path"]), Path(files["int8"]["path"]), checks
+        calib_x, _ = data.get(subsample(data.windows("train"), 512, rng))
+        check_x, _ = data.get(subsample(data.windows("val"), 512, rng))
+        out = []
+        for exporter in self.exporters:
+            ok, reason = exporter.available()
+            if not ok:
+                self.note_once(f"exporter {exporter.id} skipped: {reason}")
+                continue
+            variants = exporter.export(deployed, calib_x, check_x, self.run.artifacts / exporter.id,
+                                       f"{method_id}-seed{seed}-{trained.key}", self.options[exporter.id])
+            for variant in variants:
+                check = variant.check or {}
+                if check and not check.get("passed", True):
+                    self.export_failures.append(
+                        f"{method_id} seed {seed} {variant.variant}: max abs diff {check.get('max_abs_diff', float('nan')):.3g}, "
+                        f"top-1 agreement {check.get('top1_agreement', float('nan')):.3f}")
+                out.append((exporter, variant))
+        return out
 
     def note_once(self, note: str) -> None:
         if note not in self.notes:

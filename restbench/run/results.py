@@ -420,8 +420,10 @@ def new_run_info(
     notes: list[str] | None = None,
     registry: Any = None,
     status: str = "running",
+    **fields: Any,
 ) -> dict:
-    """A run.json dict with schema version, creation time and provenance filled in."""
+    """A run.json dict with schema version, creation time and provenance filled in; ``fields``
+    adds the rest a run records (method recipes, resolved plugin options, runners, ...)."""
     return to_jsonable(
         {
             "schema_version": SCHEMA_VERSION,
@@ -437,6 +439,7 @@ def new_run_info(
             "deviations": list(deviations or []),
             "notes": list(notes or []),
             "provenance": provenance(registry),
+            **fields,
         }
     )
 
