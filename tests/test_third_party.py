@@ -42,7 +42,7 @@ def test_example_plugin_shows_up_and_runs(installed_example, tmp_path):
 
     run_dir = tmp_path / "run"
     result = restbench("run", "--profile", "smoke", "--methods", "sors,noise-mix", "--corruptions", "cable-motion",
-                       "--runners", "", "--set", "export=false", "--run-dir", str(run_dir),
+                       "--runners", "", "--set", "export=false", "--set", "noise-mix.spread=0.2", "--run-dir", str(run_dir),
                        "--cache-dir", str(tmp_path / "cache"), "--quiet", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     records = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
@@ -51,6 +51,7 @@ def test_example_plugin_shows_up_and_runs(installed_example, tmp_path):
     run_info = json.loads((run_dir / "run.json").read_text())
     versions = {p["name"]: p["version"] for p in run_info["provenance"]["plugins"]}
     assert versions["example"] == "0.1.0"
+    assert run_info["options"]["noise-mix"] == {"spread": 0.2, "gaussian_c": 0.2}
 
 
 def write_fake_distribution(site: Path, name: str, module_source: str) -> None:

@@ -874,9 +874,65 @@ def _check_reports(runner, reports, wanted_night: int | None) -> tuple[list[str]
     return problems, timing
 
 
+def check_exporter(exporter) -> CheckResult:
+    """``available()`` returns ``(bool, reason)``; when available, ``export`` a tiny real network
+    and check each ExportedVariant (a kebab-case variant name, a file that exists with its
+    stated size, a robustness scope that is None or a string, a check that says whether it
+    passed) and that ``predict`` gives finite ``(n, 5)`` logits that agree with PyTorch on most
+    windows. An unavailable exporter is skipped with its reason."""
+    import tempfile
+
+    import torch
+
+    from restbench.api import ExportedVariant, validate_id
+
+    ok, reason = exporter.available()
+    if not isinstance(ok, bool) or not isinstance(reason, str):
+        return CheckResult(["available() must return (bool, str)"])
+    if not ok:
+        return CheckResult().skip(f"exporter unavailable: {reason}") if reason.strip() else CheckResult(
+            ["available() must say why the exporter is unavailable"])
+    torch.manual_seed(0)
+    module = _tiny_model(N_TIMES).eval()
+    x, _, _ = _toy_batch(8)
+    windows = x.numpy()
+    with torch.no_grad():
+        reference = module(x).argmax(1).numpy()
+    problems: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        variants = exporter.export(module, windows, windows, Path(tmp), "conformance", dict(plugin_options(exporter) or {}))
+        if not isinstance(variants, list) or not variants:
+            return CheckResult(["export must return a non-empty list of ExportedVariant"])
+        for v in variants:
+            if not isinstance(v, ExportedVariant):
+                problems.append(f"export returned {type(v).__name__}, not ExportedVariant")
+                continue
+            try:
+                validate_id(v.variant)
+            except PluginError:
+                problems.append(f"variant name {v.variant!r} is not kebab-case")
+            if not Path(v.path).is_file():
+                problems.append(f"{v.variant}: file {v.path} does not exist")
+                continue
+            if abs(Path(v.path).stat().st_size / 1024 - v.size_kb) > 1e-6 * max(1.0, v.size_kb):
+                problems.append(f"{v.variant}: size_kb {v.size_kb} is not the file's size")
+            if v.robustness is not None and not isinstance(v.robustness, str):
+                problems.append(f"{v.variant}: robustness must be None or a scope name")
+            if v.check is not None and not isinstance(v.check.get("passed"), bool):
+                problems.append(f"{v.variant}: check must say whether it passed (a bool 'passed')")
+            logits = np.asarray(exporter.predict(v, windows))
+            if logits.shape != (len(windows), N_CLASSES) or not np.isfinite(logits).all():
+                problems.append(f"{v.variant}: predict gave shape {logits.shape} (finite: {np.isfinite(logits).all()}), "
+                                f"expected finite ({len(windows)}, {N_CLASSES})")
+            elif (logits.argmax(1) == reference).mean() < 0.5:
+                problems.append(f"{v.variant}: predictions agree with PyTorch on fewer than half the windows")
+    return CheckResult(problems)
+
+
 CHECKS = {
     "datasets": check_dataset, "models": check_model, "methods": check_method,
-    "corruptions": check_corruption, "compressors": check_compressor, "runners": check_runner,
+    "corruptions": check_corruption, "compressors": check_compressor, "exporters": check_exporter,
+    "runners": check_runner,
 }
 
 

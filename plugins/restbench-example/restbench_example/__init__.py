@@ -12,6 +12,7 @@ import torch
 
 from restbench import hookimpl
 from restbench.api import MethodContext, Phase, Recipe, Severity
+from restbench.plugins.options import NOT_IN_PAPER, Option
 from restbench.training.augment import GaussianNoise
 
 __version__ = "0.1.0"
@@ -37,13 +38,21 @@ class NoiseMix:
     version = __version__
     description = "Gain jitter + Gaussian-noise augmentation, then slimming and retraining (example plugin)"
     citation = None
+    # Typed options: shown by `restbench list methods --options`, set with --set noise-mix.spread=0.2.
+    options = (
+        Option("spread", float, 0.3, "gain jitter: gains drawn in [1 - spread, 1 + spread]", minimum=0.0, maximum=0.9,
+               paper=NOT_IN_PAPER),
+        Option("gaussian_c", float, 0.2, "noise sigma as a multiple of the training data's sigma", minimum=0.0,
+               paper=NOT_IN_PAPER),
+    )
 
     def recipe(self, context: MethodContext) -> Recipe:
-        augment = [GainJitter(0.3), GaussianNoise(float(context.profile["gaussian_c"]))]
+        c_g = context.options["gaussian_c"]
+        augment = [GainJitter(context.options["spread"]), GaussianNoise(c_g)]
         return Recipe(
-            train=Phase(augmentations=augment, selection="clean+gaussian"),
+            train=Phase(augmentations=augment, selection="clean+gaussian", selection_options={"c_g": c_g}),
             compressor="slimming",
-            retrain=Phase(augmentations=augment, selection="clean+gaussian"),
+            retrain=Phase(augmentations=augment, selection="clean+gaussian", selection_options={"c_g": c_g}),
             description=self.description,
         )
 
