@@ -202,13 +202,13 @@ def test_never_downloads_and_rejects_unknown_options(tmp_path):
     (tmp_path / "shhs").mkdir()
     with pytest.raises(PluginError, match="no shhs1-"):
         SHHS().prepare(options(tmp_path))
-    with pytest.raises(UsageError, match=r"plugin 'shhs' has no option 'hours'; valid: shhs\.channel, shhs\.resample, shhs\.subject_seed, shhs\.wake_edge_min"):
+    with pytest.raises(UsageError, match=r"plugin 'shhs' has no option 'hours'; valid: shhs\.channel, shhs\.resample, shhs\.subject_seed, shhs\.wake_edge_min, shhs\.lenient_input$"):
         SHHS().prepare(options(tmp_path, extra={"hours": 1}))
 
 
 def test_declares_typed_options():
     declared = {o.name: o for o in SHHS.options}
-    assert list(declared) == ["channel", "resample", "subject_seed", "wake_edge_min"]
+    assert list(declared) == ["channel", "resample", "subject_seed", "wake_edge_min", "lenient_input"]
     assert (declared["channel"].type, declared["channel"].default, declared["channel"].paper_value) == (str, "EEG", "EEG")
     assert (declared["resample"].type, declared["resample"].default, declared["resample"].paper) == (bool, True, NOT_IN_PAPER)
     assert (declared["subject_seed"].type, declared["subject_seed"].default, declared["subject_seed"].minimum) == (int, 0, 0)
@@ -216,7 +216,7 @@ def test_declares_typed_options():
     assert declared["wake_edge_min"].nullable and declared["wake_edge_min"].minimum == 0
     assert all(o.help for o in SHHS.options) and not getattr(SHHS, "default", False)
     assert fill_options(SHHS.options, {"wake_edge_min": "15", "subject_seed": "3"}, "shhs") == {
-        "channel": "EEG", "resample": True, "subject_seed": 3, "wake_edge_min": 15.0}
+        "channel": "EEG", "resample": True, "subject_seed": 3, "wake_edge_min": 15.0, "lenient_input": False}
     assert fill_options(SHHS.options, {"wake_edge_min": None}, "shhs")["wake_edge_min"] is None
 
 
@@ -234,3 +234,22 @@ def test_bad_options_are_one_line_usage_errors(tmp_path, extra, match):
     with pytest.raises(UsageError, match=match) as err:
         SHHS().prepare(options(tmp_path, extra=extra))
     assert "\n" not in str(err.value)
+
+
+def test_channel_below_125_hz_is_refused_unless_lenient(tmp_path):
+    make_subject(tmp_path / "shhs", "200001", eeg_hz=50.0)
+    with pytest.raises(PluginError, match=r"shhs1-200001\.edf: channel 'EEG' is sampled at 50 Hz, below the 125 Hz.*lenient_input") as err:
+        SHHS().prepare(options(tmp_path))
+    assert "\n" not in str(err.value)
+    with pytest.warns(UserWarning, match="resampled from 50 Hz to 125 Hz"):
+        data = SHHS().prepare(options(tmp_path, extra={"lenient_input": True}))
+    assert data.samples_per_epoch == 3750
+    assert data.info["notes"] == ["shhs1-200001.edf: channel 'EEG' resampled from 50 Hz to 125 Hz (upsampled: lenient_input)"]
+
+
+def test_upper_case_file_names_are_found(tmp_path):
+    root = tmp_path / "shhs"
+    write_edf(root / EDF_DIR / "SHHS1-200001.EDF")
+    (root / NSRR_DIR).mkdir(parents=True)
+    (root / NSRR_DIR / "shhs1-200001-nsrr.XML").write_text(nsrr_xml())
+    assert SHHS().prepare(options(tmp_path)).recordings == ["shhs1-200001"]

@@ -1,6 +1,7 @@
 """The sleep-edf dataset: real hypnogram fixtures, pairing, trimming, gaps, protocols, bad input."""
 
 import datetime as dt
+import re
 import shutil
 from pathlib import Path
 
@@ -288,21 +289,22 @@ def test_nan_samples_are_rejected():
 
 def test_declares_typed_options_with_the_papers_values():
     declared = {o.name: o for o in SleepEDF.options}
-    assert list(declared) == ["channel", "resample", "wake_edge_min"]
+    assert list(declared) == ["channel", "resample", "wake_edge_min", "lenient_input"]
+    assert (declared["lenient_input"].type, declared["lenient_input"].default, declared["lenient_input"].paper) == (bool, False, NOT_IN_PAPER)
     assert (declared["channel"].type, declared["channel"].default, declared["channel"].paper_value) == (str, "EEG Fpz-Cz", "EEG Fpz-Cz")
     assert (declared["resample"].type, declared["resample"].default, declared["resample"].paper) == (bool, True, NOT_IN_PAPER)
     assert (declared["wake_edge_min"].type, declared["wake_edge_min"].default) == (float, 30.0)
     assert (declared["wake_edge_min"].paper_value, declared["wake_edge_min"].minimum) == (30.0, 0)
     assert all(o.help for o in SleepEDF.options) and not getattr(SleepEDF, "default", False)
     resolved = fill_options(SleepEDF.options, {"wake_edge_min": "10", "resample": "false"}, "sleep-edf")
-    assert resolved == {"channel": "EEG Fpz-Cz", "resample": False, "wake_edge_min": 10.0}
+    assert resolved == {"channel": "EEG Fpz-Cz", "resample": False, "wake_edge_min": 10.0, "lenient_input": False}
     assert deviations(SleepEDF.options, resolved) == ["wake_edge_min: 10.0 (paper: 30.0)"]
 
 
 @pytest.mark.parametrize(
     "extra, match",
     [
-        ({"hours": 6}, r"plugin 'sleep-edf' has no option 'hours'; valid: sleep-edf\.channel, sleep-edf\.resample, sleep-edf\.wake_edge_min"),
+        ({"hours": 6}, r"plugin 'sleep-edf' has no option 'hours'; valid: sleep-edf\.channel, sleep-edf\.resample, sleep-edf\.wake_edge_min, sleep-edf\.lenient_input$"),
         ({"resample": "maybe"}, r"sleep-edf\.resample: expected true or false, got 'maybe'"),
         ({"wake_edge_min": "abc"}, r"sleep-edf\.wake_edge_min: expected a number, got 'abc'"),
         ({"wake_edge_min": -1}, r"sleep-edf\.wake_edge_min: -1\.0 is below the minimum 0"),
@@ -318,3 +320,155 @@ def test_bad_options_are_one_line_usage_errors(tmp_path, extra, match):
 def test_unknown_protocol(tmp_path):
     with pytest.raises(UsageError, match="unknown protocol"):
         SleepEDF().prepare(options(tmp_path, protocol="nope"))
+
+
+# --------------------------------------------------------------------------- strict input, lenient_input
+
+
+def _strict_then_lenient(tmp_path, make_bad, match, note, names=("SC4011",)):
+    """Night SC4001 good, SC4011 made questionable by ``make_bad(folder)``: a one-line error
+    naming the file(s) by default; with lenient_input both nights load and a note says why."""
+    folder = tmp_path / "data"
+    write_night(folder, prefix="SC4001")
+    make_bad(folder)
+    with pytest.raises(PluginError, match=match) as err:
+        SleepEDF().prepare(options(tmp_path, n_subjects=2))
+    message = str(err.value)
+    assert "\n" not in message and "lenient_input" in message
+    for name in names:
+        assert name in message
+    data = SleepEDF().prepare(options(tmp_path, n_subjects=2, extra={"lenient_input": True}))
+    assert data.recordings == ["SC4001", "SC4011"] and data.info["skipped"] == []
+    notes = data.describe()["info"]["notes"]  # what run.json's dataset section shows
+    hits = [n for n in notes if re.search(note, n)]
+    assert len(hits) == 1 and "\n" not in hits[0] and "lenient_input" in hits[0], notes
+    return data
+
+
+def test_annotation_that_is_not_a_sleep_stage(tmp_path):
+    def bad(folder):
+        write_psg(folder / "SC4011E0-PSG.edf", NIGHT_PSG_S)
+        runs = [("Stage 2" if text == "Sleep stage 2" else text, n) for text, n in NIGHT]
+        write_hypnogram(folder / "SC4011EC-Hypnogram.edf", runs + [("Lights on", 1)])
+
+    data = _strict_then_lenient(
+        tmp_path, bad, r"SC4011EC-Hypnogram\.edf: unknown annotation 'Stage 2' x2, 'Lights on'",
+        r"^SC4011EC-Hypnogram\.edf: ignored annotation 'Stage 2' x2, 'Lights on'",
+    )
+    # under lenient_input the dropped epochs are unscored: no N2 in SC4011
+    n2 = data.labels[data.recording == data.recordings.index("SC4011")] == 2
+    assert not n2.any()
+
+
+def test_real_movement_and_unscored_annotations_are_not_unknown(tmp_path):
+    rec = read_sleep_edf_pair(write_night(tmp_path), tmp_path / "SC4001EC-Hypnogram.edf")
+    assert rec.notes == []
+
+
+@pytest.mark.filterwarnings("ignore:.*upsampled:UserWarning")
+def test_upsampling_is_refused_unless_lenient(tmp_path):
+    data = _strict_then_lenient(
+        tmp_path, lambda f: write_night(f, prefix="SC4011", sfreq=1.0),
+        r"SC4011E0-PSG\.edf: channel 'EEG Fpz-Cz' is sampled at 1 Hz, below the 100 Hz",
+        r"^SC4011E0-PSG\.edf: channel 'EEG Fpz-Cz' resampled from 1 Hz to 100 Hz \(upsampled: lenient_input\)",
+    )
+    assert data.signal.shape[1] == 3000
+
+
+def test_two_hypnograms_for_one_night(tmp_path):
+    def bad(folder):
+        write_night(folder, prefix="SC4011", scorer="H")
+        (folder / "other").mkdir()
+        write_hypnogram(folder / "other" / "SC4011EJ-Hypnogram.edf", NIGHT)
+
+    _strict_then_lenient(
+        tmp_path, bad, r"2 hypnograms for night SC4011: .*SC4011EH-Hypnogram\.edf and .*other/SC4011EJ-Hypnogram\.edf",
+        r"^SC4011: 2 hypnograms for one night .*; used SC4011EH-Hypnogram\.edf",
+        names=("SC4011EH-Hypnogram.edf", "SC4011EJ-Hypnogram.edf"),
+    )
+
+
+def test_two_psgs_for_one_night_differing_in_case(tmp_path):
+    def bad(folder):
+        psg = write_night(folder, prefix="SC4011")
+        shutil.copy(psg, folder / "SC4011E0-PSG.EDF")
+
+    _strict_then_lenient(tmp_path, bad, r"2 PSG files for night SC4011: .*SC4011E0-PSG\.EDF and .*SC4011E0-PSG\.edf",
+                         r"^SC4011: 2 PSG files for one night", names=("SC4011E0-PSG.EDF", "SC4011E0-PSG.edf"))
+
+
+def test_partial_hypnogram(tmp_path):
+    def bad(folder):
+        write_psg(folder / "SC4011E0-PSG.edf", NIGHT_PSG_S)
+        # scores the first 80 of the PSG's 235 epochs, then stops (no trailing annotation)
+        write_hypnogram(folder / "SC4011EC-Hypnogram.edf", [("Sleep stage W", 40), ("Sleep stage 2", 30), ("Sleep stage W", 10)])
+
+    _strict_then_lenient(
+        tmp_path, bad, r"SC4011EC-Hypnogram\.edf: partial hypnogram: scores 80 of the 235 epochs of SC4011E0-PSG\.edf \(34%",
+        r"^SC4011EC-Hypnogram\.edf: partial hypnogram: scores 80 of the 235 epochs \(?.*34%",
+    )
+
+
+def test_upper_case_extension_is_found(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    write_hypnogram(folder / "SC4001EC-Hypnogram.EDF", NIGHT)
+    write_psg(folder / "SC4001E0-PSG.EDF", NIGHT_PSG_S)
+    assert {role: p.name for role, p in find_files(folder)["SC4001"].items()} == {
+        "psg": "SC4001E0-PSG.EDF", "hypnogram": "SC4001EC-Hypnogram.EDF"}
+    data = SleepEDF().prepare(options(tmp_path, n_subjects=1))
+    assert data.recordings == ["SC4001"] and len(data.window_end) == 81 + 7 + 75
+
+
+def test_hypnogram_start_years_from_the_psg(tmp_path):
+    def bad(folder):
+        write_psg(folder / "SC4011E0-PSG.edf", NIGHT_PSG_S)
+        write_hypnogram(folder / "SC4011EC-Hypnogram.edf", NIGHT, start=START.replace(year=1994))
+
+    data = _strict_then_lenient(
+        tmp_path, bad,
+        r"SC4011EC-Hypnogram\.edf: header start 1994-04-24 16:13:00 is \d+ h after the start 1989-04-24 16:13:00 of SC4011E0-PSG\.edf",
+        r"^SC4011EC-Hypnogram\.edf: header start 1994-04-24 16:13:00 .* taken to start with the PSG",
+    )
+    # taken to start together: the same epochs as the good night
+    assert (data.recording == 0).sum() == (data.recording == 1).sum()
+
+
+def test_small_start_difference_is_still_realigned(tmp_path):
+    write_psg(tmp_path / "SC4001E0-PSG.edf", NIGHT_PSG_S)
+    hyp = write_hypnogram(tmp_path / "SC4001EC-Hypnogram.edf", NIGHT, start=START + dt.timedelta(minutes=10))
+    rec = read_sleep_edf_pair(tmp_path / "SC4001E0-PSG.edf", hyp)
+    assert rec.notes == ["SC4001EC-Hypnogram.edf: starts 20 epochs after the PSG; realigned"]
+    # sleep starts at hypnogram epoch 100 = PSG epoch 120; 60 wake epochs are kept before it
+    assert rec.epoch_index[0] == 60 and rec.labels[60] == 1
+
+
+@needs_fixtures
+def test_real_hypnograms_pass_every_strict_check():
+    for path in sorted(FIXTURES.glob("*-Hypnogram.edf")):
+        notes = []
+        stage, start = hypnogram_stages(path, notes=notes)  # strict: no unknown annotation
+        assert notes == [] and start is not None
+        # the PSG ends where the scoring ends (SC4001: 79,500 s): coverage well above the minimum
+        n_psg = int(np.flatnonzero(stage != -1)[-1]) + 1
+        assert np.mean(stage[:n_psg] != -1) >= 0.7, path.name  # SC4092 has 6.7 h of 'Sleep stage ?': 72%
+
+
+@needs_fixtures
+def test_real_hypnogram_with_a_long_unscored_stretch_loads_strictly(tmp_path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    hyp = Path(shutil.copy(FIXTURES / "SC4092EC-Hypnogram.edf", data_dir))
+    start = dt.datetime(1989, 6, 6, 15, 33, 0)  # the hypnogram's own start
+    seconds = 85_740  # where its scoring ends
+    psg = write_psg(data_dir / "SC4092E0-PSG.edf", seconds, start=start,
+                    signal=np.random.default_rng(1).normal(0, 20, seconds * 100).clip(-400, 400))
+    rec = read_sleep_edf_pair(psg, hyp)
+    assert rec.notes == [] and len(rec.labels) > 500
+
+
+@needs_fixtures
+def test_upper_case_hypnogram_reads_like_the_lower_case_one(tmp_path):
+    for name in ("SC4001EC-Hypnogram.edf", "SC4092EC-Hypnogram.edf"):
+        upper = Path(shutil.copy(FIXTURES / name, tmp_path / name.replace(".edf", ".EDF")))
+        np.testing.assert_array_equal(hypnogram_stages(upper)[0], hypnogram_stages(FIXTURES / name)[0])

@@ -54,13 +54,15 @@ class Source:
     """One recording to load: its id, its subject and its input files by role.
 
     ``problem`` marks a recording already known to be unusable (e.g. a hypnogram without its
-    PSG): ``(file, reason)``.
+    PSG): ``(file, reason)``. ``notes`` says what was decided while finding the files (e.g. which
+    of two hypnograms was used under ``lenient_input``); they join the recording's notes.
     """
 
     recording: str
     subject: str
     files: dict[str, Path]
     problem: tuple[str, str] | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- subjects
@@ -147,7 +149,8 @@ def prepare_sources(
                 rec.signal,
                 rec.labels,
                 rec.contiguous,
-                info={"files": {role: p.name for role, p in src.files.items()}, "n_epochs": len(rec.labels), "notes": rec.notes},
+                info={"files": {role: p.name for role, p in src.files.items()}, "n_epochs": len(rec.labels),
+                      "notes": [*src.notes, *rec.notes]},
             )
         if writer.n_epochs == 0:
             raise PluginError(f"dataset '{dataset_id}': no usable recordings ({len(skipped) + len(build_skipped)} skipped)")

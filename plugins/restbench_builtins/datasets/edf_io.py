@@ -131,12 +131,16 @@ def resample(x: np.ndarray, from_hz: float, to_hz: float) -> np.ndarray:
     return resample_poly(x, ratio.numerator, ratio.denominator)
 
 
-def read_channel_uv(path: Path, aliases: tuple[str, ...], sfreq: float, allow_resample: bool = True) -> tuple[np.ndarray, EdfHeader, list[str]]:
+def read_channel_uv(
+    path: Path, aliases: tuple[str, ...], sfreq: float, allow_resample: bool = True, allow_upsample: bool = False
+) -> tuple[np.ndarray, EdfHeader, list[str]]:
     """Read one EEG channel of an EDF in microvolts at ``sfreq`` Hz.
 
     Returns ``(signal float64 uV, header, notes)``; ``notes`` says what was done to the data
-    (e.g. resampling). A different sampling rate is resampled with a warning, or rejected with
-    :class:`BadRecording` when ``allow_resample`` is False.
+    (e.g. resampling). A higher sampling rate is resampled down with a warning, or rejected with
+    :class:`BadRecording` when ``allow_resample`` is False. A lower rate is rejected unless
+    ``allow_upsample`` (a dataset's ``lenient_input``): upsampling invents no EEG, so a channel
+    recorded at e.g. 1 Hz is almost certainly the wrong channel or a damaged header.
     """
     import mne
 
@@ -149,6 +153,12 @@ def read_channel_uv(path: Path, aliases: tuple[str, ...], sfreq: float, allow_re
         raise BadRecording(
             path, f"channel {label!r} is sampled at {file_hz:g} Hz, expected {sfreq:g} Hz (resampling is off: resample=false)"
         )
+    if file_hz < sfreq - 1e-6 and not allow_upsample:
+        raise BadRecording(
+            path,
+            f"channel {label!r} is sampled at {file_hz:g} Hz, below the {sfreq:g} Hz the dataset needs; upsampling "
+            "adds no information (lenient_input=true upsamples it anyway, with a note)",
+        )
     try:
         raw = mne.io.read_raw_edf(path, include=[label], preload=False, verbose="error")
         x = raw.get_data(picks=[0])[0] * 1e6  # MNE returns volts
@@ -156,6 +166,8 @@ def read_channel_uv(path: Path, aliases: tuple[str, ...], sfreq: float, allow_re
         raise BadRecording(path, f"MNE cannot read the EDF ({type(exc).__name__}: {exc})") from None
     if abs(file_hz - sfreq) > 1e-6:
         message = f"{path.name}: channel {label!r} resampled from {file_hz:g} Hz to {sfreq:g} Hz"
+        if file_hz < sfreq:
+            message += " (upsampled: lenient_input)"
         warnings.warn(message, stacklevel=2)
         notes.append(message)
         x = resample(x, file_hz, sfreq)

@@ -34,7 +34,8 @@ from restbench_builtins.datasets.edf_io import normalise_label, read_channel_uv
 from restbench_builtins.datasets.sleep_edf import trim_wake
 
 #: Bump when preprocessing changes what lands in the cache.
-CODE_VERSION = "1"
+#: 2: a channel below 125 Hz is refused unless lenient_input (version 1 upsampled it).
+CODE_VERSION = "2"
 
 SFREQ_HZ = 125.0
 DEFAULT_SUBJECTS = 100
@@ -145,15 +146,17 @@ def read_shhs_pair(
     sfreq: float = SFREQ_HZ,
     allow_resample: bool = True,
     wake_edge_min: float | None = None,
+    lenient: bool = False,
 ) -> EpochRecording:
     """Read one SHHS night (EDF + NSRR or Profusion XML) into 30-s epochs in microvolts.
 
     Raises :class:`BadRecording` naming the file on any problem, including annotations that
-    score more than one epoch past the end of the signal.
+    score more than one epoch past the end of the signal and a channel recorded below ``sfreq``
+    (upsampled with a note when ``lenient``).
     """
     edf, annotations = Path(edf), Path(annotations)
     stage = read_profusion_stages(annotations) if annotations.name.lower().endswith("-profusion.xml") else read_nsrr_stages(annotations)
-    x, _, notes = read_channel_uv(edf, channel_aliases(channel), sfreq, allow_resample)
+    x, _, notes = read_channel_uv(edf, channel_aliases(channel), sfreq, allow_resample, allow_upsample=lenient)
     n_sig = int(len(x) // round(EPOCH_S * sfreq))
     scored = np.flatnonzero(stage >= 0)
     # the last, partial epoch of a recording is often scored: tolerate one epoch
@@ -183,7 +186,7 @@ def find_files(root: Path) -> dict[str, dict[str, Path]]:
     NSRR XML is preferred to Profusion XML when both exist.
     """
     found: dict[str, dict[str, Path]] = {}
-    for path in sorted(root.rglob("shhs1-*")):
+    for path in sorted(root.rglob("[Ss][Hh][Hh][Ss]1-*")):
         for role, pattern in (("edf", EDF_NAME), ("nsrr", NSRR_NAME), ("profusion", PROFUSION_NAME)):
             match = pattern.match(path.name)
             if match:
@@ -228,6 +231,9 @@ class SHHS:
         Option("subject_seed", int, 0, "seed of the random choice of subjects", minimum=0, paper=NOT_IN_PAPER),
         Option("wake_edge_min", float, None, "keep only this many minutes of wake around sleep (null: the whole night)",
                minimum=0, nullable=True),
+        Option("lenient_input", bool, False,
+               "upsample a channel recorded below 125 Hz, with a note in run.json, instead of refusing it",
+               paper=NOT_IN_PAPER),
     )
 
     def prepare(self, options: DatasetOptions) -> SleepData:
@@ -263,10 +269,11 @@ class SHHS:
         def reader(src: Source) -> EpochRecording:
             return read_shhs_pair(
                 src.files["edf"], src.files["annotations"], channel=extra["channel"], sfreq=SFREQ_HZ,
-                allow_resample=extra["resample"], wake_edge_min=extra["wake_edge_min"],
+                allow_resample=extra["resample"], wake_edge_min=extra["wake_edge_min"], lenient=extra["lenient_input"],
             )
 
-        params = {"channel": extra["channel"], "resample": extra["resample"], "wake_edge_min": extra["wake_edge_min"]}
+        params = {"channel": extra["channel"], "resample": extra["resample"], "wake_edge_min": extra["wake_edge_min"],
+                  "lenient_input": extra["lenient_input"]}
         notes = [] if len(chosen) == n else [f"only {len(chosen)} subjects found; {n} requested"]
         return prepare_sources(
             self.id, sources, reader, options, sfreq=SFREQ_HZ, params=params, code_version=CODE_VERSION,
