@@ -2,6 +2,8 @@
 
 They load with ``torch.load(weights_only=True)``: nothing in a checkpoint is executed, and the
 network is rebuilt from its model plugin and spec, so a pruned model reloads at its pruned size.
+A file that is not such a checkpoint (or is damaged), or one saved for another job than the one
+it is loaded for, is refused with a one-line :class:`CheckpointError`.
 """
 
 from __future__ import annotations
@@ -25,25 +27,77 @@ def save_checkpoint(path: Path, model_id: str, spec: dict, net: torch.nn.Module,
         torch.save(checkpoint, tmp)
 
 
-def load_checkpoint(path: Path, registry=None) -> tuple[torch.nn.Module, dict, dict]:
-    """Rebuild ``(net, spec, meta)`` from a checkpoint through its model plugin."""
+class CheckpointError(PluginError):
+    """A checkpoint file that cannot be trusted: not a restbench checkpoint, damaged, or saved
+    for another job. A resume may catch it and retrain that job instead of stopping."""
+
+
+def _one_line(exc: BaseException, limit: int = 160) -> str:
+    """``exc`` as ``Type: first line`` (torch's messages run over many lines)."""
+    text = " ".join(str(exc).split())
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _read_checkpoint(path: Path) -> tuple[dict, dict]:
+    """The checkpoint dict and its parsed meta, or :class:`CheckpointError`.
+
+    torch's own errors are not passed on: its unpickling error advises ``weights_only=False``,
+    which would execute whatever the file holds.
+    """
+    import pickle
+
+    not_ours = f"checkpoint {path} is not a restbench checkpoint or is corrupt"
+    try:
+        ckpt = torch.load(path, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"{not_ours} (it does not read as plain tensors and data; nothing in it was run)") from None
+    except Exception as exc:  # torch raises RuntimeError, EOFError, zip errors, ... on damaged files
+        reason = "unreadable" if "weights_only" in str(exc) else _one_line(exc)
+        raise CheckpointError(f"{not_ours} ({reason})") from None
+    if not isinstance(ckpt, dict) or not {"model", "spec", "state_dict"} <= set(ckpt):
+        raise CheckpointError(f"{not_ours} (expected the keys model, spec and state_dict)")
+    try:
+        meta = json.loads(ckpt.get("meta", "{}"))
+    except (TypeError, ValueError):
+        meta = None
+    if not isinstance(meta, dict) or not isinstance(ckpt["spec"], dict):
+        raise CheckpointError(f"{not_ours} (its metadata is not a JSON object)")
+    return ckpt, meta
+
+
+def load_checkpoint(path: Path, registry=None, expected_key: str | None = None) -> tuple[torch.nn.Module, dict, dict]:
+    """Rebuild ``(net, spec, meta)`` from a checkpoint through its model plugin.
+
+    ``expected_key``: the job key the caller wants (the pipeline's training key); a checkpoint
+    that records another key (``meta["key"]``), or none, is refused. Every problem with the
+    file is a one-line :class:`CheckpointError` naming it.
+    """
     from restbench.plugins.registry import get_registry
 
     registry = registry or get_registry()
     path = Path(path)
     if not path.is_file():
         raise PluginError(f"checkpoint {path} not found; pass a .pt file from a run's artifacts/models/")
+    ckpt, meta = _read_checkpoint(path)
+    if expected_key is not None and meta.get("key") != expected_key:
+        stored = meta.get("key")
+        raise CheckpointError(
+            f"checkpoint {path} was saved for job {stored if stored is not None else '(none recorded)'}, "
+            f"not for job {expected_key} it is loaded for; it was replaced or copied from elsewhere"
+        )
     try:
-        ckpt = torch.load(path, weights_only=True, map_location="cpu")
         model = registry.get("models", ckpt["model"])
         net, spec = model.build(int(ckpt["spec"].get("n_times", 0)), 0.0, 5, spec=ckpt["spec"])
         net.load_state_dict(ckpt["state_dict"])
-    except PluginError:
+    except PluginError:  # e.g. its model plugin is not installed: not a fault of the file
         raise
     except Exception as exc:
-        raise PluginError(f"checkpoint {path} could not be loaded ({type(exc).__name__}: {exc}); is it a restbench checkpoint?") from None
+        raise CheckpointError(f"checkpoint {path} is not a restbench checkpoint or is corrupt "
+                              f"(rebuilding its model failed: {_one_line(exc)})") from None
     net.eval()
-    return net, spec, json.loads(ckpt.get("meta", "{}"))
+    return net, spec, meta
 
 
 def export_checkpoint(path: Path, out: Path, int8: bool = True, calibration_dataset: str | None = None,
