@@ -249,6 +249,32 @@ def summary_cmd(run_dir: Path) -> None:
     print_summary(write_summary(run_dir), console)
 
 
+@cli.command("verify")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def verify_cmd(run_dir: Path, as_json: bool) -> None:
+    """Check a finished run against the SHA-256 digests in its run.json and re-validate its records.
+
+    Prints one OK line, or one line per difference (modified, missing or unexpected artifacts,
+    changed results, invalid records, duplicate cells) and exits 1; exit 2 when RUN_DIR is not
+    a run directory.
+    """
+    from restbench.run.verify import verify
+
+    report = verify(run_dir)
+    if as_json:
+        _emit_json(report.to_dict())
+    elif report.ok:
+        click.echo(report.summary())
+    else:
+        differences = report.differences()
+        click.echo(f"FAILED {run_dir}: {len(differences)} difference{'s' if len(differences) != 1 else ''}")
+        for line in differences:
+            click.echo(f"  {line}")  # plain echo: rich would wrap long paths over lines
+    if not report.ok:
+        sys.exit(1)
+
+
 @cli.command("export")
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder for the .tflite files.")
