@@ -317,6 +317,70 @@ def plugin_check(object_id: str, kind: str | None) -> None:
         sys.exit(1)
 
 
+@cli.group("leaderboard")
+def leaderboard_group() -> None:
+    """Build, validate and publish leaderboards (leaderboards/NAME/)."""
+
+
+@leaderboard_group.command("build")
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Leaderboard folder, e.g. leaderboards/NAME.")
+@click.option("--name", default=None, help="Leaderboard name (default: the folder's name).")
+@click.option("--baseline", default=None,
+              help="Method the speedups are measured against (the paper: sors). Default: the one method whose "
+                   "recipe is plain training; none when that is ambiguous.")
+@click.option("--noise", default=None, help="Corruption shown as 'under noise' in the confusion and hypnogram plots.")
+@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True,
+              help="Significance level of the paired tests that mark ties.")
+@click.option("--no-plots", is_flag=True, help="Skip the figures.")
+def leaderboard_build(run_dirs, out, name, baseline, noise, alpha, no_plots) -> None:
+    """Build leaderboard.json/.csv/.md, plots and index.html from one or more finished runs."""
+    from restbench.report.leaderboard import build
+
+    data = build(run_dirs, out, name=name, baseline=baseline, noise=noise, alpha=alpha, plots=not no_plots)
+    console.print(f"leaderboard {data['name']}: {len(data['entries'])} entries from {len(data['runs'])} run(s) "
+                  f"-> {out}")
+
+
+@leaderboard_group.command("validate")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--strict", is_flag=True, help="Also fail on stale runs (another restbench version or profile).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def leaderboard_validate(path, strict, as_json) -> None:
+    """Check a leaderboard: schema, runs complete, no duplicate cells, file hashes, every number recomputed."""
+    from restbench.report.leaderboard import validate
+
+    from rich.markup import escape
+
+    report = validate(path)
+    if as_json:
+        _emit_json(report.to_dict())
+    else:
+        for line in report.problems:  # escaped: 'entries[liu]' is not rich markup
+            console.print(f"[red]problem[/red] {escape(line)}", highlight=False, soft_wrap=True)
+        for line in report.stale:
+            console.print(f"[yellow]stale[/yellow] {escape(line)}", highlight=False, soft_wrap=True)
+        if report.unchecked:
+            console.print(f"{len(report.unchecked)} recorded artifact(s) not published here, hashes not checked")
+        verdict = "[green]valid[/green]" if report.ok else "[red]invalid[/red]"
+        console.print(f"{path}: {verdict} ({report.checked_files} file hashes checked)")
+    if not report.ok or (strict and report.stale):
+        sys.exit(1)
+
+
+@leaderboard_group.command("publish")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--to", "to", type=click.Path(path_type=Path), required=True, help="Leaderboard folder.")
+@click.option("--baseline", default=None, help="Speedup baseline method (default: kept from the leaderboard).")
+@click.option("--noise", default=None, help="Corruption shown as 'under noise' in the plots.")
+def leaderboard_publish(run_dir, to, baseline, noise) -> None:
+    """Validate the leaderboard, add RUN_DIR to it and rebuild it (publishing twice changes nothing)."""
+    from restbench.report.leaderboard import publish
+
+    data, outcome = publish(run_dir, to, baseline=baseline, noise=noise)
+    console.print(f"{to}: run {outcome}; {len(data['entries'])} entries from {len(data['runs'])} run(s)")
+
+
 def _add_plugin_commands() -> None:
     from restbench.plugins.registry import strict_mode
 

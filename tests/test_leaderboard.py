@@ -1,0 +1,318 @@
+"""Leaderboards built from two real smoke runs: schema, hand-computed numbers, ties, refusal to
+mix protocols, plots, the static page, validation of tampered copies, and publishing."""
+
+import json
+import math
+import re
+import shutil
+import statistics
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from restbench.api import PluginError
+from restbench.cli import main
+from restbench.report import leaderboard as lb
+from restbench.report.site import SORT_JS
+from restbench.run.pipeline import RunRequest, run
+
+METHODS = ["sors", "liu"]
+COMMITTED = sorted(p for p in (Path(__file__).resolve().parents[1] / "leaderboards").iterdir()
+                   if (p / lb.LEADERBOARD_JSON).exists())
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Two smoke runs of the same protocol, seeds 0 and 1 (about 10 s together)."""
+    base = tmp_path_factory.mktemp("runs")
+    made = []
+    for seed in (0, 1):
+        request = RunRequest(profile="smoke", methods=METHODS, corruptions=["gaussian"], runners=["torch-cpu"],
+                             exporters=[], seeds=[seed], cache_dir=base / "cache", run_dir=base / f"run-s{seed}",
+                             quiet=True)
+        made.append(run(request).run_dir.path)
+    return made
+
+
+@pytest.fixture(scope="module")
+def built(runs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("boards") / "smoke-board"
+    data = lb.build(runs, out)
+    return out, data
+
+
+def records(path):
+    return [json.loads(line) for line in (Path(path) / "results.jsonl").read_text().splitlines() if line.strip()]
+
+
+def entry(data, method):
+    return next(e for e in data["entries"] if e["method"] == method)
+
+
+def test_build_writes_a_schema_valid_leaderboard(built):
+    out, data = built
+    assert lb.schema_problems(json.loads((out / lb.LEADERBOARD_JSON).read_text())) == []
+    assert [e["method"] for e in data["entries"]] == METHODS
+    assert [r["name"] for r in data["runs"]] == ["run-s0", "run-s1"]
+    run = data["runs"][0]
+    assert run["dataset"]["fingerprint"] == data["protocol"]["fingerprint"]
+    assert run["restbench_version"] and run["config_hash"] and run["hardware"]["cpu_count"]
+    assert any(path.startswith("artifacts/models/") for path in run["files"])  # checkpoints are hashed
+    assert not any(path.startswith("artifacts/models/") for path in run["published_files"])  # not copied
+    assert (out / "runs" / "run-s0" / "artifacts" / "predictions" / "liu-seed0.npz").is_file()
+    assert data["baseline"] == {"method": "sors", "source": "recipe"}  # plain training, read from the recipes
+    for name in (lb.LEADERBOARD_CSV, lb.LEADERBOARD_MD, lb.INDEX_HTML):
+        assert (out / name).stat().st_size > 0
+    md = (out / lb.LEADERBOARD_MD).read_text()
+    assert "## Robustness (Table 4 shape): macro-F1" in md and "## Efficiency (Table 5 shape)" in md
+    assert "*paper: Sors et al. (Sleep-EDF)*" in md  # the paper's values as labelled reference rows
+    assert "**" in md  # a best compressed entry in bold
+
+
+def test_numbers_equal_a_hand_computation_from_the_records(runs, built):
+    _, data = built
+    recs = records(runs[0]) + records(runs[1])
+
+    def rob(method, seed, corruption, severity):
+        return next(r for r in recs if r["record_type"] == "robustness" and r["variant"] == "torch"
+                    and r["method"] == method and r["seed"] == seed and r["corruption"] == corruption
+                    and r["severity"] == severity)
+
+    cell = entry(data, "liu")["cells"]["gaussian/high"]
+    values = [rob("liu", s, "gaussian", 3)["macro_f1"] for s in (0, 1)]
+    assert cell["values"] == values and cell["seeds"] == [0, 1] and cell["runs"] == ["run-s0", "run-s1"]
+    assert cell["mean"] == pytest.approx((values[0] + values[1]) / 2, abs=1e-15)
+    assert cell["std"] == pytest.approx(abs(values[0] - values[1]) / math.sqrt(2), abs=1e-15)
+    half = 12.706204736174707 * cell["std"] / math.sqrt(2)  # t(0.975, 1 dof)
+    assert cell["ci95"] == pytest.approx([cell["mean"] - half, cell["mean"] + half])
+
+    robust = entry(data, "sors")["cells"]["robust"]
+    per_seed = [statistics.fmean(rob("sors", s, "gaussian", level)["macro_f1"] for level in (1, 2, 3)) for s in (0, 1)]
+    assert robust["values"] == pytest.approx(per_seed, abs=1e-15)
+
+    eff = {(r["method"], r["seed"]): r for r in recs if r["record_type"] == "efficiency"}
+    assert entry(data, "liu")["cells"]["size_kb"]["mean"] == pytest.approx(
+        (eff[("liu", 0)]["size_kb"] + eff[("liu", 1)]["size_kb"]) / 2)
+    lat = {(r["method"], r["seed"]): r["latency_s_per_night_median"] for r in recs if r["record_type"] == "latency"}
+    speedup = entry(data, "liu")["cells"]["speedup:torch-cpu:torch"]
+    assert speedup["values"] == pytest.approx([lat[("sors", s)] / lat[("liu", s)] for s in (0, 1)])
+    assert entry(data, "sors")["cells"]["speedup:torch-cpu:torch"]["mean"] == 1.0
+
+
+def test_csv_holds_every_cell_at_full_precision(built):
+    out, data = built
+    import pandas as pd
+
+    frame = pd.read_csv(out / lb.LEADERBOARD_CSV)
+    assert len(frame) == sum(len(e["cells"]) for e in data["entries"])
+    row = frame[(frame["method"] == "liu") & (frame["column"] == "gaussian/high")].iloc[0]
+    assert float(row["mean"]) == entry(data, "liu")["cells"]["gaussian/high"]["mean"]
+
+
+def _with_twin(src: Path, dst: Path, method: str, twin: str) -> Path:
+    """A copy of run ``src`` where ``twin`` is an exact duplicate of ``method``."""
+    shutil.copytree(src, dst)
+    info = json.loads((dst / "run.json").read_text())
+    info["methods"].append(twin)
+    info["method_recipes"][twin] = info["method_recipes"][method]
+    info["name"] = dst.name
+    (dst / "run.json").write_text(json.dumps(info))
+    recs = records(src)
+    recs += [{**r, "method": twin} for r in recs if r["method"] == method]
+    (dst / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    return dst
+
+
+def test_identical_methods_are_marked_tied(runs, tmp_path):
+    twin_runs = [_with_twin(r, tmp_path / f"twin-{i}", "liu", "liu-twin") for i, r in enumerate(runs)]
+    data = lb.build(twin_runs, tmp_path / "board", plots=False)
+    liu, twin = entry(data, "liu"), entry(data, "liu-twin")
+    robustness = [c["key"] for c in data["columns"] if c["table"] == "table4"]
+    assert robustness
+    for key in robustness:
+        a, b = liu["cells"][key], twin["cells"][key]
+        assert a["mean"] == b["mean"]
+        best, other = (a, b) if a["best"] else (b, a)
+        assert best["best"] and not other["best"]
+        assert other["tied_with_best"] is True and other["p_value_vs_best"] == 1.0 and other["n_pairs"] == 2
+        assert other["rank"] == best["rank"]  # tied, not ranked apart
+
+
+def test_paired_permutation_test():
+    assert lb.paired_permutation_p([]) is None
+    assert lb.paired_permutation_p([0.0, 0.0, 0.0]) == 1.0
+    assert lb.paired_permutation_p([1.0, 2.0, 3.0]) == 0.25  # only all-plus and all-minus reach |mean| = 2
+    assert lb.paired_permutation_p([0.1] * 8) == 2 / 256
+    assert lb.paired_permutation_p([0.1, -0.1]) == 1.0
+    assert 0 < lb.paired_permutation_p([0.01] * 30) < 0.001  # Monte Carlo branch
+
+
+def _altered_copy(src: Path, dst: Path, change) -> Path:
+    shutil.copytree(src, dst)
+    info = json.loads((dst / "run.json").read_text())
+    change(info)
+    (dst / "run.json").write_text(json.dumps(info))
+    return dst
+
+
+def test_mixing_fingerprints_or_protocols_is_refused(runs, tmp_path, capsys):
+    other = _altered_copy(runs[1], tmp_path / "other-data", lambda i: i["dataset"].update(fingerprint="0123456789abcdef"))
+    with pytest.raises(PluginError, match="different dataset fingerprints"):
+        lb.build([runs[0], other], tmp_path / "mixed")
+    assert not (tmp_path / "mixed" / lb.LEADERBOARD_JSON).exists()
+    with pytest.raises(SystemExit) as exc:
+        main(["leaderboard", "build", str(runs[0]), str(other), "--out", str(tmp_path / "mixed")])
+    assert exc.value.code != 0
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "different dataset fingerprints" in err
+
+    longer = _altered_copy(runs[1], tmp_path / "longer", lambda i: i["config"].update(epochs=5))
+    with pytest.raises(PluginError, match="knob 'epochs'"):
+        lb.build([runs[0], longer], tmp_path / "mixed")
+
+
+def test_plots_exist_as_png_and_svg(built):
+    out, data = built
+    for name in ("f1-vs-severity", "confusion", "hypnograms", "pareto"):
+        png, svg = out / "plots" / f"{name}.png", out / "plots" / f"{name}.svg"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 2000
+        assert "<svg" in svg.read_text()[:2000] and svg.stat().st_size > 2000
+        assert f"plots/{name}.png" in data["plots"] and f"plots/{name}.svg" in data["plots"]
+
+
+class _Cells(HTMLParser):
+    """data-sort values per table id, row by row."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self.current, self.row = {}, None, None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "table":
+            self.current = self.tables.setdefault(attrs.get("id"), [])
+        elif tag == "tr" and self.current is not None:
+            self.row = []
+            self.current.append(self.row)
+        elif tag == "td" and self.row is not None:
+            self.row.append(attrs.get("data-sort"))
+
+
+def test_index_html_is_self_contained_and_sortable_by_numbers(built):
+    out, data = built
+    page = (out / lb.INDEX_HTML).read_text()
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", page)
+    assert "http://" not in page and "https://" not in page
+    assert "<link" not in page and "<script src" not in page
+    assert page.count("data:image/png;base64,") == 4
+    parser = _Cells()
+    parser.feed(page)
+    body = [row for row in parser.tables["table4"] if row]
+    columns = [c["key"] for c in data["columns"] if c["table"] == "table4"]
+    for row, e in zip(body, data["entries"]):
+        assert row[0] == e["key"]
+        assert [float(v) for v in row[2:]] == [e["cells"][k]["mean"] for k in columns]  # exact, unformatted
+
+
+def test_sort_function_orders_numbers_text_and_blanks():
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed; the sort keys are still checked by the test above")
+    source = SORT_JS.split("/* rb-sort:begin */")[1].split("/* rb-sort:end */")[0]
+    script = source + """
+    var keys = ["0.5", "", "10", "2", "0.5", "-1"];
+    console.log(JSON.stringify([rbOrder(keys, false), rbOrder(keys, true), rbOrder(["b", "a", ""], false)]));
+    """
+    done = subprocess.run([node, "-e", script], capture_output=True, text=True, timeout=30, check=True)
+    ascending, descending, text = json.loads(done.stdout)
+    assert ascending == [5, 0, 4, 3, 2, 1]  # numeric (not text) order, stable, blank last
+    assert descending == [2, 3, 0, 4, 5, 1]  # blank still last
+    assert text == [1, 0, 2]
+
+
+def test_validate_accepts_the_build_and_pinpoints_tampering(built, tmp_path, capsys):
+    out, data = built
+    report = lb.validate(out)
+    assert report.ok, report.problems
+    assert report.stale == []  # made by this restbench with the current smoke profile
+    assert report.checked_files >= 4 and report.unchecked  # checkpoints hashed but not published
+
+    number = shutil.copytree(out, tmp_path / "number")
+    stored = json.loads((number / lb.LEADERBOARD_JSON).read_text())
+    entry(stored, "liu")["cells"]["gaussian/high"]["mean"] += 0.25
+    (number / lb.LEADERBOARD_JSON).write_text(json.dumps(stored))
+    problems = lb.validate(number).problems
+    assert problems == [f"entries[liu].cells.gaussian/high.mean: stored "
+                        f"{entry(data, 'liu')['cells']['gaussian/high']['mean'] + 0.25!r}, "
+                        f"recomputed {entry(data, 'liu')['cells']['gaussian/high']['mean']!r}"]
+
+    record = shutil.copytree(out, tmp_path / "record")
+    results = record / "runs" / "run-s1" / "results.jsonl"
+    lines = results.read_text().splitlines()
+    i = next(k for k, line in enumerate(lines) if '"corruption":"gaussian"' in line and '"method":"liu"' in line)
+    lines[i] = lines[i].replace('"macro_f1":', '"macro_f1":0.0,"was":', 1)
+    results.write_text("\n".join(lines) + "\n")
+    problems = lb.validate(record).problems
+    assert any("runs[run-s1]: results.jsonl was changed" in p for p in problems)
+    assert any(p.startswith("entries[liu].cells.gaussian/") for p in problems)
+
+    dup = shutil.copytree(out, tmp_path / "dup")
+    results = dup / "runs" / "run-s0" / "results.jsonl"
+    results.write_text(results.read_text() + results.read_text().splitlines()[-1] + "\n")
+    assert any(p.startswith("duplicate cell:") for p in lb.validate(dup).problems)
+
+    missing = shutil.copytree(out, tmp_path / "missing")
+    results = missing / "runs" / "run-s0" / "results.jsonl"
+    lines = [ln for ln in results.read_text().splitlines() if not ('"corruption":"gaussian"' in ln
+                                                                     and '"severity":3' in ln and '"variant":"torch"' in ln
+                                                                     and '"method":"sors"' in ln)]
+    results.write_text("\n".join(lines) + "\n")
+    problems = lb.validate(missing).problems
+    assert any("incomplete: sors seed 0 has no torch record for gaussian/high" in p for p in problems)
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main(["leaderboard", "validate", str(number)])
+    assert exc.value.code == 1 and "entries[liu]" in capsys.readouterr().out
+    main(["leaderboard", "validate", str(out)])  # valid: returns without exiting
+
+
+def test_stale_runs_are_named():
+    info = {"provenance": {"restbench_version": "0.0.1"}, "config": {"profile": "smoke", "epochs": 99}}
+    lines = lb.stale_lines("old-run", info)
+    assert any("made by restbench 0.0.1" in ln for ln in lines)
+    assert any("profile 'smoke' now has epochs=1, the run used 99" in ln for ln in lines)
+
+
+def test_baseline_option_and_unknown_baseline(runs, tmp_path):
+    data = lb.build(runs, tmp_path / "vs-liu", baseline="liu", plots=False)
+    assert data["baseline"] == {"method": "liu", "source": "option"}
+    assert entry(data, "liu")["cells"]["speedup:torch-cpu:torch"]["mean"] == 1.0
+    with pytest.raises(PluginError, match="--baseline: method 'nope'"):
+        lb.build(runs, tmp_path / "vs-nope", baseline="nope", plots=False)
+
+
+def test_publish_merges_and_is_idempotent(runs, tmp_path):
+    board = tmp_path / "published"
+    assert lb.publish(runs[0], board, plots=False)[1] == "created"
+    data, outcome = lb.publish(runs[1], board, plots=False)
+    assert outcome == "added" and [r["name"] for r in data["runs"]] == ["run-s0", "run-s1"]
+    assert all(e["label"] == "self-reported" for e in data["entries"])
+    before = {p.name: p.read_bytes() for p in board.iterdir() if p.is_file()}
+    assert lb.publish(runs[1], board, plots=False)[1] == "unchanged"
+    assert {p.name: p.read_bytes() for p in board.iterdir() if p.is_file()} == before
+    assert lb.validate(board).ok
+    # the published run's checkpoint hashes survive rebuilding from the copies
+    assert any(path.startswith("artifacts/models/") for path in data["runs"][0]["files"])
+
+    impostor = _altered_copy(runs[1], tmp_path / "impostor" / "run-s1", lambda i: i["notes"].append("changed"))
+    with pytest.raises(PluginError, match="a different run named run-s1 is already published"):
+        lb.publish(impostor, board, plots=False)
+
+
+@pytest.mark.parametrize("board", COMMITTED, ids=[p.name for p in COMMITTED])
+def test_committed_leaderboards_validate(board):
+    report = lb.validate(board)
+    assert report.ok, report.problems
