@@ -155,14 +155,18 @@ def list_cmd(kind: str, show_options: bool, as_json: bool) -> None:
 @click.option("--name", default=None, help="Run name: writes runs/NAME (default: DATASET-PROFILE-TIMESTAMP).")
 @click.option("--run-dir", type=click.Path(path_type=Path), help="Run directory (overrides --name).")
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=Path(".restbench-cache"), show_default=True)
-@click.option("--resume", is_flag=True, help="Continue an interrupted run in the same run directory.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in the same run directory (same experiment only).")
+@click.option("--allow-extend", is_flag=True, help="With --resume: also add methods, seeds, corruptions, exporters or runners.")
+@click.option("--keep-going", is_flag=True, help="Record a failing plugin's method and seed as failed and continue the run.")
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable input files (listed in the results) instead of stopping.")
 @click.option("--download", is_flag=True, help="Allow the dataset to download missing public files.")
 @click.option("--quiet", "-q", is_flag=True, default=None, help="No progress bars (default in CI).")
 def run_cmd(dataset, data_dir, protocol, dataset_option, model, methods, corruptions, runners, exporters, profile, sets,
-            config_file, seeds, name, run_dir, cache_dir, resume, skip_bad, download, quiet) -> None:
+            config_file, seeds, name, run_dir, cache_dir, resume, allow_extend, keep_going, skip_bad, download,
+            quiet) -> None:
     """Train, compress, evaluate and measure METHODS on a dataset; write a run directory."""
     from restbench.run.pipeline import RunRequest, run
+    from restbench.run.results import check_run_name
     from restbench.run.progress import quiet_by_default
     from restbench.report.summary import print_summary
 
@@ -171,6 +175,13 @@ def run_cmd(dataset, data_dir, protocol, dataset_option, model, methods, corrupt
     except ValueError:
         raise UsageError(f"--seeds: expected comma-separated integers, got '{seeds}'") from None
     # A fresh directory per run unless named, so a second run never collides with the first.
+    if allow_extend and not resume:
+        raise UsageError("--allow-extend: only with --resume")
+    if name is not None:
+        try:
+            check_run_name(name)
+        except PluginError as exc:
+            raise UsageError(f"--name: {exc}; it names a folder under runs/ (use --run-dir for another place)") from None
     run_dir = run_dir or Path("runs") / (name or f"{dataset or 'default'}-{profile}-{time.strftime('%Y%m%d-%H%M%S')}")
     request = RunRequest(
         dataset=dataset, model=model, methods=methods, corruptions=corruptions,
@@ -178,7 +189,7 @@ def run_cmd(dataset, data_dir, protocol, dataset_option, model, methods, corrupt
         profile=profile, overrides=_key_values(sets, "--set"), config_file=config_file, seeds=seed_list,
         data_dir=data_dir, cache_dir=cache_dir, protocol=protocol,
         dataset_options=_key_values(dataset_option, "--dataset-option"), skip_bad=skip_bad,
-        allow_download=download, run_dir=run_dir, resume=resume,
+        allow_download=download, run_dir=run_dir, resume=resume, allow_extend=allow_extend, keep_going=keep_going,
         quiet=quiet_by_default() if quiet is None else quiet,
     )
     result = run(request, console=err_console)

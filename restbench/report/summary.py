@@ -37,7 +37,7 @@ import pandas as pd
 
 from restbench.api import PluginError
 from restbench.evaluation.metrics import mean_corrupted_f1
-from restbench.run.results import RunDir, validate_record, write_text_atomic
+from restbench.run.results import CELL_FIELDS, RunDir, duplicate_cells, validate_record, write_text_atomic
 
 REFERENCE_VARIANT = "torch"
 
@@ -674,6 +674,11 @@ def write_summary(run_dir: RunDir | str | os.PathLike) -> dict[str, Table]:
             validate_record(record)
         except PluginError as exc:
             raise PluginError(f"{run.results_jsonl}: record {number}: {exc}") from None
+    duplicates = duplicate_cells(records)
+    if duplicates:
+        cell = ", ".join(f"{k}={v}" for k, v in zip(CELL_FIELDS, duplicates[0]) if v is not None)
+        raise PluginError(f"{run.results_jsonl}: {len(duplicates)} result cell(s) recorded more than once (first: {cell}); "
+                          "two runs wrote into this directory or it was edited: check it with restbench verify")
     tables = build_tables(records, methods=run_info.get("methods"), corruptions=run_info.get("corruptions"))
     run.write_text_atomic(RunDir.SUMMARY_MD, render_markdown(tables, run_info))
     write_csv(tables, run.path / RunDir.SUMMARY_CSV)

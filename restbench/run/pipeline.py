@@ -10,7 +10,7 @@ methods (Blanco deploys Liu's model) runs once and an interrupted run resumes wi
 from __future__ import annotations
 
 import copy
-import zlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,18 +21,17 @@ import torch
 from restbench.api import Artifact, DatasetOptions, MethodContext, PluginError, Recipe, UsageError
 from restbench.plugins.options import deviations as option_deviations, options_of, resolve_options
 from restbench.run import profiles
+from restbench.run import steps
 from restbench.run.checkpoints import load_checkpoint, save_checkpoint
-from restbench.data.sleep_data import SleepData, fingerprint
-from restbench.evaluation.metrics import bootstrap_ci, classification_metrics, per_subject_macro_f1
+from restbench.run.guard import PluginFailure
+from restbench.run.lock import RunLock
+from restbench.data.sleep_data import SleepData
 from restbench.plugins.registry import get_registry
 from restbench.run.atomic import atomic_path
 from restbench.run.progress import Reporter
-from restbench.run.results import RunDir, make_record, new_run_info, utc_now
-from restbench.training.selection import predict
-from restbench.training.loop import subsample, train_phase
+from restbench.run.results import RunDir, cell_of, load_json, make_record, new_run_info, utc_now
 from restbench.deploy.transforms import deploy
 
-EVAL_ONLY_KNOBS = profiles.EVAL_ONLY_KNOBS | {"profile"}
 
 
 @dataclass
@@ -57,18 +56,9 @@ class RunRequest:
     allow_download: bool = False
     run_dir: Path = Path("runs/latest")
     resume: bool = False
+    allow_extend: bool = False  # with resume: add methods, seeds or corruptions, never change existing ones
+    keep_going: bool = False  # a plugin failure is recorded and the rest of the run continues
     quiet: bool = False
-
-
-@dataclass
-class TrainedModel:
-    """A trained (maybe compressed and retrained) network of one method and seed."""
-
-    key: str
-    net: torch.nn.Module
-    spec: dict
-    records: list[dict]
-    compression: dict | None
 
 
 def order_methods(methods: list, recipes: dict[str, Recipe]) -> list:
@@ -190,8 +180,42 @@ def resolve_plan(request: RunRequest, registry) -> Plan:
                 deviations=deviation_lines)
 
 
+RESUME_EXTENDABLE = ("methods", "corruptions", "seeds", "exporters", "runners")
+
+
+def resume_differences(old: dict, new: dict, allow_extend: bool) -> list[str]:
+    """Why a run directory written with ``old`` (its run.json) cannot be continued with ``new``:
+    any difference in the resolved configuration, plugin options or versions, or the data.
+    With ``allow_extend``, methods, corruptions, seeds, exporters and runners may be added."""
+    out = []
+    old_config = {k: v for k, v in (old.get("config") or {}).items() if k != "seeds"}
+    new_config = {k: v for k, v in new["config"].items() if k != "seeds"}
+    for key in sorted(set(old_config) | set(new_config)):
+        if old_config.get(key) != new_config.get(key):
+            out.append(f"{key}: {json.dumps(old_config.get(key))} -> {json.dumps(new_config.get(key))}")
+    for section in ("options", "plugin_versions"):
+        before, after = old.get(section) or {}, new.get(section) or {}
+        for oid in sorted(set(before) | set(after)):
+            if oid in before and oid in after and before[oid] != after[oid]:
+                out.append(f"{section} of {oid}: {json.dumps(before[oid])} -> {json.dumps(after[oid])}")
+            elif oid in before and oid not in after and not allow_extend:
+                out.append(f"{oid} is no longer part of the run")
+    if (old.get("dataset") or {}).get("fingerprint") != new["dataset"].get("fingerprint"):
+        out.append("the dataset's fingerprint changed (other files or preparation)")
+    for name in RESUME_EXTENDABLE:
+        before, after = list(old.get(name) or []), list(new.get(name) or [])
+        if before == after:
+            continue
+        if allow_extend and set(before) <= set(after):
+            continue
+        out.append(f"{name}: {json.dumps(before)} -> {json.dumps(after)}"
+                   + ("" if allow_extend else " (--allow-extend may add, never change)"))
+    return out
+
+
 class Pipeline:
-    """Executes one :class:`RunRequest` into a run directory."""
+    """Sequences the steps (restbench.run.steps) of one :class:`RunRequest` into a run directory:
+    checks the directory, locks it, resumes only the same experiment, writes every record."""
 
     def __init__(self, request: RunRequest, console=None):
         self.request = request
@@ -204,8 +228,9 @@ class Pipeline:
         self.recipes, self.options = plan.recipes, plan.options
         self.deviations: list[str] = plan.deviations
         self.notes: list[str] = []
+        self.failures: list[dict] = []  # plugin failures kept going past (--keep-going)
         self.device = resolve_device(self.knobs["device"])
-        self.trained: dict[str, TrainedModel] = {}
+        self.trained: dict[str, steps.TrainedModel] = {}
         self.export_failures: list[str] = []  # recorded, then reported as an error once all is written
         self.console = console
         self.run: RunDir | None = None
@@ -214,32 +239,47 @@ class Pipeline:
     # ------------------------------------------------------------------ top level
 
     def execute(self) -> RunDir:
+        run_dir = Path(self.request.run_dir)
+        check_run_dir(run_dir, self.request.resume)
+        with RunLock(run_dir):
+            return self._execute(run_dir)
+
+    def _execute(self, run_dir: Path) -> RunDir:
         req = self.request
-        run_dir = Path(req.run_dir)
-        if (run_dir / "results.jsonl").exists() and not req.resume:
-            raise UsageError(f"--run-dir: {run_dir} already holds results; pass --resume to continue it or choose another --name")
-        self.run = RunDir(run_dir)
-        self.reporter = Reporter(self.console, quiet=req.quiet, log_path=self.run.path / "log.txt")
-        self.reporter.log(f"restbench run: dataset={self.dataset.id} profile={self.knobs['profile']} "
-                          f"methods={','.join(m.id for m in self.methods)} seeds={self.knobs['seeds']}")
+        old_info = load_json(run_dir / "run.json") if req.resume and (run_dir / "run.json").exists() else None
+        self.reporter = Reporter(self.console, quiet=req.quiet)  # the log file only once the run is accepted
         data = self.prepare_data()
         run_info = self.run_info(data, status="running")
+        if old_info is not None:
+            differences = resume_differences(old_info, run_info, req.allow_extend)
+            if differences:
+                raise UsageError(f"--resume: {run_dir} holds a different experiment; refusing to mix them: "
+                                 + "; ".join(differences))
+            run_info["created"] = old_info.get("created", run_info["created"])
+        self.run = RunDir(run_dir)
+        self.reporter.log_path = self.run.path / "log.txt"
+        self.reporter.log(f"restbench run: dataset={self.dataset.id} profile={self.knobs['profile']} "
+                          f"methods={','.join(m.id for m in self.methods)} seeds={self.knobs['seeds']}")
         self.run.write_run(run_info)
         self.done = self.finished_cells() if req.resume else set()
         try:
             for seed in self.knobs["seeds"]:
                 for method in order_methods(self.methods, self.recipes):
-                    self.run_method(data, method, int(seed))
+                    try:
+                        self.run_method(data, method, int(seed))
+                    except PluginFailure as exc:
+                        if not req.keep_going:
+                            raise
+                        self.failures.append({"method": method.id, "seed": int(seed), "plugin": exc.plugin,
+                                              "error": str(exc)})
+                        self.note_once(f"FAILED {method.id} seed {seed}: {exc}")
         except BaseException:
-            run_info["status"] = "failed"
-            run_info["notes"] = self.notes
+            run_info.update(status="failed", notes=self.notes, failures=self.failures)
             self.run.write_run(run_info)
             raise
-        run_info["status"] = "complete"
         for failure in self.export_failures:
             self.notes.append(f"export check failed: {failure}")
-        run_info["notes"] = self.notes
-        run_info["finished"] = utc_now()
+        run_info.update(status="complete", notes=self.notes, failures=self.failures, finished=utc_now())
         self.run.write_run(run_info)
         return self.run
 
@@ -251,9 +291,8 @@ class Pipeline:
             extra=self.dataset_extra(),
         )
         self.reporter.log(f"preparing dataset {self.dataset.id}")
-        data = self.dataset.prepare(options)
-        skipped = data.info.get("skipped") or []
-        for item in skipped:
+        data = steps.prepare_data(self.dataset, options, self.registry)
+        for item in data.info.get("skipped") or []:
             self.notes.append(f"skipped input {item.get('file')}: {item.get('reason')}")
         return data
 
@@ -263,6 +302,9 @@ class Pipeline:
         return self.options[self.dataset.id]
 
     def run_info(self, data: SleepData, status: str) -> dict:
+        participants = [self.dataset, self.model, *self.methods, *self.corruptions, *self.exporters, *self.runners]
+        participants += [self.registry.get("methods", m) for m in self.recipes if m not in {x.id for x in self.methods}]
+        participants += list(self.plan.compressors.values())
         return new_run_info(
             Path(self.request.run_dir).name,
             config={**self.knobs, "dataset": self.dataset.id, "model": self.model.id, "protocol": self.request.protocol,
@@ -276,11 +318,13 @@ class Pipeline:
             registry=self.registry,
             status=status,
             options=self.options,
+            plugin_versions={obj.id: str(obj.version) for obj in participants},
             method_recipes={m.id: {**self.recipes[m.id].to_dict(),
                                    "description": self.recipes[m.id].description or m.description}
                             for m in self.methods},
             exporters=[e.id for e in self.exporters],
             runners=[r.id for r in self.runners],
+            failures=self.failures,
         )
 
     def finished_cells(self) -> set[tuple]:
@@ -288,10 +332,10 @@ class Pipeline:
 
     @staticmethod
     def cell_key(record: dict) -> tuple:
-        return (record.get("record_type"), record.get("method"), record.get("seed"), record.get("corruption"),
-                record.get("severity"), record.get("variant"), record.get("runner"), record.get("phase"))
+        """A result cell computed from one trained model (job key) under one evaluation setting."""
+        return (*cell_of(record), record.get("job_key"), record.get("eval_key"))
 
-    def base_record(self, method: str, seed: int, trained: TrainedModel, record_type: str) -> dict:
+    def base_record(self, method: str, seed: int, trained: steps.TrainedModel, record_type: str) -> dict:
         recipe = self.recipes[method]
         compressor = recipe.compressor or (self.recipes[recipe.reuse].compressor if recipe.reuse else None)
         return make_record(record_type, dataset=self.dataset.id, model=self.model.id, method=method,
@@ -303,92 +347,81 @@ class Pipeline:
         self.run.append(record)
         self.done.add(self.cell_key(record))
 
+    def note_once(self, note: str) -> None:
+        if note not in self.notes:
+            self.notes.append(note)
+            self.reporter.log(note)
+
     # ------------------------------------------------------------------ training
 
-    def train_key(self, method_id: str, data: SleepData, seed: int) -> str:
-        recipe = self.recipes[method_id]
-        knobs = {k: v for k, v in self.knobs.items() if k not in EVAL_ONLY_KNOBS}
-        training = {k: v for k, v in recipe.to_dict().items() if k != "test_transforms"}
-        compressor = self.options.get(recipe.compressor) if recipe.compressor else None
-        # the method's own options count even when its recipe does not show them (a custom step)
-        return fingerprint("train", data.fingerprint, self.model.id, self.model.version, training, knobs, seed,
-                           self.options[self.model.id], compressor, method_id, self.options[method_id])
+    def compressor_of(self, recipe: Recipe) -> tuple[Any, dict | None]:
+        if not recipe.compressor:
+            return None, None
+        compressor = self.plan.compressors[recipe.compressor]
+        return compressor, {**self.options[compressor.id], **recipe.compressor_options}
 
-    def trained_model(self, method_id: str, data: SleepData, seed: int) -> TrainedModel:
+    def trained_model(self, method_id: str, data: SleepData, seed: int) -> steps.TrainedModel:
         recipe = self.recipes[method_id]
         if recipe.reuse:
             return self.trained_model(recipe.reuse, data, seed)
-        key = self.train_key(method_id, data, seed)
+        compressor, compressor_options = self.compressor_of(recipe)
+        key = steps.train_key(data.fingerprint, self.model, self.options[self.model.id], method_id,
+                              self.options[method_id], recipe, compressor_options, self.knobs, seed)
         if key in self.trained:
             return self.trained[key]
         path = self.run.artifacts / "models" / f"{method_id}-seed{seed}-{key}.pt"
-        if path.exists():
-            net, spec, meta = load_checkpoint(path, self.registry)
-            net.to(self.device)
-            trained = TrainedModel(key, net, spec, meta["records"], meta["compression"])
-            self.reporter.log(f"{method_id} seed {seed}: reusing trained model {path.name}")
-        else:
-            trained = self.train_method(method_id, recipe, data, seed, key)
+        trained = self.load_trained(path, key, method_id, seed) if path.exists() else None
+        if trained is None:
+            trained = steps.train(method_id, recipe, self.model, compressor, compressor_options, data, self.knobs,
+                                  seed, key, self.device, self.reporter, self.registry)
             save_checkpoint(path, self.model.id, trained.spec, trained.net, method=method_id, seed=seed,
-                            dataset=self.dataset.id, dataset_options=self.dataset_extra(),
-                            data_dir=str(self.request.data_dir) if self.request.data_dir else None, key=key, knobs=self.knobs, method_options=self.options[method_id], records=trained.records,
+                            dataset=self.dataset.id, dataset_options=self.dataset_extra(), key=key, knobs=self.knobs,
+                            method_options=self.options[method_id], records=trained.records,
                             compression=trained.compression)
         self.trained[key] = trained
         return trained
 
-    def train_method(self, method_id: str, recipe: Recipe, data: SleepData, seed: int, key: str) -> TrainedModel:
-        torch.manual_seed(seed)
-        net, spec = self.model.build(data.n_times, data.sfreq, 5, width=float(self.knobs["width"]))
-        net.to(self.device)
-        records: list[dict] = []
-        compression = None
-        if recipe.train is not None:
-            records.append(self.run_phase(net, data, recipe.train, seed, method_id, "train",
-                                          int(self.knobs["epochs"]), self.knobs["lr_milestones"]))
-        if recipe.compressor:
-            compressor = self.registry.get("compressors", recipe.compressor)
-            options = {**self.options[compressor.id], **recipe.compressor_options}
-            net, spec, report = compressor.compress(net, spec, self.model, options)
-            compression = {"compressor": compressor.id, "params_before": report.params_before,
-                           "params_after": report.params_after, "kept_channels": report.kept_channels,
-                           "details": report.details, "options": options}
-            self.reporter.log(f"{method_id} seed {seed}: {compressor.id} kept {report.params_after:,} of "
-                              f"{report.params_before:,} parameters")
-        if recipe.retrain is not None:
-            records.append(self.run_phase(net, data, recipe.retrain, seed + 1000, method_id, "retrain",
-                                          int(self.knobs["retrain_epochs"]), self.knobs["retrain_lr_milestones"]))
-        return TrainedModel(key, net, spec, records, compression)
+    def load_trained(self, path: Path, key: str, method_id: str, seed: int) -> steps.TrainedModel | None:
+        """A checkpoint this run wrote for ``key``; None (retrain, with a note) when it is
+        unreadable or was written for another key."""
+        try:
+            net, spec, meta = load_checkpoint(path, self.registry)
+        except PluginError as exc:
+            self.note_once(f"{method_id} seed {seed}: checkpoint {path.name} unusable ({exc}); retraining")
+            return None
+        if meta.get("key") != key:
+            self.note_once(f"{method_id} seed {seed}: checkpoint {path.name} was written for another "
+                           "configuration; retraining")
+            return None
+        self.reporter.log(f"{method_id} seed {seed}: reusing trained model {path.name}")
+        return steps.TrainedModel(key, net.to(self.device), spec, meta["records"], meta["compression"])
 
-    def run_phase(self, net, data, phase, seed, method_id, name, epochs, milestones) -> dict:
-        batches = max(1, min(len(data.windows("train")), self.knobs["max_train_windows"] or 10**12) // int(self.knobs["batch_size"]))
-        with self.reporter.phase(f"{method_id} {name}", total=epochs * batches) as rep:
-            result = train_phase(net, data, phase, self.knobs, seed, epochs, milestones, progress=rep.training_callback)
-        self.reporter.log(f"{method_id} {name}: kept epoch {result.selected_epoch} by {result.selection_criterion} "
-                          f"= {result.selection_score:.4f} ({result.wall_s:.1f} s)")
-        return {"phase": name, "selected_epoch": result.selected_epoch, "selection_criterion": result.selection_criterion,
-                "selection_score": result.selection_score, "epochs": epochs, "history": result.history,
-                "wall_s": result.wall_s}
-
-    # ------------------------------------------------------------------ evaluation
+    # ------------------------------------------------------------------ one method and seed
 
     def run_method(self, data: SleepData, method, seed: int) -> None:
         recipe = self.recipes[method.id]
         trained = self.trained_model(method.id, data, seed)
         for rec in trained.records:
-            self.emit({**self.base_record(method.id, seed, trained, "training"), **rec,
-                       "reused_from": recipe.reuse})
+            self.emit({**self.base_record(method.id, seed, trained, "training"), **rec, "reused_from": recipe.reuse})
         deployed = deploy(trained.net, recipe.test_transforms, data.sfreq).to(self.device)
         # export, FLOP counting and CPU runners see a CPU copy; evaluation runs where training ran
         on_cpu = deployed if self.device.type == "cpu" else copy.deepcopy(deployed).cpu()
-        exported = self.measure_efficiency(data, method.id, seed, trained, on_cpu)
+        exported, notes, failures = steps.export(self.exporters, self.options, on_cpu, data, seed, self.run.artifacts,
+                                                 f"{method.id}-seed{seed}-{trained.key}", self.registry)
+        for note in notes:
+            self.note_once(note)
+        self.export_failures += [f"{method.id} seed {seed}: {f}" for f in failures]
+        windows_per_night = int(self.knobs["windows_per_night"])
+        self.emit({**self.base_record(method.id, seed, trained, "efficiency"),
+                   **steps.efficiency_fields(on_cpu, data.n_times, windows_per_night, trained.compression, exported)})
+        artifact = Artifact(name=f"{method.id}-seed{seed}", module=on_cpu, input_shape=(1, 1, data.n_times),
+                            files={v.variant: Path(v.path) for _, v in exported}, windows_per_night=windows_per_night)
+        reports, notes = steps.measure(self.runners, self.options, artifact, self.registry)
+        for note in notes:
+            self.note_once(note)
+        for report in reports:
+            self.emit({**self.base_record(method.id, seed, trained, "latency"), **report})
         self.evaluate(data, method.id, seed, trained, deployed, exported)
-
-    def test_set(self, data: SleepData) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        # One fixed test subset for every method and seed, so cells are paired across methods.
-        ends = subsample(data.windows("test"), self.knobs.get("max_test_windows"), np.random.default_rng([0, 3]))
-        x, y = data.get(ends)
-        subjects = np.array([data.recording_subject[r] for r in data.recording[ends]])
-        return ends, x, y, subjects
 
     def corruption_cells(self):
         yield None, None
@@ -399,7 +432,7 @@ class Pipeline:
     def evaluate(self, data, method_id, seed, trained, deployed, exported) -> None:
         """Every (corruption, severity) cell on the PyTorch pipeline, and on each exported variant
         whose exporter asks for it (e.g. the int8 graph a phone runs)."""
-        ends, x, y, subjects = self.test_set(data)
+        ends, x, y, subjects = steps.test_set(data, self.knobs.get("max_test_windows"))
         batch = int(self.knobs["corruption_batch_size"])
         evaluated = [(exporter, v) for exporter, v in exported if v.robustness]
         predictions: dict[str, np.ndarray] = {"true": y, "window_end": ends, "subject": subjects}
@@ -408,123 +441,44 @@ class Pipeline:
             for corruption, severity in cells:
                 name = "clean" if corruption is None else corruption.id
                 level = 0 if severity is None else severity.level
-                wanted = [(None, "torch")] + [(e, v) for e, v in evaluated
-                                               if corruption is None or v.robustness in ("all", corruption.suite)]
-                wanted = [(e, v) for e, v in wanted
-                          if ("robustness", method_id, seed, name, level, getattr(v, "variant", v), None, None) not in self.done]
+                options = None if corruption is None else self.options[corruption.id]
+                wanted = []
+                for exporter, variant in [(None, None)] + evaluated:
+                    label = "torch" if variant is None else variant.variant
+                    if variant is not None and corruption is not None and variant.robustness not in ("all", corruption.suite):
+                        continue
+                    eval_key = steps.evaluation_key(corruption, options, label, self.knobs)
+                    cell = self.cell_key({"record_type": "robustness", "dataset": self.dataset.id, "model": self.model.id,
+                                          "method": method_id, "seed": seed, "corruption": name, "severity": level,
+                                          "variant": label, "job_key": trained.key, "eval_key": eval_key})
+                    if cell not in self.done:
+                        wanted.append((exporter, variant, label, eval_key))
                 if not wanted:
                     rep.advance(name)
                     continue
-                xc = x if corruption is None else self.corrupt(corruption, severity, x, y, deployed, data, seed, batch)
-                for exporter, variant in wanted:
-                    pred = predict(deployed, xc, batch) if exporter is None else exporter.predict(variant, xc).argmax(1)
-                    label = getattr(variant, "variant", variant)
+                xc = x if corruption is None else steps.corrupt(corruption, severity, options, x, y, deployed, data,
+                                                                seed, batch, self.device, self.registry)
+                for exporter, variant, label, eval_key in wanted:
+                    pred = steps.predict_variant(exporter, variant, deployed, xc, batch, self.registry)
                     predictions[f"{label}/{name}/{level}"] = pred.astype(np.int8)
-                    self.emit(self.robustness_record(method_id, seed, trained, corruption, severity, label,
-                                                     y, pred, subjects))
+                    self.emit({**self.base_record(method_id, seed, trained, "robustness"), "eval_key": eval_key,
+                               **steps.robustness_fields(corruption, severity, options, label, y, pred, subjects,
+                                                         int(self.knobs["bootstrap_samples"]), seed)})
                 rep.advance(name)
         with atomic_path(self.run.artifacts / "predictions" / f"{method_id}-seed{seed}.npz") as tmp:
             np.savez_compressed(tmp, **predictions)
 
-    def corrupt(self, corruption, severity, x, y, deployed, data, seed, batch) -> np.ndarray:
-        """Corrupt the test windows batch by batch with noise that depends only on (seed, corruption,
-        level, batch): every method sees the same noise, so comparisons are paired."""
-        tag = zlib.crc32(corruption.id.encode())
-        out = np.empty_like(x)
-        for b, start in enumerate(range(0, len(x), batch)):
-            rng = np.random.default_rng([seed, tag, severity.level, b])
-            xb = torch.from_numpy(x[start : start + batch])
-            yb = torch.from_numpy(y[start : start + batch])
-            model = None
-            if corruption.needs_model:  # white-box: run where the model is
-                model, xb, yb = deployed, xb.to(self.device), yb.to(self.device)
-            xc = corruption.apply(xb, severity, data.stats, rng, y=yb, model=model, sfreq=data.sfreq,
-                                  options=self.options[corruption.id])
-            out[start : start + batch] = xc.detach().cpu().numpy()
-        return out
 
-    def robustness_record(self, method_id, seed, trained, corruption, severity, variant, y, pred, subjects) -> dict:
-        metrics = classification_metrics(y, pred)
-        lo, hi = bootstrap_ci(y, pred, subjects, n_boot=int(self.knobs["bootstrap_samples"]), seed=seed)
-        settings = {} if corruption is None else corruption.settings(severity, self.options[corruption.id])
-        if variant != "torch" and corruption is not None and corruption.needs_model:
-            settings = {**settings, "transfer": f"crafted on the PyTorch model, evaluated on {variant}"}
-        return {
-            **self.base_record(method_id, seed, trained, "robustness"),
-            "corruption": "clean" if corruption is None else corruption.id,
-            "severity": 0 if severity is None else severity.level,
-            "severity_name": "clean" if severity is None else severity.name,
-            "severity_value": None if severity is None else float(severity.value),
-            "severity_unit": None if severity is None else severity.unit,
-            "suite": "clean" if corruption is None else corruption.suite,
-            "corruption_settings": settings,
-            "variant": variant,
-            **metrics,
-            "per_subject_macro_f1": per_subject_macro_f1(y, pred, subjects),
-            "macro_f1_ci95": [float(lo), float(hi)],
-        }
-
-    # ------------------------------------------------------------------ efficiency
-
-    def measure_efficiency(self, data, method_id, seed, trained, deployed) -> list:
-        """Static measures, export by every selected exporter (each file checked) and latency per
-        runner; returns ``[(exporter, ExportedVariant)]`` for evaluation."""
-        from restbench.deploy.efficiency import efficiency_report
-
-        shape = (1, 1, data.n_times)
-        windows_per_night = int(self.knobs["windows_per_night"])
-        report = efficiency_report(deployed, shape, windows_per_night=windows_per_night)
-        record = {**self.base_record(method_id, seed, trained, "efficiency"), **report,
-                  "input_shape": list(shape), "kept_channels": (trained.compression or {}).get("kept_channels") or {},
-                  "export_check": None}
-        exported = self.export(data, method_id, seed, trained, deployed)
-        for _, variant in exported:
-            record[f"{variant.variant.replace('-', '_')}_size_kb"] = float(variant.size_kb)
-        if exported:
-            record["export_check"] = {v.variant: v.check for _, v in exported}
-        self.emit(record)
-        artifact = Artifact(name=f"{method_id}-seed{seed}", module=deployed, input_shape=shape,
-                            files={v.variant: Path(v.path) for _, v in exported}, windows_per_night=windows_per_night)
-        for runner in self.runners:
-            ok, reason = runner.available()
-            if not ok:
-                self.note_once(f"runner {runner.id} unavailable: {reason}")
-                continue
-            try:
-                reports = runner.measure(artifact, self.options[runner.id])
-            except PluginError as exc:  # e.g. a TFLite runner with export switched off
-                self.note_once(f"runner {runner.id} skipped for {artifact.name}: {exc}")
-                continue
-            for lat in reports:
-                self.emit({**self.base_record(method_id, seed, trained, "latency"), **_plain(lat)})
-        return exported
-
-    def export(self, data, method_id, seed, trained, deployed) -> list:
-        """Every available selected exporter's variants; an unavailable exporter is a note."""
-        rng = np.random.default_rng([seed, 5])
-        calib_x, _ = data.get(subsample(data.windows("train"), 512, rng))
-        check_x, _ = data.get(subsample(data.windows("val"), 512, rng))
-        out = []
-        for exporter in self.exporters:
-            ok, reason = exporter.available()
-            if not ok:
-                self.note_once(f"exporter {exporter.id} skipped: {reason}")
-                continue
-            variants = exporter.export(deployed, calib_x, check_x, self.run.artifacts / exporter.id,
-                                       f"{method_id}-seed{seed}-{trained.key}", self.options[exporter.id])
-            for variant in variants:
-                check = variant.check or {}
-                if check and not check.get("passed", True):
-                    self.export_failures.append(
-                        f"{method_id} seed {seed} {variant.variant}: max abs diff {check.get('max_abs_diff', float('nan')):.3g}, "
-                        f"top-1 agreement {check.get('top1_agreement', float('nan')):.3f}")
-                out.append((exporter, variant))
-        return out
-
-    def note_once(self, note: str) -> None:
-        if note not in self.notes:
-            self.notes.append(note)
-            self.reporter.log(note)
+def check_run_dir(run_dir: Path, resume: bool) -> None:
+    """A run writes only into a new or empty directory, or (with --resume) into a run directory."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"--run-dir: {run_dir} is a file; choose a directory")
+    if not run_dir.exists() or not any(p.name != ".lock" for p in run_dir.iterdir()):
+        return
+    if not (run_dir / "run.json").exists():
+        raise UsageError(f"--run-dir: {run_dir} is not empty and is not a restbench run directory; choose another")
+    if (run_dir / "results.jsonl").exists() and not resume:
+        raise UsageError(f"--run-dir: {run_dir} already holds results; pass --resume to continue it or choose another --name")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -539,11 +493,6 @@ def resolve_device(name: str) -> torch.device:
         raise UsageError("--set device: CUDA is not available on this machine; use auto or cpu")
     return device
 
-
-def _plain(obj) -> dict:
-    from dataclasses import asdict
-
-    return asdict(obj)
 
 
 @dataclass
@@ -561,7 +510,10 @@ def run(request: RunRequest, console=None) -> RunResult:
     pipeline = Pipeline(request, console)
     run_dir = pipeline.execute()
     result = RunResult(run_dir, write_summary(run_dir.path))
+    if pipeline.failures:
+        raise PluginError(f"{len(pipeline.failures)} method/seed(s) failed and were skipped (--keep-going): "
+                          f"{pipeline.failures[0]['error']}; the rest is in {run_dir.path}")
     if pipeline.export_failures:
-        raise PluginError(f"TFLite export check failed ({'; '.join(pipeline.export_failures)}); "
+        raise PluginError(f"export check failed ({'; '.join(pipeline.export_failures)}); "
                           f"results are kept in {run_dir.path}")
     return result

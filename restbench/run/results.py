@@ -289,6 +289,26 @@ def make_record(
     return to_jsonable(record)
 
 
+#: The fields that name one result cell: a run holds at most one record per cell.
+CELL_FIELDS = ("record_type", "dataset", "model", "method", "seed", "corruption", "severity", "variant", "runner", "phase")
+
+
+def cell_of(record: dict) -> tuple:
+    """The cell a record fills (see :data:`CELL_FIELDS`)."""
+    return tuple(record.get(name) for name in CELL_FIELDS)
+
+
+def duplicate_cells(records: Iterable[dict]) -> list[tuple]:
+    """Cells filled more than once, in first-seen order (a run directory written twice)."""
+    seen, dup = set(), []
+    for record in records:
+        cell = cell_of(record)
+        if cell in seen and cell not in dup:
+            dup.append(cell)
+        seen.add(cell)
+    return dup
+
+
 # --------------------------------------------------------------------------- provenance
 
 
@@ -633,7 +653,10 @@ __all__ = [
     "RUN_STATUSES",
     "PartialRecordWarning",
     "RunDir",
+    "CELL_FIELDS",
+    "cell_of",
     "check_run_name",
+    "duplicate_cells",
     "load_json",
     "load_schema",
     "make_record",

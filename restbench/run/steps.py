@@ -1,0 +1,253 @@
+"""The steps of a run, each a function with explicit inputs and outputs.
+
+prepare data -> train (train, compress, retrain) -> deploy -> efficiency + export + latency ->
+evaluate under every corruption. The pipeline (restbench.run.pipeline) only sequences these
+steps, writes their records and resumes; every plugin call here goes through the guard
+(restbench.run.guard), so a failure names the plugin that failed.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from restbench.api import Artifact, DatasetOptions, Recipe
+from restbench.data.sleep_data import STAGES, SleepData, fingerprint
+from restbench.evaluation.metrics import bootstrap_ci, classification_metrics, per_subject_macro_f1
+from restbench.run.guard import PluginFailure, check_batch, check_logits, check_sleep_data, describe, guarded
+from restbench.run.profiles import EVAL_ONLY_KNOBS
+from restbench.training.loop import subsample, train_phase
+from restbench.training.selection import predict
+
+N_CLASSES = len(STAGES)
+
+
+@dataclass
+class TrainedModel:
+    """A trained (maybe compressed and retrained) network of one method and seed."""
+
+    key: str
+    net: torch.nn.Module
+    spec: dict
+    records: list[dict]
+    compression: dict | None
+
+
+# --------------------------------------------------------------------------- data
+
+
+def prepare_data(dataset: Any, dataset_options: DatasetOptions, registry: Any = None) -> SleepData:
+    """The dataset's prepared, split data, checked before anything trains on it."""
+    with guarded(dataset, "datasets", "prepare", registry):
+        data = dataset.prepare(dataset_options)
+    check_sleep_data(data, N_CLASSES, describe(dataset, registry, "datasets"), dataset.id)
+    return data
+
+
+def test_set(data: SleepData, max_test_windows: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(window ends, x, y, subject per window)``: one fixed test subset for every method and
+    seed, so cells are paired across methods."""
+    ends = subsample(data.windows("test"), max_test_windows, np.random.default_rng([0, 3]))
+    x, y = data.get(ends)
+    subjects = np.array([data.recording_subject[r] for r in data.recording[ends]])
+    return ends, x, y, subjects
+
+
+# --------------------------------------------------------------------------- training
+
+
+def train_key(data_fingerprint: str, model: Any, model_options: dict, method_id: str, method_options: dict,
+              recipe: Recipe, compressor_options: dict | None, knobs: dict, seed: int) -> str:
+    """Content key of a trained model: everything that determines its weights, nothing that
+    only changes evaluation (the method's own options count even when its recipe does not
+    show them, e.g. a custom step)."""
+    training_knobs = {k: v for k, v in knobs.items() if k not in EVAL_ONLY_KNOBS and k != "profile"}
+    training = {k: v for k, v in recipe.to_dict().items() if k != "test_transforms"}
+    return fingerprint("train", data_fingerprint, model.id, model.version, training, training_knobs, seed,
+                       model_options, compressor_options, method_id, method_options)
+
+
+def train(method_id: str, recipe: Recipe, model: Any, compressor: Any, compressor_options: dict, data: SleepData,
+          knobs: dict, seed: int, key: str, device: torch.device, reporter: Any, registry: Any = None) -> TrainedModel:
+    """Build the model, run the recipe's train phase, compress, retrain; returns the result."""
+    torch.manual_seed(seed)
+    with guarded(model, "models", "build", registry):
+        net, spec = model.build(data.n_times, data.sfreq, N_CLASSES, width=float(knobs["width"]))
+    net.to(device)
+    records: list[dict] = []
+    compression = None
+    if recipe.train is not None:
+        records.append(run_phase(net, data, recipe.train, knobs, seed, f"{method_id} train", "train",
+                                 int(knobs["epochs"]), knobs["lr_milestones"], reporter))
+    if compressor is not None:
+        before = sum(p.numel() for p in net.parameters())
+        with guarded(compressor, "compressors", "compress", registry):
+            net, spec, report = compressor.compress(net, spec, model, compressor_options)
+        if sum(p.numel() for p in net.parameters()) > before:
+            raise PluginFailure(f"{describe(compressor, registry, 'compressors')} returned a larger model", compressor.id)
+        compression = {"compressor": compressor.id, "params_before": report.params_before,
+                       "params_after": report.params_after, "kept_channels": report.kept_channels,
+                       "details": report.details, "options": compressor_options}
+        reporter.log(f"{method_id} seed {seed}: {compressor.id} kept {report.params_after:,} of "
+                     f"{report.params_before:,} parameters")
+    if recipe.retrain is not None:
+        records.append(run_phase(net, data, recipe.retrain, knobs, seed + 1000, f"{method_id} retrain", "retrain",
+                                 int(knobs["retrain_epochs"]), knobs["retrain_lr_milestones"], reporter))
+    return TrainedModel(key, net, spec, records, compression)
+
+
+def run_phase(net, data: SleepData, phase, knobs: dict, seed: int, title: str, name: str, epochs: int,
+              milestones: list[int], reporter: Any) -> dict:
+    """One training phase; returns its training record fields."""
+    batches = max(1, min(len(data.windows("train")), knobs["max_train_windows"] or 10**12) // int(knobs["batch_size"]))
+    with reporter.phase(title, total=epochs * batches) as rep:
+        result = train_phase(net, data, phase, knobs, seed, epochs, milestones, progress=rep.training_callback)
+    if not np.isfinite(result.selection_score) or any(not np.isfinite(h["loss"]) for h in result.history if h.get("loss") is not None):
+        reporter.log(f"{title}: non-finite loss or validation score (training diverged)")
+    reporter.log(f"{title}: kept epoch {result.selected_epoch} by {result.selection_criterion} "
+                 f"= {result.selection_score:.4f} ({result.wall_s:.1f} s)")
+    return {"phase": name, "selected_epoch": result.selected_epoch, "selection_criterion": result.selection_criterion,
+            "selection_score": result.selection_score, "epochs": epochs, "history": result.history,
+            "wall_s": result.wall_s}
+
+
+# --------------------------------------------------------------------------- deployment
+
+
+def export(exporters: list, options: dict[str, dict], deployed: torch.nn.Module, data: SleepData, seed: int,
+           folder: Path, stem: str, registry: Any = None) -> tuple[list, list[str], list[str]]:
+    """Every available exporter's variants of ``deployed`` (a CPU pipeline) under
+    ``folder/EXPORTER/``. Returns ``([(exporter, ExportedVariant)], notes, failed checks)``."""
+    rng = np.random.default_rng([seed, 5])
+    calibration, _ = data.get(subsample(data.windows("train"), 512, rng))
+    check_windows, _ = data.get(subsample(data.windows("val"), 512, rng))
+    exported, notes, failures = [], [], []
+    for exporter in exporters:
+        ok, reason = exporter.available()
+        if not ok:
+            notes.append(f"exporter {exporter.id} skipped: {reason}")
+            continue
+        with guarded(exporter, "exporters", "export", registry):
+            variants = exporter.export(deployed, calibration, check_windows, Path(folder) / exporter.id, stem,
+                                       options[exporter.id])
+        for variant in variants:
+            if not Path(variant.path).is_file():
+                raise PluginFailure(f"{describe(exporter, registry, 'exporters')} reported {variant.path}, which does "
+                                    "not exist", exporter.id)
+            check = variant.check or {}
+            if check and not check.get("passed", True):
+                failures.append(f"{stem} {variant.variant}: max abs diff {check.get('max_abs_diff', float('nan')):.3g}, "
+                                f"top-1 agreement {check.get('top1_agreement', float('nan')):.3f}")
+            exported.append((exporter, variant))
+    return exported, notes, failures
+
+
+def efficiency_fields(deployed: torch.nn.Module, n_times: int, windows_per_night: int, compression: dict | None,
+                      exported: list) -> dict:
+    """Size and compute of the deployed pipeline, plus each exported variant's size and check."""
+    from restbench.deploy.efficiency import efficiency_report
+
+    shape = (1, 1, n_times)
+    fields = {**efficiency_report(deployed, shape, windows_per_night=windows_per_night), "input_shape": list(shape),
+              "kept_channels": (compression or {}).get("kept_channels") or {}, "export_check": None}
+    for _, variant in exported:
+        fields[f"{variant.variant.replace('-', '_')}_size_kb"] = float(variant.size_kb)
+    if exported:
+        fields["export_check"] = {v.variant: v.check for _, v in exported}
+    return fields
+
+
+def measure(runners: list, options: dict[str, dict], artifact: Artifact, registry: Any = None) -> tuple[list[dict], list[str]]:
+    """Latency of ``artifact`` on every available runner: ``(report dicts, notes)``."""
+    from restbench.api import PluginError
+
+    reports, notes = [], []
+    for runner in runners:
+        ok, reason = runner.available()
+        if not ok:
+            notes.append(f"runner {runner.id} unavailable: {reason}")
+            continue
+        try:
+            with guarded(runner, "runners", "measure", registry):
+                measured = runner.measure(artifact, options[runner.id])
+        except PluginFailure:
+            raise
+        except PluginError as exc:  # the runner says it cannot measure this artifact (e.g. no export)
+            notes.append(f"runner {runner.id} skipped for {artifact.name}: {exc}")
+            continue
+        for report in measured:
+            row = asdict(report)
+            seconds = [row["latency_s_per_window_median"], row["latency_s_per_night_median"]]
+            if not all(np.isfinite(s) and s > 0 for s in seconds):
+                raise PluginFailure(f"{describe(runner, registry, 'runners')} reported non-positive or non-finite "
+                                    "latency", runner.id)
+            reports.append(row)
+    return reports, notes
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def corrupt(corruption: Any, severity: Any, options: dict, x: np.ndarray, y: np.ndarray, deployed: torch.nn.Module,
+            data: SleepData, seed: int, batch: int, device: torch.device, registry: Any = None) -> np.ndarray:
+    """Corrupt the test windows batch by batch with noise that depends only on (seed, corruption,
+    level, batch): every method sees the same noise, so comparisons are paired."""
+    tag = zlib.crc32(corruption.id.encode())
+    who = describe(corruption, registry, "corruptions")
+    out = np.empty_like(x)
+    for b, start in enumerate(range(0, len(x), batch)):
+        rng = np.random.default_rng([seed, tag, severity.level, b])
+        xb = torch.from_numpy(x[start : start + batch])
+        yb = torch.from_numpy(y[start : start + batch])
+        model = None
+        if corruption.needs_model:  # white-box: run where the model is
+            model, xb, yb = deployed, xb.to(device), yb.to(device)
+        with guarded(corruption, "corruptions", f"apply at {severity.name}", registry):
+            xc = corruption.apply(xb, severity, data.stats, rng, y=yb, model=model, sfreq=data.sfreq, options=options)
+        check_batch(xc, xb, who, corruption.id)
+        out[start : start + batch] = xc.detach().cpu().numpy()
+    return out
+
+
+def predict_variant(exporter: Any, variant: Any, deployed: torch.nn.Module, x: np.ndarray, batch: int,
+                    registry: Any = None) -> np.ndarray:
+    """Predicted classes of the PyTorch pipeline (``exporter`` None) or of an exported variant."""
+    if exporter is None:
+        return predict(deployed, x, batch)
+    with guarded(exporter, "exporters", f"predict ({variant.variant})", registry):
+        logits = exporter.predict(variant, x)
+    return check_logits(logits, len(x), N_CLASSES, describe(exporter, registry, "exporters"), exporter.id).argmax(1)
+
+
+def robustness_fields(corruption: Any, severity: Any, options: dict | None, variant: str, y: np.ndarray,
+                      pred: np.ndarray, subjects: np.ndarray, bootstrap_samples: int, seed: int) -> dict:
+    """The metrics of one (corruption, severity, variant) cell, with the settings behind them."""
+    metrics = classification_metrics(y, pred)
+    lo, hi = bootstrap_ci(y, pred, subjects, n_boot=int(bootstrap_samples), seed=seed)
+    settings = {} if corruption is None else corruption.settings(severity, options)
+    if variant != "torch" and corruption is not None and corruption.needs_model:
+        settings = {**settings, "transfer": f"crafted on the PyTorch model, evaluated on {variant}"}
+    return {
+        "corruption": "clean" if corruption is None else corruption.id,
+        "severity": 0 if severity is None else severity.level,
+        "severity_name": "clean" if severity is None else severity.name,
+        "severity_value": None if severity is None else float(severity.value),
+        "severity_unit": None if severity is None else severity.unit,
+        "suite": "clean" if corruption is None else corruption.suite,
+        "corruption_settings": settings,
+        "variant": variant,
+        **metrics,
+        "per_subject_macro_f1": per_subject_macro_f1(y, pred, subjects),
+        "macro_f1_ci95": [float(lo), float(hi)],
+    }
+
+
+def evaluation_key(corruption: Any, options: dict | None, variant: str, knobs: dict) -> str:
+    """Content key of what an evaluation cell's number depends on besides the trained model."""
+    return fingerprint("eval", None if corruption is None else [corruption.id, corruption.version, options], variant,
+                       knobs.get("max_test_windows"), knobs.get("bootstrap_samples"))
