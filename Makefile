@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: run test env bench clean
+.PHONY: run test env bench clean leaderboard validate-leaderboards
 
 $(STAMP): pyproject.toml constraints.txt scripts/setup-env
 	PYTHON=$(PYTHON) bash scripts/setup-env
@@ -18,6 +18,16 @@ run: $(STAMP)
 
 test: $(STAMP)
 	RESTBENCH_STRICT_PLUGINS=1 $(VENV)/bin/python -m pytest -q
+
+# The embedded-dataset leaderboard: all six methods, 3 seeds, quick profile (resumes a partial run).
+LEADERBOARD_RUN := runs/leaderboard-quick
+leaderboard: $(STAMP)
+	$(VENV)/bin/restbench run --methods all --profile quick --seeds 0,1,2 --run-dir $(LEADERBOARD_RUN) \
+		$(if $(wildcard $(LEADERBOARD_RUN)/run.json),--resume)
+	$(VENV)/bin/restbench leaderboard build $(LEADERBOARD_RUN) --out leaderboards/sleep-synth-quick --baseline sors
+
+validate-leaderboards: $(STAMP)
+	for board in leaderboards/*/leaderboard.json; do $(VENV)/bin/restbench leaderboard validate $$(dirname $$board) || exit 1; done
 
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/bench_dataset_cache.py

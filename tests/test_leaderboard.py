@@ -231,6 +231,32 @@ def test_sort_function_orders_numbers_text_and_blanks():
     assert descending == [2, 3, 0, 4, 5, 1]  # blank still last
     assert text == [1, 0, 2]
 
+    # the click handler, on a minimal stand-in for the DOM it touches
+    dom = """
+    var document = {addEventListener: function () {}};
+    function makeRow(id, keys) { return {id: id, cells: keys.map(function (k) { return {dataset: {sort: k}}; })}; }
+    var body = {rows: [makeRow("r0", ["a", "0.5"]), makeRow("r1", ["b", ""]), makeRow("r2", ["c", "2"])],
+                appendChild: function (r) { this.rows.splice(this.rows.indexOf(r), 1); this.rows.push(r); }};
+    var table;
+    function makeTh(i, better) {
+      return {cellIndex: i, dataset: {better: better}, a: {}, closest: function () { return table; },
+              getAttribute: function (k) { return k in this.a ? this.a[k] : null; },
+              setAttribute: function (k, v) { this.a[k] = v; }, removeAttribute: function (k) { delete this.a[k]; }};
+    }
+    var ths = [makeTh(0, "lower"), makeTh(1, "higher")];
+    table = {tBodies: [body], tHead: {rows: [{cells: ths}]}};
+    function ids() { return body.rows.map(function (r) { return r.id; }).join(","); }
+    var seen = [];
+    rbSortTable(ths[1]); seen.push(ids(), ths[1].a["aria-sort"]);
+    rbSortTable(ths[1]); seen.push(ids(), ths[1].a["aria-sort"]);
+    rbSortTable(ths[0]); seen.push(ids(), ths[0].a["aria-sort"], String(ths[1].a["aria-sort"]));
+    console.log(JSON.stringify(seen));
+    """
+    done = subprocess.run([node, "-e", dom + SORT_JS], capture_output=True, text=True, timeout=30, check=True)
+    assert json.loads(done.stdout) == ["r2,r0,r1", "descending",  # higher-is-better columns start best first
+                                       "r0,r2,r1", "ascending",  # a second click reverses; blanks stay last
+                                       "r0,r1,r2", "ascending", "undefined"]
+
 
 def test_validate_accepts_the_build_and_pinpoints_tampering(built, tmp_path, capsys):
     out, data = built
@@ -316,3 +342,16 @@ def test_publish_merges_and_is_idempotent(runs, tmp_path):
 def test_committed_leaderboards_validate(board):
     report = lb.validate(board)
     assert report.ok, report.problems
+
+
+def test_readme_tables_match_their_leaderboards():
+    """README blocks between <!-- leaderboard:NAME:table4 --> and <!-- /leaderboard --> are the
+    Table 4 of leaderboards/NAME/leaderboard.md, verbatim (no drift after a rebuild)."""
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    blocks = re.findall(r"<!-- leaderboard:([\w.-]+):table4 -->\n(.*?)\n<!-- /leaderboard -->", readme, re.S)
+    for name, block in blocks:
+        md = (root / "leaderboards" / name / lb.LEADERBOARD_MD).read_text()
+        start = md.index("## Robustness (Table 4 shape)")
+        table = md[start:md.index("\n## ", start + 3)].split("\n", 2)[2].strip("\n")
+        assert block == table, f"README's table of {name} is out of date: copy it from its leaderboard.md"
