@@ -350,7 +350,7 @@ def leaderboard_build(run_dirs, out, name, baseline, noise, alpha, no_plots) -> 
 
     data = build(run_dirs, out, name=name, baseline=baseline, noise=noise, alpha=alpha, plots=not no_plots)
     console.print(f"leaderboard {data['name']}: {len(data['entries'])} entries from {len(data['runs'])} run(s) "
-                  f"-> {out}")
+                  f"-> {out}", highlight=False, soft_wrap=True)
 
 
 @leaderboard_group.command("validate")
@@ -389,7 +389,8 @@ def leaderboard_publish(run_dir, to, baseline, noise) -> None:
     from restbench.report.leaderboard import publish
 
     data, outcome = publish(run_dir, to, baseline=baseline, noise=noise)
-    console.print(f"{to}: run {outcome}; {len(data['entries'])} entries from {len(data['runs'])} run(s)")
+    console.print(f"{to}: run {outcome}; {len(data['entries'])} entries from {len(data['runs'])} run(s)",
+                  highlight=False, soft_wrap=True)
 
 
 def _add_plugin_commands() -> None:

@@ -1061,9 +1061,13 @@ def validate(path: str | os.PathLike) -> Validation:
         report.problems.append(str(exc))
         return report
     report.problems += check_unique(runs)
-    fresh = assemble(runs, name=data["name"], baseline=data["baseline"]["method"],
-                     baseline_source=data["baseline"]["source"], alpha=data["statistics"]["alpha"],
-                     run_meta=data["runs"])
+    try:
+        fresh = assemble(runs, name=data["name"], baseline=data["baseline"]["method"],
+                         baseline_source=data["baseline"]["source"], alpha=data["statistics"]["alpha"],
+                         run_meta=data["runs"])
+    except PluginError as exc:
+        report.problems.append(f"cannot recompute the leaderboard from its runs: {exc}")
+        return report
     found: list[str] = []
     for key in ("protocol", "baseline", "columns", "entries"):
         _compare(data[key], fresh[key], key, found)
