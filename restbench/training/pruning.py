@@ -15,6 +15,42 @@ A model plugin makes its networks prunable by giving the module two methods (the
 reloads from spec + state_dict) and copies the kept slices of every tensor, BN running
 statistics and ``num_batches_tracked`` included. Compressors only decide *which* channels to
 keep; this module never names a model or a plugin.
+
+Folding the removed channels' constant output (:func:`fold_removed_channels`)
+----------------------------------------------------------------------------
+A removed channel does not output zero: after BN -> ReLU its output in eval mode is
+``relu(gamma * z + beta)`` with ``z = (x - running_mean) / sqrt(running_var + eps)``. Dropping
+it silently removes that from the next layer (with ``gamma = 0, beta > 0`` the next layer loses
+``relu(beta) * W``). Surgery therefore replaces each removed channel by a constant ``v`` and adds
+``v`` times the consumer's weights for that channel to the consumer's bias:
+
+- ``fold="expected"`` (default): ``v = E[act(gamma * z + beta)]`` with ``z ~ N(0, s^2)``,
+  ``s^2 = running_var / (running_var + eps)`` (BN's running statistics are the training-data mean
+  and variance of the channel's input, so ``z`` has mean 0 and variance ``s^2`` on training data;
+  Gaussian is the one assumption). For ReLU: ``v = beta * Phi(beta / a) + a * phi(beta / a)``,
+  ``a = |gamma| * s``. It is the best constant in mean square when ``z`` is Gaussian, keeps the
+  consumer's BN running mean valid, and equals ``relu(beta)`` exactly when ``gamma == 0``.
+- ``fold="beta"``: ``v = act(beta)``, the output when the input equals its running mean (also
+  exact when ``gamma == 0``; for slimming's tiny ``|gamma|`` the two agree closely).
+- ``fold="none"``: no fold (the behaviour before folding existed, and the authors' code's).
+
+What is exact. With ``gamma == 0`` a removed channel's eval-mode output is exactly the constant
+``act(beta)``, so: a consumer that is a Linear (a flatten -> Linear column block, or a hidden
+unit feeding the next Linear) gets ``v * sum of the channel's columns`` in its bias, exactly; a
+consumer that is a Conv1d with zero padding gets ``v * sum(W[:, c, :])`` in its bias, which is
+exact at every output position whose receptive field lies inside the input, but at the first and
+last few positions (where some taps read the zero padding) the true contribution is smaller by
+``v * sum(W[:, c, padded taps])``. A bias cannot vary with position, so that edge difference
+remains; it is computed and reported (``edge_error_max``: the largest such difference over every
+output channel and edge position, in the consumer's pre-BN units), and the tests check that it is
+exactly what separates the pruned network from the masked one. The reported value is over the
+consumer's kept output channels and the worst alignment of the right edge (which depends on the
+input length modulo the stride), so it bounds what a forward pass sees. With ``gamma != 0`` the
+removed channel's output is not constant and the fold is an approximation by construction.
+Folding needs to know what follows the BN: a group declares it as ``activation`` (``"relu"`` or
+``"identity"``); a group without it (or without BN, or whose consumer has no bias) is not folded
+and the report says so. In train mode (fine-tuning) a consumer followed by BN subtracts the
+batch mean, so the fold matters for evaluation and for consumers without BN.
 """
 
 from __future__ import annotations
@@ -55,6 +91,10 @@ class ChannelGroup:
     ``filter_key``: state-dict key of the weight whose slices along dim 0 produce the channels
     (magnitude pruning scores them by their L1 norm), or None.
     ``kind``: ``"conv"`` or ``"linear"``, so a compressor can restrict itself to one kind.
+    ``activation``: what follows the BN (``"relu"`` or ``"identity"``), so surgery can fold a
+    removed channel's constant output into its consumer's bias; None (unknown): no fold.
+    A group's consumers are its members indexed along dim 1 whose owner module is a Conv1d or a
+    Linear (their bias is ``<owner>.bias``).
     """
 
     name: str
@@ -63,6 +103,7 @@ class ChannelGroup:
     gamma_key: str | None = None
     filter_key: str | None = None
     kind: str = "conv"
+    activation: str | None = None
 
 
 @runtime_checkable
@@ -114,16 +155,155 @@ def _block_index(idx: torch.Tensor, block: int) -> torch.Tensor:
     return (idx[:, None] * block + torch.arange(block)[None, :]).reshape(-1)
 
 
-def apply_channel_surgery(
-    module: nn.Module, spec: dict, model_plugin: "Model", keep: dict[str, Any]
-) -> tuple[nn.Module, dict]:
-    """Build the network with only the ``keep``-ed channels and copy their weights.
+FOLD_MODES = ("expected", "beta", "none")
+ACTIVATIONS = ("relu", "identity")
 
-    ``keep`` maps a group name to the indices of the channels to keep (any int sequence; groups
-    not named keep everything). Returns ``(new_module, new_spec)``; the new module is built by
-    ``model_plugin.build(spec=new_spec)``, lives on the original's device, and is in the
-    original's train/eval mode. The original module is left untouched.
+
+def removed_channel_constants(
+    gamma: torch.Tensor, beta: torch.Tensor, running_var: torch.Tensor, eps: float, activation: str, mode: str
+) -> torch.Tensor:
+    """The constant that replaces each channel's eval-mode ``act(BN(x))`` (module docstring).
+
+    ``mode="expected"``: ``E[act(gamma * z + beta)]``, ``z ~ N(0, running_var / (running_var + eps))``;
+    ``mode="beta"``: ``act(beta)``. Both are exactly ``act(beta)`` where ``gamma == 0``.
     """
+    if activation not in ACTIVATIONS:
+        raise PluginError(f"channel surgery: unknown activation {activation!r}; expected one of {ACTIVATIONS}")
+    g, b = gamma.detach().double(), beta.detach().double()
+    if mode == "beta" or activation == "identity":
+        return (b.clamp(min=0.0) if activation == "relu" else b).float()
+    if mode != "expected":
+        raise PluginError(f"channel surgery: unknown fold mode {mode!r}; expected one of {FOLD_MODES}")
+    var = running_var.detach().double()
+    a = g.abs() * torch.sqrt(var / (var + eps))
+    safe = torch.where(a > 0, a, torch.ones_like(a))
+    r = b / safe
+    normal = torch.distributions.Normal(torch.zeros((), dtype=torch.float64), torch.ones((), dtype=torch.float64))
+    expected = b * normal.cdf(r) + a * torch.exp(normal.log_prob(r))
+    return torch.where(a > 0, expected, b.clamp(min=0.0)).float()
+
+
+def _owner(module: nn.Module, key: str) -> tuple[str, nn.Module | None]:
+    prefix = key.rsplit(".", 1)[0] if "." in key else ""
+    try:
+        return prefix, module.get_submodule(prefix)
+    except AttributeError:
+        return prefix, None
+
+
+def conv_edge_residual(weight: torch.Tensor, const: torch.Tensor, stride: int, padding: int, dilation: int = 1) -> torch.Tensor:
+    """Largest ``|true - folded|`` contribution of constant input channels to a Conv1d's output.
+
+    ``weight``: ``(out, n_removed, k)`` slices of the removed input channels, ``const``:
+    ``(n_removed,)``. The fold adds ``sum_c const_c * sum_k W[:, c, k]`` to every position; at
+    the edges the zero padding means the true contribution lacks the padded taps. Returns the
+    largest difference over output channels and edge positions, for every alignment of the
+    right edge (it depends on the input length modulo the stride), as a 0-d tensor.
+    """
+    if padding == 0 or weight.numel() == 0:
+        return torch.zeros(())
+    w = weight.detach().double()
+    k = w.shape[-1]
+    span = dilation * (k - 1) + 1
+    interior = (w.sum(-1) * const.double()[None, :]).sum(-1)  # (out,)
+    worst = torch.zeros((), dtype=torch.float64)
+    for extra in range(stride):  # input lengths of every residue modulo the stride
+        n = span + 2 * (padding + stride) + extra
+        x = const.double()[None, :, None].expand(1, -1, n)
+        true = torch.nn.functional.conv1d(x, w, stride=stride, padding=padding, dilation=dilation)[0]
+        worst = torch.maximum(worst, (true - interior[:, None]).abs().max())
+    return worst.float()
+
+
+def fold_removed_channels(
+    module: nn.Module, groups: dict[str, "ChannelGroup"], index: dict[str, torch.Tensor], mode: str = "expected"
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Bias updates that fold every removed channel's constant output into its consumers.
+
+    ``index``: the kept channel indices per group. Returns ``(new_biases, summary)``:
+    ``new_biases`` maps a consumer's bias key to its full-size (not yet pruned) updated bias;
+    ``summary`` says per group what was folded (``channels``, ``constant_max``,
+    ``bias_shift_max``, ``edge_error_max`` for conv consumers) or why nothing was
+    (``not_folded``), plus the totals.
+    """
+    if mode not in FOLD_MODES:
+        raise PluginError(f"channel surgery: unknown fold mode {mode!r}; expected one of {FOLD_MODES}")
+    state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+    biases: dict[str, torch.Tensor] = {}
+    per_group: dict[str, dict[str, Any]] = {}
+    for name, kept in index.items():
+        group = groups[name]
+        removed = torch.ones(group.size, dtype=torch.bool)
+        removed[kept] = False
+        removed_idx = torch.nonzero(removed).flatten()
+        if removed_idx.numel() == 0:
+            continue
+        entry: dict[str, Any] = {"channels": int(removed_idx.numel())}
+        per_group[name] = entry
+        if mode == "none":
+            entry["not_folded"] = "fold=none"
+            continue
+        bn_prefix, bn = _owner(module, group.gamma_key) if group.gamma_key else ("", None)
+        if not isinstance(bn, nn.modules.batchnorm._BatchNorm) or not bn.track_running_stats:
+            entry["not_folded"] = "no BatchNorm with running statistics scales this group"
+            continue
+        if group.activation is None:
+            entry["not_folded"] = "the group does not declare the activation after its BatchNorm"
+            continue
+        const = removed_channel_constants(
+            state[group.gamma_key][removed_idx], state[f"{bn_prefix}.bias"][removed_idx],
+            state[f"{bn_prefix}.running_var"][removed_idx], float(bn.eps), group.activation, mode,
+        )
+        entry["constant_max"] = float(const.abs().max())
+        shift_max, edge_max, consumers = 0.0, 0.0, []
+        for m in group.members:
+            if m.dim != 1:
+                continue
+            prefix, owner = _owner(module, m.key)
+            bias_key = f"{prefix}.bias"
+            if not isinstance(owner, (nn.Conv1d, nn.Linear)) or m.key != f"{prefix}.weight":
+                continue
+            if bias_key not in state:
+                entry.setdefault("not_folded_consumers", []).append(f"{prefix} has no bias")
+                continue
+            w = state[m.key].detach().cpu()
+            if isinstance(owner, nn.Conv1d):
+                if isinstance(owner.padding, str) or owner.padding_mode != "zeros" or owner.groups != 1:
+                    entry.setdefault("not_folded_consumers", []).append(f"{prefix}: only zero-padded, ungrouped convs")
+                    continue
+                cols = w.index_select(1, removed_idx)  # (out, n_removed, k)
+                shift = (cols.double().sum(-1) * const.double()[None, :]).sum(-1)
+                # the edge error only matters for the consumer's output channels that stay
+                out_kept = next((index[o.name] for o in groups.values() if o.name in index
+                                 and any(x.key == m.key and x.dim == 0 for x in o.members)), None)
+                edge_cols = cols if out_kept is None else cols.index_select(0, out_kept)
+                edge = conv_edge_residual(edge_cols, const, owner.stride[0], owner.padding[0], owner.dilation[0])
+                edge_max = max(edge_max, float(edge))
+            else:
+                cols = w.index_select(1, _block_index(removed_idx, m.block)).double()  # (out, n_removed * block)
+                shift = (cols.reshape(cols.shape[0], -1, m.block).sum(-1) * const.double()[None, :]).sum(-1)
+            base = biases.get(bias_key, state[bias_key].detach().cpu().clone())
+            biases[bias_key] = (base.double() + shift).to(base.dtype)
+            shift_max = max(shift_max, float(shift.abs().max()))
+            consumers.append(prefix)
+        entry.update(consumers=consumers, bias_shift_max=shift_max)
+        if any(isinstance(_owner(module, f"{c}.weight")[1], nn.Conv1d) for c in consumers):
+            entry["edge_error_max"] = edge_max
+    folded = [e for e in per_group.values() if "not_folded" not in e]
+    summary = {
+        "mode": mode,
+        "channels_folded": sum(e["channels"] for e in folded),
+        "constant_max": max((e["constant_max"] for e in folded), default=0.0),
+        "bias_shift_max": max((e.get("bias_shift_max", 0.0) for e in folded), default=0.0),
+        "edge_error_max": max((e.get("edge_error_max", 0.0) for e in folded), default=0.0),
+        "groups": per_group,
+    }
+    return biases, summary
+
+
+def _surgery(
+    module: nn.Module, spec: dict, model_plugin: "Model", keep: dict[str, Any], fold: str
+) -> tuple[nn.Module, dict, dict[str, Any]]:
     groups = {g.name: g for g in require_prunable(module, "channel surgery")}
     unknown = sorted(set(keep) - set(groups))
     if unknown:
@@ -155,9 +335,11 @@ def apply_channel_surgery(
     missing = sorted(set(plan) - set(old_state))
     if missing:
         raise PluginError(f"channel surgery: channel_groups() names tensors the model does not have: {missing}")
+    # the removed channels' constant output goes into the consumers' (full-size) biases first
+    folded_biases, fold_summary = fold_removed_channels(module, groups, index, fold)
     new_state = {}
     for key, tensor in old_state.items():
-        t = tensor.detach().cpu()
+        t = folded_biases.get(key, tensor).detach().cpu()
         for dim, idx in plan.get(key, ()):
             t = t.index_select(dim, idx)
         new_state[key] = t.clone()
@@ -175,6 +357,22 @@ def apply_channel_surgery(
     if ref is not None:
         new_module = new_module.to(ref.device)
     new_module.train(module.training)
+    return new_module, new_spec, fold_summary
+
+
+def apply_channel_surgery(
+    module: nn.Module, spec: dict, model_plugin: "Model", keep: dict[str, Any], fold: str = "expected"
+) -> tuple[nn.Module, dict]:
+    """Build the network with only the ``keep``-ed channels and copy their weights.
+
+    ``keep`` maps a group name to the indices of the channels to keep (any int sequence; groups
+    not named keep everything). Each removed channel's constant output is folded into its
+    consumers' biases first (``fold``: ``"expected"``, ``"beta"`` or ``"none"``; see the module
+    docstring). Returns ``(new_module, new_spec)``; the new module is built by
+    ``model_plugin.build(spec=new_spec)``, lives on the original's device, and is in the
+    original's train/eval mode. The original module is left untouched.
+    """
+    new_module, new_spec, _ = _surgery(module, spec, model_plugin, keep, fold)
     return new_module, new_spec
 
 
@@ -195,9 +393,13 @@ def prune_and_report(
     groups: list[ChannelGroup],
     keep: dict[str, Any],
     details: dict[str, Any] | None = None,
+    fold: str = "expected",
 ) -> tuple[nn.Module, dict, CompressionReport]:
-    """Run :func:`apply_channel_surgery` and describe it: the compressor's return value."""
-    new_module, new_spec = apply_channel_surgery(module, spec, model_plugin, keep)
+    """Run :func:`apply_channel_surgery` and describe it: the compressor's return value.
+
+    ``details["fold"]`` says how much of the removed channels' output was folded into biases
+    (:func:`fold_removed_channels`' summary)."""
+    new_module, new_spec, fold_summary = _surgery(module, spec, model_plugin, keep, fold)
     kept = kept_channels_report(groups, keep)
     total = sum(t for _, t in kept.values())
     removed = sum(t - k for k, t in kept.values())
@@ -211,6 +413,7 @@ def prune_and_report(
             "channel_sparsity": removed / total if total else 0.0,
             "size_kb_before": size_kb(module),  # the efficiency record's definition
             "size_kb_after": size_kb(new_module),
+            "fold": fold_summary,
             **(details or {}),
         },
     )

@@ -16,6 +16,7 @@ from restbench import hookimpl
 from restbench.api import CompressionReport, Model
 from restbench.plugins.options import NOT_IN_PAPER, Option, fill_options
 from restbench.training.pruning import (
+    FOLD_MODES,
     l1_filter_scores,
     min_keep_count,
     prune_and_report,
@@ -29,12 +30,15 @@ class L1Filter:
     """Compressor plugin: uniform per-layer pruning of the smallest-L1 conv filters."""
 
     id = "l1-filter"
-    version = "1.0.0"
+    version = "1.1.0"
     description = "Magnitude pruning: each conv layer keeps its largest-L1-norm filters, a uniform 1 - sparsity fraction"
     citation = "Li et al. 2017, Pruning Filters for Efficient ConvNets (ICLR)"
     options = (
         Option("sparsity", float, 0.8, "fraction of prunable channels removed", minimum=0.0, maximum=0.99),
         Option("min_keep", float, 0.1, "fraction of its channels every layer keeps", minimum=0.01, maximum=1.0),
+        Option("fold", str, "expected", "what replaces a removed channel's output in the next layer's bias: expected = "
+               "E[relu(BN)] from BN's running statistics, beta = relu(beta), none = nothing (restbench.training.pruning)",
+               choices=FOLD_MODES, paper=NOT_IN_PAPER),
         Option("include_linear", bool, False, "also prune the hidden units of linear layers", paper=NOT_IN_PAPER),
     )
 
@@ -42,7 +46,7 @@ class L1Filter:
         self, module: nn.Module, spec: dict, model: Model, options: dict[str, Any]
     ) -> tuple[nn.Module, dict, CompressionReport]:
         """Return the pruned ``(module, spec, report)``; ``options``: ``sparsity``, ``min_keep``,
-        ``include_linear`` (also prune hidden linear units, default False)."""
+        ``include_linear`` (also prune hidden linear units, default False), ``fold``."""
         opts = fill_options(self.options, options, self.id)
         groups = require_prunable(module, "compressor l1-filter")
         kinds = {"conv", "linear"} if opts["include_linear"] else {"conv"}
@@ -65,6 +69,7 @@ class L1Filter:
                 "min_keep": opts["min_keep"],
                 "include_linear": opts["include_linear"],
             },
+            fold=opts["fold"],
         )
 
 

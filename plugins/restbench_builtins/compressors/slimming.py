@@ -4,7 +4,8 @@ Every BatchNorm gamma of the network is ranked by magnitude across all layers; t
 are pruned until ``sparsity`` of all BN channels are gone, while every layer keeps at least
 ``min_keep`` of its channels (docs/PROTOCOL.md, "Pruning"). The channels are then physically
 removed by :func:`restbench.training.pruning.apply_channel_surgery`, BN affine parameters and running
-statistics preserved (the public REST code lost them).
+statistics preserved (the public REST code lost them), and each removed channel's constant output
+(``relu(beta)`` when its gamma is 0) folded into the next layer's bias (option ``fold``).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from torch import nn
 
 from restbench import hookimpl
 from restbench.api import CompressionReport, Model
-from restbench.plugins.options import Option, fill_options
-from restbench.training.pruning import gamma_scores, min_keep_count, prune_and_report, require_prunable
+from restbench.plugins.options import NOT_IN_PAPER, Option, fill_options
+from restbench.training.pruning import FOLD_MODES, gamma_scores, min_keep_count, prune_and_report, require_prunable
 
 
 
@@ -58,18 +59,21 @@ class Slimming:
     """Compressor plugin: global |gamma| ranking over every BN layer, then channel surgery."""
 
     id = "slimming"
-    version = "1.0.0"
+    version = "1.1.0"
     description = "Network slimming: prune the globally smallest BN |gamma| to a target sparsity (default 0.8), each layer keeps >= 10 %"
     citation = "Liu et al. 2017, Learning Efficient Convolutional Networks through Network Slimming (ICCV)"
     options = (
         Option("sparsity", float, 0.8, "fraction of prunable channels removed", minimum=0.0, maximum=0.99),
         Option("min_keep", float, 0.1, "fraction of its channels every layer keeps", minimum=0.01, maximum=1.0),
+        Option("fold", str, "expected", "what replaces a removed channel's output in the next layer's bias: expected = "
+               "E[relu(BN)] from BN's running statistics, beta = relu(beta), none = nothing (restbench.training.pruning)",
+               choices=FOLD_MODES, paper=NOT_IN_PAPER),
     )
 
     def compress(
         self, module: nn.Module, spec: dict, model: Model, options: dict[str, Any]
     ) -> tuple[nn.Module, dict, CompressionReport]:
-        """Return the pruned ``(module, spec, report)``; ``options``: ``sparsity``, ``min_keep``."""
+        """Return the pruned ``(module, spec, report)``; ``options``: ``sparsity``, ``min_keep``, ``fold``."""
         opts = fill_options(self.options, options, self.id)
         groups = require_prunable(module, "compressor slimming")
         scores = gamma_scores(module, groups)
@@ -87,6 +91,7 @@ class Slimming:
                 "min_keep": opts["min_keep"],
                 "threshold_abs_gamma": threshold,
             },
+            fold=opts["fold"],
         )
 
 

@@ -147,6 +147,8 @@ class SorsNet(nn.Module):
         out-channels and bias, the BN affine parameters and running statistics, and the
         consumer's inputs (next conv's in-channels; for the last conv the flatten -> Linear
         column blocks of ``feature_length`` columns; for ``fc1`` the columns of ``fc2``).
+        Every BN is followed by a ReLU (``activation``), so surgery can fold a removed channel's
+        constant output into the consumer's bias.
         """
         groups = []
         n = len(self.blocks)
@@ -166,6 +168,7 @@ class SorsNet(nn.Module):
                     gamma_key=f"{p}.bn.weight",
                     filter_key=f"{p}.conv.weight",
                     kind="conv",
+                    activation="relu",
                 )
             )
         members = [Member("head.fc1.weight", 0), Member("head.fc1.bias", 0)]
@@ -179,6 +182,7 @@ class SorsNet(nn.Module):
                 gamma_key="head.bn.weight",
                 filter_key="head.fc1.weight",
                 kind="linear",
+                activation="relu",
             )
         )
         return groups
