@@ -219,9 +219,11 @@ def data_group() -> None:
 @click.option("--skip-bad", is_flag=True)
 @click.option("--json", "as_json", is_flag=True)
 def data_info(dataset_id, data_dir, protocol, n_subjects, dataset_option, cache_dir, skip_bad, as_json) -> None:
-    """Windows per stage per split (the paper's Table 1 shape)."""
+    """Windows per stage per split (the paper's Table 1 shape), each stage's median amplitude in
+    the training split, and every corruption level in uV and relative to that amplitude."""
     from restbench.api import DatasetOptions, STAGES
 
+    from restbench.data.scale import data_scale
     from restbench.plugins.options import resolve_options
 
     ds = get_registry().get("datasets", dataset_id, "DATASET_ID")
@@ -230,10 +232,14 @@ def data_info(dataset_id, data_dir, protocol, n_subjects, dataset_option, cache_
     data = ds.prepare(DatasetOptions(data_dir=data_dir, cache_dir=cache_dir, protocol=protocol,
                                      n_subjects=n_subjects, skip_bad=skip_bad, extra=extra))
     counts = data.stage_counts()
+    levels = [(f"{cid} {sev.name}", sev.value, sev.unit)
+              for cid, corruption in sorted(get_registry().all("corruptions").items())
+              for sev in getattr(corruption, "severities", ())]
+    scale = data_scale(data, levels)
     if as_json:
         _emit_json({"dataset": dataset_id, "fingerprint": data.fingerprint, "sfreq": data.sfreq,
                     "n_times": data.n_times, "split": data.split, "stage_counts": counts,
-                    "stats": data.stats.to_dict(), "skipped": data.info.get("skipped", [])})
+                    "stats": data.stats.to_dict(), "scale": scale, "skipped": data.info.get("skipped", [])})
         return
     table = Table(title=f"{dataset_id}: windows per stage ({data.sfreq:g} Hz, {data.n_times} samples per window)")
     table.add_column("split")
@@ -245,6 +251,24 @@ def data_info(dataset_id, data_dir, protocol, n_subjects, dataset_option, cache_
         n_subj = len(data.split[split]) if split in data.split else sum(len(v) for v in data.split.values())
         table.add_row(split, *[f"{row[s]:,}" for s in STAGES], f"{sum(row.values()):,}", str(n_subj))
     console.print(table)
+
+    def pct(value):
+        return "–" if value is None else f"{100 * value:.0f} %"
+
+    rms = scale["stage_rms_uv"]
+    noise = Table(title=f"Noise levels against the training split's amplitude (sigma_train {scale['sigma_train_uv']:.1f} uV)")
+    noise.add_column("level")
+    noise.add_column("uV", justify="right")
+    for stage in STAGES:
+        noise.add_column(stage, justify="right")
+    noise.add_row("median epoch RMS (uV)", "", *["–" if rms[s] is None else f"{rms[s]:.1f}" for s in STAGES])
+    for level in scale["levels"]:
+        if level["uv"] is not None:
+            noise.add_row(f"{level['label']} ({level['kind']})", f"{level['uv']:.1f}",
+                          *[pct(level["of_stage_rms"][s]) for s in STAGES])
+    console.print(noise)
+    console.print("Per stage: the level in uV as a % of that stage's median 30-s epoch RMS (mean removed). "
+                  "An L-inf radius moves every sample by at most that much; a noise std is the noise's RMS.")
     for item in data.info.get("skipped", []):
         console.print(f"[yellow]skipped[/yellow] {item.get('file')}: {item.get('reason')}")
 

@@ -29,7 +29,7 @@ from restbench_builtins.datasets.common import EPOCH_S, Source
 from restbench_builtins.datasets.sleep_edf import CHANNEL, SFREQ_HZ, load_sleep_edf_sources, recording_id, subject_id
 
 #: Shown in provenance; the folder key also hashes the generator's code, so edits never reuse stale nights.
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 DEFAULT_NIGHTS = 20
 DEFAULT_HOURS = 8.0
 MAX_NIGHTS = 100  # subject numbers are two digits in Sleep-EDF names

@@ -1,7 +1,7 @@
 """Synthetic single-channel (Fpz-Cz-like) sleep EEG for ``sleep-synth``, in microvolts.
 
 A night is the sum of
-- a 1/f background and band-limited rhythms (delta 0.5-2 Hz, theta 4-7.5 Hz, alpha at the
+- an aperiodic (1/f^1.6) background and band-limited rhythms (delta 0.5-2 Hz, theta 4-7.5 Hz, alpha at the
   subject's own frequency, sigma, beta, and EMG-like 25-45 Hz activity) whose amplitudes follow
   the stage of each 30-s epoch through smooth envelopes;
 - transient events drawn at stage-dependent rates: blinks and saccades (W; the frontal
@@ -30,16 +30,23 @@ from restbench_builtins.datasets.common import EPOCH_S
 BANDS = ("pink", "delta", "theta", "alpha", "sigma", "beta", "emg")
 # RMS amplitude (uV) of each band in each stage (rows W, N1, N2, N3, REM), for an average subject.
 # N1 is set between W-with-less-alpha and REM; its own marks are theta and vertex waves.
+# Calibrated (generator version 2) so that per-stage median epoch RMS and relative band power fall
+# in the ranges tests/test_synth_realism.py gives for Fpz-Cz sleep EEG (sources cited there):
+# Fpz-Cz is a short bipolar derivation, so amplitudes are well below central-mastoid ones, N3 is
+# ~1.4x N2 (not ~2x), wake ~0.8x N2, frontal wake alpha and all beta are small.
 BAND_UV = np.array(
     [
         # pink delta theta alpha sigma beta emg
-        [8.0, 6.0, 4.5, 8.0, 2.0, 4.0, 6.0],  # W (alpha scaled per epoch by eyes closed/open)
-        [8.5, 8.0, 7.5, 3.0, 2.0, 2.8, 2.2],  # N1
-        [10.0, 17.0, 7.5, 2.0, 3.0, 2.2, 1.8],  # N2
-        [12.0, 42.0, 8.5, 1.5, 2.5, 1.8, 1.5],  # N3
-        [8.0, 7.0, 7.0, 3.0, 1.8, 2.8, 1.3],  # REM (frontal EEG sees little of the atonia)
+        [4.0, 2.5, 3.2, 2.6, 1.2, 1.3, 2.5],  # W (alpha scaled per epoch by eyes closed/open)
+        [5.5, 6.0, 4.5, 2.2, 1.2, 1.3, 1.0],  # N1
+        [6.0, 11.0, 4.5, 1.4, 1.8, 1.0, 0.7],  # N2
+        [7.0, 18.0, 5.0, 1.0, 1.5, 0.25, 0.3],  # N3
+        [6.5, 6.0, 5.5, 2.0, 1.1, 1.3, 0.3],  # REM (frontal EEG sees little of the atonia)
     ]
 )
+# Power of the aperiodic background falls as 1/f**BACKGROUND_EXPONENT (scalp sleep EEG is
+# steeper than 1/f; with 1/f the background alone put too much power in beta).
+BACKGROUND_EXPONENT = 1.6
 # How each band follows the within-stage depth: + deeper sleep grows it, - shrinks it.
 DEPTH_SIGN = np.array([0.3, 1.0, 0.5, -1.0, 0.3, -0.6, -0.8])
 
@@ -55,6 +62,11 @@ EVENT_RATE_PER_MIN = np.array(
         [0.2, 0.0, 0.2, 0.1, 0.2, 0.05, 1.0, 3.5, 0.05],  # REM
     ]
 )
+
+# Median peak amplitude (uV) of each event kind (a lognormal spread around it), before the
+# subject's scale; "movement" is the RMS of its muscle burst.
+EVENT_UV = {"blink": 50.0, "saccade": 26.0, "rem": 40.0, "sem": 30.0, "vertex": 40.0, "spindle": 16.0,
+            "kcomplex": 60.0, "sawtooth": 30.0, "movement": 25.0}
 
 
 @dataclass(frozen=True)
@@ -80,7 +92,7 @@ def subject_profile(rng: np.random.Generator) -> SubjectProfile:
         event_amp_gain=tuple(float(g) for g in rng.lognormal(0.0, 0.25, len(EVENTS))),
         alpha_hz=float(np.clip(rng.normal(10.0, 0.8), 8.0, 12.0)),
         spindle_hz=float(np.clip(rng.normal(13.0, 0.8), 11.0, 15.5)),
-        noise_uv=float(rng.uniform(0.8, 3.5)),
+        noise_uv=float(rng.uniform(0.5, 2.0)),
         depth_sd=float(rng.uniform(0.2, 0.35)),
     )
 
@@ -105,7 +117,7 @@ def _band_noise(rng: np.random.Generator, n: int, sfreq: float, lo: float, hi: f
     freqs = np.arange(i0, i1, dtype=np.float32) * np.float32(df)
     gain = np.clip((freqs - (lo - taper)) / (2 * taper), 0, 1) * np.clip(((hi + taper) - freqs) / (2 * taper), 0, 1)
     if pink:
-        gain = gain / np.sqrt(np.maximum(freqs, lo))
+        gain = gain / np.maximum(freqs, lo) ** np.float32(BACKGROUND_EXPONENT / 2)
     noise = rng.standard_normal((2, i1 - i0), dtype=np.float32)
     band = (noise[0] + 1j * noise[1]) * gain
     rms = np.sqrt(2.0 * np.sum(np.abs(band) ** 2, dtype=np.float64)) / n  # Parseval for irfft
@@ -162,37 +174,37 @@ def _event(kind: str, rng: np.random.Generator, sfreq: float, profile: SubjectPr
     """One event's waveform in uV (before the subject's amplitude scale)."""
     if kind == "blink":  # frontal positive deflection, ~0.3 s
         t = np.arange(int(0.6 * sfreq)) / sfreq
-        return rng.lognormal(np.log(90), 0.3) * _gauss(t, 0.3, 0.08)
+        return rng.lognormal(np.log(EVENT_UV["blink"]), 0.3) * _gauss(t, 0.3, 0.08)
     if kind in ("saccade", "rem"):  # fast rise, slower return; sign = gaze direction
         t = np.arange(int(1.2 * sfreq)) / sfreq
-        amp = rng.lognormal(np.log(55 if kind == "rem" else 40), 0.35) * rng.choice([-1.0, 1.0])
+        amp = rng.lognormal(np.log(EVENT_UV[kind]), 0.35) * rng.choice([-1.0, 1.0])
         return amp * (1 - np.exp(-t / 0.03)) * np.exp(-t / rng.uniform(0.3, 0.7))
     if kind == "sem":  # slow eye movement: a 1-3 s half wave
         d = rng.uniform(1.0, 3.0)
         t = np.arange(int(d * sfreq)) / sfreq
-        return rng.lognormal(np.log(45), 0.3) * rng.choice([-1.0, 1.0]) * np.sin(np.pi * t / d)
+        return rng.lognormal(np.log(EVENT_UV["sem"]), 0.3) * rng.choice([-1.0, 1.0]) * np.sin(np.pi * t / d)
     if kind == "vertex":  # sharp negative wave, ~0.2 s
         t = np.arange(int(0.5 * sfreq)) / sfreq
-        return -rng.lognormal(np.log(60), 0.3) * _gauss(t, 0.25, 0.05)
+        return -rng.lognormal(np.log(EVENT_UV["vertex"]), 0.3) * _gauss(t, 0.25, 0.05)
     if kind == "spindle":  # 11-16 Hz waxing-waning burst, 0.5-2 s
         d = rng.uniform(0.5, 2.0)
         t = np.arange(int(d * sfreq)) / sfreq
         f = profile.spindle_hz + rng.normal(0, 0.4)
-        return rng.lognormal(np.log(22), 0.3) * np.hanning(len(t)) * np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi))
+        return rng.lognormal(np.log(EVENT_UV["spindle"]), 0.3) * np.hanning(len(t)) * np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi))
     if kind == "kcomplex":  # sharp negative then slow positive, ~1 s, > 75 uV peak to peak
         t = np.arange(int(1.4 * sfreq)) / sfreq
-        amp = rng.lognormal(np.log(90), 0.3)
+        amp = rng.lognormal(np.log(EVENT_UV["kcomplex"]), 0.3)
         return amp * (-_gauss(t, 0.35, 0.09) + 0.65 * _gauss(t, 0.8, 0.2))
     if kind == "sawtooth":  # 3-8 triangular waves at 2-4 Hz
         f, n_waves = rng.uniform(2.0, 4.0), int(rng.integers(3, 9))
         t = np.arange(int(n_waves / f * sfreq)) / sfreq
         phase = (t * f) % 1.0
         wave = np.where(phase < 0.8, phase / 0.8, (1.0 - phase) / 0.2) - 0.5  # slow rise, sharp fall
-        return rng.lognormal(np.log(35), 0.3) * wave * np.hanning(len(t)) ** 0.3
+        return rng.lognormal(np.log(EVENT_UV["sawtooth"]), 0.3) * wave * np.hanning(len(t)) ** 0.3
     if kind == "movement":  # 1-5 s burst of broadband muscle activity with a baseline shift
         d = rng.uniform(1.0, 5.0)
         n = int(d * sfreq)
-        burst = rng.standard_normal(n) * rng.lognormal(np.log(35), 0.4)
+        burst = rng.standard_normal(n) * rng.lognormal(np.log(EVENT_UV["movement"]), 0.4)
         drift = rng.normal(0, 60) * np.sin(np.pi * np.arange(n) / n)
         return (burst + drift) * np.hanning(n) ** 0.2
     raise ValueError(kind)
