@@ -174,6 +174,8 @@ def run_cmd(dataset, data_dir, protocol, dataset_option, model, methods, corrupt
         seed_list = [int(s) for s in seeds.split(",")] if seeds else None
     except ValueError:
         raise UsageError(f"--seeds: expected comma-separated integers, got '{seeds}'") from None
+    if seed_list is not None and (min(seed_list) < 0 or len(set(seed_list)) != len(seed_list)):
+        raise UsageError(f"--seeds: expected distinct non-negative integers, got '{seeds}'")
     # A fresh directory per run unless named, so a second run never collides with the first.
     if allow_extend and not resume:
         raise UsageError("--allow-extend: only with --resume")

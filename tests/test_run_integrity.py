@@ -170,15 +170,33 @@ def test_keep_going_records_the_failure_and_finishes(tmp_path):
 def test_a_swapped_checkpoint_is_retrained_not_trusted(finished, tmp_path):
     import shutil
 
+    from restbench.run.verify import verify
+
     run_dir = tmp_path / "run"
     shutil.copytree(finished, run_dir)
     (checkpoint,) = (run_dir / "artifacts" / "models").glob("*.pt")
     checkpoint.write_bytes(b"not a checkpoint at all")
-    (run_dir / "results.jsonl").write_text("")  # force re-evaluation from the checkpoint
+    assert verify(run_dir).modified == [checkpoint.relative_to(run_dir).as_posix()]
+    records = (run_dir / "results.jsonl").read_text()
     result = invoke(*BASE, "--resume", "--run-dir", str(run_dir))
     assert result.exit_code == 0, result.output
-    assert "unusable" in (run_dir / "log.txt").read_text() and "retraining" in (run_dir / "log.txt").read_text()
-    assert np.isfinite(json.loads((run_dir / "results.jsonl").read_text().splitlines()[-1])["macro_f1"])
+    assert "differs from the one this run recorded; retraining" in (run_dir / "log.txt").read_text()
+    assert (run_dir / "results.jsonl").read_text() == records and verify(run_dir).ok
+    with np.load(next((run_dir / "artifacts" / "predictions").glob("*.npz"))) as kept:
+        assert "torch/gaussian/3" in kept.files  # a resume with nothing left to do keeps every prediction
+
+
+def test_resume_refuses_results_edited_after_the_run(finished, tmp_path):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished, run_dir)
+    lines = (run_dir / "results.jsonl").read_text().splitlines()
+    record = json.loads(lines[-1])
+    record["macro_f1"] = 0.99
+    (run_dir / "results.jsonl").write_text("\n".join(lines[:-1] + [json.dumps(record)]) + "\n")
+    result = invoke(*BASE, "--resume", "--run-dir", str(run_dir))
+    assert exit_code(result) == 1 and "differs from what the run recorded" in str(result.exception)
 
 
 def test_summary_refuses_a_results_file_written_twice(finished, tmp_path):

@@ -22,13 +22,14 @@ from restbench.api import Artifact, DatasetOptions, MethodContext, PluginError, 
 from restbench.plugins.options import deviations as option_deviations, options_of, resolve_options
 from restbench.run import profiles
 from restbench.run import steps
-from restbench.run.checkpoints import load_checkpoint, save_checkpoint
+from restbench.run.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from restbench.run.guard import PluginFailure
 from restbench.run.lock import RunLock
 from restbench.data.sleep_data import SleepData
 from restbench.plugins.registry import get_registry
 from restbench.run.atomic import atomic_path
 from restbench.run.progress import Reporter
+from restbench.run.verify import integrity, verify
 from restbench.run.results import RunDir, cell_of, load_json, make_record, new_run_info, utc_now
 from restbench.deploy.transforms import deploy
 
@@ -256,6 +257,7 @@ class Pipeline:
                 raise UsageError(f"--resume: {run_dir} holds a different experiment; refusing to mix them: "
                                  + "; ".join(differences))
             run_info["created"] = old_info.get("created", run_info["created"])
+        self.untrusted = self.check_integrity(run_dir, old_info)
         self.run = RunDir(run_dir)
         self.reporter.log_path = self.run.path / "log.txt"
         self.reporter.log(f"restbench run: dataset={self.dataset.id} profile={self.knobs['profile']} "
@@ -279,9 +281,22 @@ class Pipeline:
             raise
         for failure in self.export_failures:
             self.notes.append(f"export check failed: {failure}")
-        run_info.update(status="complete", notes=self.notes, failures=self.failures, finished=utc_now())
+        run_info.update(status="complete", notes=self.notes, failures=self.failures, finished=utc_now(),
+                        integrity=integrity(run_dir))
         self.run.write_run(run_info)
         return self.run
+
+    @staticmethod
+    def check_integrity(run_dir: Path, old_info: dict | None) -> set[str]:
+        """Before a resume trusts anything: results edited since the run recorded them are
+        refused; artifacts that differ from the record are returned (their jobs are redone)."""
+        if not old_info or not old_info.get("integrity"):
+            return set()  # an interrupted run has no record yet; checkpoints are still key-checked
+        report = verify(run_dir)
+        if report.results_changed or report.invalid_records or report.duplicate_cells:
+            raise PluginError(f"--resume: {run_dir}/results.jsonl differs from what the run recorded "
+                              f"({'; '.join(report.differences()[:3])}); run restbench verify {run_dir}")
+        return set(report.modified) | set(report.missing)
 
     def prepare_data(self) -> SleepData:
         req = self.request
@@ -382,16 +397,16 @@ class Pipeline:
         return trained
 
     def load_trained(self, path: Path, key: str, method_id: str, seed: int) -> steps.TrainedModel | None:
-        """A checkpoint this run wrote for ``key``; None (retrain, with a note) when it is
-        unreadable or was written for another key."""
-        try:
-            net, spec, meta = load_checkpoint(path, self.registry)
-        except PluginError as exc:
-            self.note_once(f"{method_id} seed {seed}: checkpoint {path.name} unusable ({exc}); retraining")
+        """A checkpoint this run wrote for ``key``; None (retrain, with a note) when it fails the
+        run's integrity record, is unreadable or was written for another key."""
+        if path.relative_to(self.run.path).as_posix() in self.untrusted:
+            self.note_once(f"{method_id} seed {seed}: checkpoint {path.name} differs from the one this run "
+                           "recorded; retraining")
             return None
-        if meta.get("key") != key:
-            self.note_once(f"{method_id} seed {seed}: checkpoint {path.name} was written for another "
-                           "configuration; retraining")
+        try:
+            net, spec, meta = load_checkpoint(path, self.registry, expected_key=key)
+        except CheckpointError as exc:
+            self.note_once(f"{method_id} seed {seed}: {exc}; retraining")
             return None
         self.reporter.log(f"{method_id} seed {seed}: reusing trained model {path.name}")
         return steps.TrainedModel(key, net.to(self.device), spec, meta["records"], meta["compression"])
@@ -435,7 +450,12 @@ class Pipeline:
         ends, x, y, subjects = steps.test_set(data, self.knobs.get("max_test_windows"))
         batch = int(self.knobs["corruption_batch_size"])
         evaluated = [(exporter, v) for exporter, v in exported if v.robustness]
-        predictions: dict[str, np.ndarray] = {"true": y, "window_end": ends, "subject": subjects}
+        out = self.run.artifacts / "predictions" / f"{method_id}-seed{seed}.npz"
+        predictions: dict[str, np.ndarray] = {}
+        if out.exists() and out.relative_to(self.run.path).as_posix() not in self.untrusted:  # a resume keeps them
+            with np.load(out) as kept:
+                predictions = {name: kept[name] for name in kept.files}
+        predictions.update(true=y, window_end=ends, subject=subjects)
         cells = list(self.corruption_cells())
         with self.reporter.phase(f"{method_id} evaluate", total=len(cells)) as rep:
             for corruption, severity in cells:
@@ -465,7 +485,7 @@ class Pipeline:
                                **steps.robustness_fields(corruption, severity, options, label, y, pred, subjects,
                                                          int(self.knobs["bootstrap_samples"]), seed)})
                 rep.advance(name)
-        with atomic_path(self.run.artifacts / "predictions" / f"{method_id}-seed{seed}.npz") as tmp:
+        with atomic_path(out) as tmp:
             np.savez_compressed(tmp, **predictions)
 
 
