@@ -6,6 +6,7 @@ import sys
 import types
 
 import click
+import pytest
 from click.testing import CliRunner
 
 from restbench import hookimpl
@@ -90,6 +91,25 @@ def test_register_commands_adds_a_subcommand(capsys):
             assert exc.code in (0, None)
     assert "hello from a plugin" in capsys.readouterr().out
     cli.commands.pop("hello-plugin", None)
+
+
+def test_a_failing_register_commands_warns_or_fails_in_strict_mode(capsys, monkeypatch):
+    plugin = types.ModuleType("broken_cmd_plugin")
+
+    @hookimpl
+    def register_commands(cli):
+        raise RuntimeError("cannot add my command")
+
+    plugin.register_commands = register_commands
+    with registry_with(plugin):
+        monkeypatch.setenv("RESTBENCH_STRICT_PLUGINS", "0")
+        main(["list", "profiles", "--json"])  # the CLI keeps working
+        assert "register_commands failed: cannot add my command" in capsys.readouterr().err
+        monkeypatch.setenv("RESTBENCH_STRICT_PLUGINS", "1")
+        with pytest.raises(SystemExit) as exc:
+            main(["list", "profiles", "--json"])
+        err = capsys.readouterr().err
+        assert exc.value.code == 1 and "RESTBENCH_STRICT_PLUGINS=1" in err and err.count("\n") == 1
 
 
 def test_plugin_check_passes_for_builtins():

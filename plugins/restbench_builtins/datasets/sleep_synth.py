@@ -177,7 +177,7 @@ class SleepSynth:
                 "n_nights": n,
                 "hours": hours,
                 "data_seed": extra["data_seed"],
-                "edf_dir": str(folder),
+                "edf_dir": folder.relative_to(options.cache_dir).as_posix(),  # relative: run.json records no local path
                 "stage_model_source": synth_stage_model.ATTRIBUTION,
             },
         )
