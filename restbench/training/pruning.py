@@ -156,6 +156,19 @@ def _block_index(idx: torch.Tensor, block: int) -> torch.Tensor:
 
 
 FOLD_MODES = ("expected", "beta", "none")
+
+
+def channel_pruning_options():
+    """The options every channel-pruning compressor built on this module declares."""
+    from restbench.plugins.options import NOT_IN_PAPER, Option
+
+    return (
+        Option("sparsity", float, 0.8, "fraction of prunable channels removed", minimum=0.0, maximum=0.99),
+        Option("min_keep", float, 0.1, "fraction of its channels every layer keeps", minimum=0.01, maximum=1.0),
+        Option("fold", str, "expected", "what replaces a removed channel's output in the next layer's bias: expected = "
+               "E[relu(BN)] from BN's running statistics, beta = relu(beta), none = nothing (restbench.training.pruning)",
+               choices=FOLD_MODES, paper=NOT_IN_PAPER),
+    )
 ACTIVATIONS = ("relu", "identity")
 
 

@@ -16,14 +16,13 @@ from restbench import hookimpl
 from restbench.api import CompressionReport, Model
 from restbench.plugins.options import NOT_IN_PAPER, Option, fill_options
 from restbench.training.pruning import (
-    FOLD_MODES,
+    channel_pruning_options,
     l1_filter_scores,
     min_keep_count,
     prune_and_report,
     require_prunable,
     top_k_sorted,
 )
-
 
 
 class L1Filter:
@@ -34,11 +33,7 @@ class L1Filter:
     description = "Magnitude pruning: each conv layer keeps its largest-L1-norm filters, a uniform 1 - sparsity fraction"
     citation = "Li et al. 2017, Pruning Filters for Efficient ConvNets (ICLR)"
     options = (
-        Option("sparsity", float, 0.8, "fraction of prunable channels removed", minimum=0.0, maximum=0.99),
-        Option("min_keep", float, 0.1, "fraction of its channels every layer keeps", minimum=0.01, maximum=1.0),
-        Option("fold", str, "expected", "what replaces a removed channel's output in the next layer's bias: expected = "
-               "E[relu(BN)] from BN's running statistics, beta = relu(beta), none = nothing (restbench.training.pruning)",
-               choices=FOLD_MODES, paper=NOT_IN_PAPER),
+        *channel_pruning_options(),
         Option("include_linear", bool, False, "also prune the hidden units of linear layers", paper=NOT_IN_PAPER),
     )
 

@@ -17,8 +17,8 @@ from torch import nn
 
 from restbench import hookimpl
 from restbench.api import CompressionReport, Model
-from restbench.plugins.options import NOT_IN_PAPER, Option, fill_options
-from restbench.training.pruning import FOLD_MODES, gamma_scores, min_keep_count, prune_and_report, require_prunable
+from restbench.plugins.options import fill_options
+from restbench.training.pruning import channel_pruning_options, gamma_scores, min_keep_count, prune_and_report, require_prunable
 
 
 
@@ -31,15 +31,14 @@ def slimming_keep(scores: dict[str, torch.Tensor], sparsity: float, min_keep: fl
     the rest compete globally.
     """
     names = list(scores)
-    values, layer, protected = [], [], []
-    for li, name in enumerate(names):
+    values, protected = [], []
+    for name in names:
         s = scores[name]
         guard = torch.zeros(s.numel(), dtype=torch.bool)
         guard[torch.sort(-s, stable=True).indices[: min_keep_count(s.numel(), min_keep)]] = True
         values.append(s)
-        layer.append(torch.full((s.numel(),), li, dtype=torch.long))
         protected.append(guard)
-    values_t, layer_t, protected_t = torch.cat(values), torch.cat(layer), torch.cat(protected)
+    values_t, protected_t = torch.cat(values), torch.cat(protected)
     target = int(round(sparsity * values_t.numel()))
     candidates = torch.nonzero(~protected_t).flatten()
     # stable sort: ties are broken by layer order then channel index, so the result is deterministic
@@ -62,13 +61,7 @@ class Slimming:
     version = "1.1.0"
     description = "Network slimming: prune the globally smallest BN |gamma| to a target sparsity (default 0.8), each layer keeps >= 10 %"
     citation = "Liu et al. 2017, Learning Efficient Convolutional Networks through Network Slimming (ICCV)"
-    options = (
-        Option("sparsity", float, 0.8, "fraction of prunable channels removed", minimum=0.0, maximum=0.99),
-        Option("min_keep", float, 0.1, "fraction of its channels every layer keeps", minimum=0.01, maximum=1.0),
-        Option("fold", str, "expected", "what replaces a removed channel's output in the next layer's bias: expected = "
-               "E[relu(BN)] from BN's running statistics, beta = relu(beta), none = nothing (restbench.training.pruning)",
-               choices=FOLD_MODES, paper=NOT_IN_PAPER),
-    )
+    options = channel_pruning_options()
 
     def compress(
         self, module: nn.Module, spec: dict, model: Model, options: dict[str, Any]
