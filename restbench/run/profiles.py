@@ -27,7 +27,7 @@ DEFAULT_PROFILE = "quick"
 CORE_OPTIONS: tuple[Option, ...] = (
     # data
     Option("n_subjects", int, None, "cap on subjects (None: the dataset protocol's own set)", nullable=True, minimum=3,
-           profiles={"quick": 30, "smoke": 5}),
+           profiles={"quick": 80, "smoke": 5}),  # quick: >= 8 test subjects for subject-level intervals
     Option("max_train_windows", int, None, "training windows drawn per epoch (None: all)", nullable=True, minimum=2,
            profiles={"quick": 2048, "smoke": 128}),
     Option("max_val_windows", int, None, "validation windows for epoch selection (None: all)", nullable=True, minimum=1,
