@@ -419,6 +419,68 @@ def leaderboard_publish(run_dir, to, baseline, noise) -> None:
                   highlight=False, soft_wrap=True)
 
 
+@cli.command("search")
+@click.argument("method")
+@click.option("--option", "option_name", required=True, help="The method's option to search (restbench list methods --options).")
+@click.option("--values", required=True, help="Comma-separated values, checked against the option's type and range.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Table JSON file (a .md twin is written beside it).")
+@click.option("--profile", default=profiles.DEFAULT_PROFILE, show_default=True,
+              type=click.Choice(list(profiles.PROFILES)), help="Knob set (restbench list profiles).")
+@click.option("--corruption", default=None,
+              help="White-box attack corruption to score with (default: the one registered white-box corruption of the paper suite).")
+@click.option("--seed", type=int, default=None, help="Training seed (default: the profile's first).")
+@click.option("--max-windows", type=int, default=None, help="Validation windows scored (default: the profile's max_test_windows).")
+@click.option("--dataset", default=None, help="Dataset id (default: the one marked default).")
+@click.option("--model", default=None, help="Model id (default: the one marked default).")
+@click.option("--set", "sets", multiple=True, metavar="KNOB=VALUE", help="Core knob or plugin option, as for restbench run.")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Local dataset files.")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=Path(".restbench-cache"), show_default=True)
+@click.option("--quiet", "-q", is_flag=True, default=None, help="No progress bars (default in CI).")
+def search_cmd(method, option_name, values, out, profile, corruption, seed, max_windows, dataset, model, sets,
+               data_dir, cache_dir, quiet) -> None:
+    """Line search of METHOD's --option on the validation split (the paper's section 4.4): train at
+    every value, score each by the mean of clean macro-F1 and macro-F1 under the attack at each
+    of its severities (PGD at 2, 6 and 12 uV), choose the best; e.g.
+    restbench search rest-a --option train_eps --values 0,2,4,6,8,10 --out docs/eps-search/x.json"""
+    import shlex
+
+    from restbench.run.progress import quiet_by_default
+    from restbench.run.search import SearchRequest, search
+
+    if seed is not None and seed < 0:
+        raise UsageError(f"--seed: expected a non-negative integer, got {seed}")
+    if max_windows is not None and max_windows < 1:
+        raise UsageError(f"--max-windows: expected a positive integer, got {max_windows}")
+    value_list = [parse_value(v.strip()) for v in values.split(",") if v.strip()]
+    words = ["restbench", "search", method, "--option", option_name, "--values", values, "--profile", profile]
+    for flag, given in (("--corruption", corruption), ("--seed", seed), ("--max-windows", max_windows),
+                        ("--dataset", dataset), ("--model", model)):
+        if given is not None:
+            words += [flag, str(given)]
+    for pair in sets:
+        words += ["--set", pair]
+    words += ["--out", str(out)]
+    request = SearchRequest(
+        method=method, option=option_name, values=value_list, out=out, profile=profile, corruption=corruption,
+        dataset=dataset, model=model, overrides=_key_values(sets, "--set"), seed=seed, max_windows=max_windows,
+        data_dir=data_dir, cache_dir=cache_dir, command=" ".join(shlex.quote(w) for w in words),
+        quiet=quiet_by_default() if quiet is None else quiet,
+    )
+    table = search(request, console=err_console)
+    levels = list(table["attack"]["settings"])
+    shown = Table(title=f"{table['method']}.{table['option']} on validation ({table['profile']}, seed {table['seed']})")
+    for col in ["value", "clean F1", *[f"{table['attack']['corruption']} {lv} {table['attack']['unit']}" for lv in levels],
+                "score", "chosen", "train s"]:
+        shown.add_column(col, justify="right")
+    for row, wall in zip(table["rows"], table["train_wall_s"]):
+        shown.add_row(json.dumps(row["value"]), f"{row['clean_f1']:.3f}",
+                      *[f"{row['attack_f1'][lv]:.3f}" for lv in levels], f"{row['score']:.4f}",
+                      "yes" if row["chosen"] else "", f"{wall:.0f}")
+    console.print(shown)
+    console.print(f"chosen {table['method']}.{table['option']} = {json.dumps(table['chosen'])}; "
+                  f"table: {out} and {Path(out).with_suffix('.md')}", highlight=False, soft_wrap=True)
+
+
 def _add_plugin_commands() -> None:
     from restbench.plugins.registry import strict_mode
 

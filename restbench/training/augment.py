@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from restbench.training.attacks import pgd, pgd_settings, rand_like
+from restbench.training.attacks import PGD_SETTINGS, pgd, pgd_settings, rand_like
 
 if TYPE_CHECKING:
     from restbench.data.sleep_data import TrainingStats
@@ -46,7 +46,9 @@ class GaussianNoise:
 class PGDAdversarial:
     """Adversarial training batch: PGD examples at ``eps`` uV (restbench.training.attacks.pgd), clipped
     to the training data range. ``mix`` is the fraction of each batch kept clean (chosen at
-    random; only the rest is attacked, so mixing also saves time)."""
+    random; only the rest is attacked, so mixing also saves time). ``setting`` names an entry of
+    :data:`restbench.training.attacks.PGD_SETTINGS` whose step size and random start apply unless
+    given explicitly (``authors-code``: the released 0.01 uV step)."""
 
     def __init__(
         self,
@@ -55,12 +57,19 @@ class PGDAdversarial:
         step_size: float | None = None,
         mix: float = 0.0,
         restarts: int = 0,
-        random_start: bool = True,
+        random_start: bool | None = None,
+        setting: str = "standard",
     ) -> None:
         if not 0.0 <= mix < 1.0:
             raise ValueError(f"PGDAdversarial: mix={mix} must be in [0, 1)")
-        self.eps, self.steps, self.step_size = float(eps), int(steps), step_size
-        self.mix, self.restarts, self.random_start = float(mix), int(restarts), bool(random_start)
+        if setting not in PGD_SETTINGS:
+            raise ValueError(f"PGDAdversarial: unknown setting {setting!r}; choose from {sorted(PGD_SETTINGS)}")
+        base = PGD_SETTINGS[setting]
+        self.setting = setting
+        self.eps, self.steps = float(eps), int(steps)
+        self.step_size = step_size if step_size is not None else base["step_size_uv"]
+        self.mix, self.restarts = float(mix), int(restarts)
+        self.random_start = bool(base["random_start"] if random_start is None else random_start)
 
     def __call__(self, model, x, y, stats, generator=None):
         n = x.shape[0]
@@ -91,7 +100,7 @@ class PGDAdversarial:
 
     def config(self) -> dict:
         settings = pgd_settings(
-            "standard",
+            self.setting,
             eps=self.eps,
             steps=self.steps,
             step_size=self.step_size,

@@ -57,8 +57,10 @@ def gaussian(context: MethodContext) -> GaussianNoise:
     return GaussianNoise(float(context.options["gaussian_c"]))
 
 
-def adversarial(context: MethodContext) -> PGDAdversarial:
-    return PGDAdversarial(eps=float(context.options["train_eps"]), steps=pgd_train_steps(context))
+def adversarial(context: MethodContext, setting: str = "standard") -> PGDAdversarial:
+    """The training attack: ``standard`` (step 2.5 eps / steps) or ``authors-code`` (the released
+    0.01 uV step), both from a uniform random start (restbench.training.attacks.PGD_SETTINGS)."""
+    return PGDAdversarial(eps=float(context.options["train_eps"]), steps=pgd_train_steps(context), setting=setting)
 
 
 def adversarial_selection(context: MethodContext) -> dict:
@@ -102,27 +104,44 @@ def ford_recipe(ctx: MethodContext) -> Recipe:
     )
 
 
-def rest_a_recipe(ctx: MethodContext) -> Recipe:
+RELEASED_NOTE = ("As released: trains with the authors' public-code attack (PGD step 0.01 uV from a uniform "
+                 "random start in the eps ball, so the gradient moves an input by at most steps x 0.01 uV and the "
+                 "training perturbation is mostly uniform noise); everything else, epoch selection (standard PGD) "
+                 "included, is as in the corrected method, so comparing the two shows how much of REST's published "
+                 "robustness depends on the released attack.")
+
+
+def rest_a_recipe(ctx: MethodContext, setting: str = "standard") -> Recipe:
+    description = "PGD adversarial training (L-inf, eps in uV) + sparsity, prune, retrain adversarially (REST (A))."
     return Recipe(
-        train=Phase(augmentations=[adversarial(ctx)], regularizers=[sparsity(ctx)], selection="clean+adversarial",
-                    selection_options=adversarial_selection(ctx)),
+        train=Phase(augmentations=[adversarial(ctx, setting)], regularizers=[sparsity(ctx)],
+                    selection="clean+adversarial", selection_options=adversarial_selection(ctx)),
         compressor="slimming",
-        retrain=Phase(augmentations=[adversarial(ctx)], selection="clean+adversarial",
+        retrain=Phase(augmentations=[adversarial(ctx, setting)], selection="clean+adversarial",
                       selection_options=adversarial_selection(ctx)),
-        description="PGD adversarial training (L-inf, eps in uV) + sparsity, prune, retrain adversarially (REST (A)).",
+        description=description if setting == "standard" else f"{description} {RELEASED_NOTE}",
     )
 
 
-def rest_as_recipe(ctx: MethodContext) -> Recipe:
+def rest_as_recipe(ctx: MethodContext, setting: str = "standard") -> Recipe:
     reg = spectral(ctx)
+    description = "REST (A) + spectral regularisation. " + reg.description
     return Recipe(
-        train=Phase(augmentations=[adversarial(ctx)], regularizers=[sparsity(ctx), reg], selection="clean+adversarial",
-                    selection_options=adversarial_selection(ctx)),
+        train=Phase(augmentations=[adversarial(ctx, setting)], regularizers=[sparsity(ctx), reg],
+                    selection="clean+adversarial", selection_options=adversarial_selection(ctx)),
         compressor="slimming",
-        retrain=Phase(augmentations=[adversarial(ctx)], regularizers=[spectral(ctx)], selection="clean+adversarial",
-                      selection_options=adversarial_selection(ctx)),
-        description="REST (A) + spectral regularisation. " + reg.description,
+        retrain=Phase(augmentations=[adversarial(ctx, setting)], regularizers=[spectral(ctx)],
+                      selection="clean+adversarial", selection_options=adversarial_selection(ctx)),
+        description=description if setting == "standard" else f"{description} {RELEASED_NOTE}",
     )
+
+
+def rest_a_released_recipe(ctx: MethodContext) -> Recipe:
+    return rest_a_recipe(ctx, setting="authors-code")
+
+
+def rest_as_released_recipe(ctx: MethodContext) -> Recipe:
+    return rest_as_recipe(ctx, setting="authors-code")
 
 
 @dataclass
@@ -156,6 +175,12 @@ METHODS = [
                 (*ADVERSARIAL, SPARSITY)),
     PaperMethod("rest-as", "REST (A+S): adversarial + spectral regularisation + slimming", REST_CITATION, rest_as_recipe,
                 (*ADVERSARIAL, SPARSITY, SPECTRAL)),
+    PaperMethod("rest-a-released", "REST (A) as released: trained with the authors' 0.01 uV PGD step (mostly "
+                "uniform noise), to show how much published robustness depends on it", REST_CITATION,
+                rest_a_released_recipe, (*ADVERSARIAL, SPARSITY)),
+    PaperMethod("rest-as-released", "REST (A+S) as released: trained with the authors' 0.01 uV PGD step (mostly "
+                "uniform noise), to show how much published robustness depends on it", REST_CITATION,
+                rest_as_released_recipe, (*ADVERSARIAL, SPARSITY, SPECTRAL)),
 ]
 
 

@@ -1,0 +1,91 @@
+"""restbench search: the paper's line search on validation, reproducible, never on test."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from restbench.api import UsageError
+from restbench.cli import cli
+from restbench.data.sleep_data import SleepData
+from restbench.run.search import WithoutTest
+
+SMALL = ["--profile", "smoke", "--max-windows", "32", "--set", "max_train_windows=64", "--set", "max_val_windows=16"]
+
+
+def search(tmp_path, name, *extra):
+    out = tmp_path / f"{name}.json"
+    result = CliRunner().invoke(cli, ["search", "rest-a", "--option", "train_eps", "--values", "0,2", *SMALL,
+                                      "--cache-dir", str(tmp_path / "cache"), "--out", str(out), *extra])
+    return result, out
+
+
+def test_search_reproduces_its_table_and_never_reads_test_windows(tmp_path, monkeypatch):
+    read: list[np.ndarray] = []
+    original_get = SleepData.get
+
+    def recording_get(self, ends):
+        read.append(np.asarray(ends).copy())
+        return original_get(self, ends)
+
+    monkeypatch.setattr(SleepData, "get", recording_get)
+    first, out1 = search(tmp_path, "a")
+    assert first.exit_code == 0, first.output + repr(first.exception)
+    second, out2 = search(tmp_path, "b")
+    assert second.exit_code == 0, second.output + repr(second.exception)
+
+    table = json.loads(out1.read_text())
+    again = json.loads(out2.read_text())
+    table.pop("command"), again.pop("command")  # they name different --out files
+    assert table == again, "same seed, same table"
+    assert (out1.with_suffix(".md")).read_text().count("| yes |") == 1
+
+    assert [row["value"] for row in table["rows"]] == [0.0, 2.0]
+    assert table["split"] == "val" and table["option"] == "train_eps" and table["method"] == "rest-a"
+    assert sum(row["chosen"] for row in table["rows"]) == 1
+    for row in table["rows"]:
+        assert set(row["attack_f1"]) == {"2", "6", "12"}
+        expected = np.mean([row["clean_f1"], *row["attack_f1"].values()])
+        assert row["score"] == pytest.approx(expected)
+    assert "restbench search rest-a --option train_eps --values 0,2 --profile smoke" in json.loads(out1.read_text())["command"]
+
+    # every window the searches assembled came from the training or validation split
+    from restbench.api import DatasetOptions
+    from restbench.plugins.registry import get_registry
+
+    dataset = get_registry().get("datasets", table["dataset"]["id"])
+    data = dataset.prepare(DatasetOptions(cache_dir=tmp_path / "cache", seed=0, n_subjects=5,
+                                          extra=table["dataset"]["options"]))
+    assert data.fingerprint == table["dataset"]["fingerprint"]
+    test_ends = set(data.windows("test").tolist())
+    allowed = set(data.windows("train").tolist()) | set(data.windows("val").tolist())
+    seen = set(np.concatenate(read).tolist())
+    assert seen and not (seen & test_ends) and seen <= allowed
+
+
+def test_the_search_view_refuses_the_test_split():
+    class Fake:
+        fingerprint = "f"
+
+        def windows(self, split):
+            return np.arange(3)
+
+    view = WithoutTest(Fake())
+    assert view.fingerprint == "f" and len(view.windows("val")) == 3
+    with pytest.raises(UsageError, match="never looks at the test split"):
+        view.windows("test")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--option", "train_eps", "--values", "abc"], "--values rest-a.train_eps: expected a number, got 'abc'"),
+    (["--option", "train_eps", "--values", "-1"], "below the minimum"),
+    (["--option", "nope", "--values", "1"], "method 'rest-a' has no option 'nope'"),
+    (["--option", "train_eps", "--values", "2,2"], "repeated value"),
+    (["--option", "train_eps", "--values", "2", "--set", "rest-a.train_eps=4"], "the search sets this option itself"),
+])
+def test_search_values_are_checked_against_the_option_before_training(tmp_path, args, message):
+    out = tmp_path / "t.json"
+    result = CliRunner().invoke(cli, ["search", "rest-a", *args, "--profile", "smoke", "--out", str(out)])
+    assert result.exit_code != 0 and message in str(result.exception)
+    assert not out.exists()
