@@ -3,6 +3,7 @@ run by `restbench run`; and a broken plugin that must not take the CLI down."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,30 +21,50 @@ def restbench(*args, env=None, cwd=None):
 
 
 @pytest.fixture(scope="module")
-def installed_example():
-    """pip-install the example plugin into this environment, as a user would, and remove it after."""
-    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", str(EXAMPLE)]
+def installed_example(tmp_path_factory):
+    """pip-install the example plugin as a user would, but into a temporary target directory
+    (never the running environment), built from a copy of its source so that setuptools'
+    ``build/`` and ``*.egg-info`` land in the copy, not in the source tree. Returns the
+    environment in which the installed plugin is visible."""
+    root = tmp_path_factory.mktemp("example-plugin")
+    source, target = root / "source", root / "site"
+    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-compile",
+           "--target", str(target), str(source)]
     subprocess.run(pip, check=True, capture_output=True)
-    try:
-        yield
-    finally:
-        subprocess.run([sys.executable, "-m", "pip", "uninstall", "--quiet", "-y", "restbench-example-plugin"],
-                       capture_output=True)
+    assert any(target.glob("restbench_example_plugin-*.dist-info")), "the plugin's metadata is in the target"
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    env.pop("RESTBENCH_STRICT_PLUGINS", None)
+    return env
+
+
+def test_installing_the_example_leaves_its_source_tree_clean(installed_example):
+    left = sorted(p.name for p in EXAMPLE.iterdir() if p.name == "build" or p.name.endswith(".egg-info"))
+    assert not left, f"installing the example plugin left {left} in {EXAMPLE}"
+
+
+def test_example_plugin_is_not_installed_in_the_running_environment():
+    from importlib.metadata import PackageNotFoundError, version
+
+    with pytest.raises(PackageNotFoundError):
+        version("restbench-example-plugin")
 
 
 def test_example_plugin_shows_up_and_runs(installed_example, tmp_path):
-    plugins = json.loads(restbench("plugins", "--json").stdout)
+    plugins = json.loads(restbench("plugins", "--json", env=installed_example).stdout)
     example = next(p for p in plugins if p["name"] == "example")
     assert example["distribution"] == "restbench-example-plugin" and example["status"] == "ok"
     assert example["hooks"] == ["register_corruptions", "register_methods"]
-    methods = {m["id"] for m in json.loads(restbench("list", "methods", "--json").stdout)}
+    methods = {m["id"] for m in json.loads(restbench("list", "methods", "--json", env=installed_example).stdout)}
     assert "noise-mix" in methods
-    assert restbench("plugin-check", "cable-motion").returncode == 0
+    check = restbench("plugin-check", "cable-motion", env=installed_example)
+    assert check.returncode == 0, check.stderr
+    assert "ok corruptions cable-motion" in check.stdout and "FAIL" not in check.stdout.upper()
 
     run_dir = tmp_path / "run"
     result = restbench("run", "--profile", "smoke", "--methods", "sors,noise-mix", "--corruptions", "cable-motion",
                        "--runners", "", "--set", "export=false", "--set", "noise-mix.spread=0.2", "--run-dir", str(run_dir),
-                       "--cache-dir", str(tmp_path / "cache"), "--quiet", cwd=tmp_path)
+                       "--cache-dir", str(tmp_path / "cache"), "--quiet", env=installed_example, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     records = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
     cells = {(r["method"], r["corruption"], r["severity"]) for r in records if r["record_type"] == "robustness"}
@@ -71,7 +92,8 @@ def test_plugin_raising_on_import_is_isolated_and_named(tmp_path):
     assert listing.returncode == 0
     broken = next(p for p in json.loads(listing.stdout) if p["name"] == "broken_plugin")
     assert broken["status"] == "failed" and "this plugin is broken" in broken["error"]
-    assert restbench("list", "methods", env=env).returncode == 0  # the rest still works
+    still = restbench("list", "methods", "--json", env=env)  # the rest still works
+    assert still.returncode == 0 and {"sors", "rest-as"} <= {m["id"] for m in json.loads(still.stdout)}
 
     strict = restbench("plugins", env={**env, "RESTBENCH_STRICT_PLUGINS": "1"})
     assert strict.returncode != 0 and "broken_plugin" in strict.stderr and "Traceback" not in strict.stderr
