@@ -79,6 +79,11 @@ class Dataset(PluginObject, Protocol):
     Its declared ``options`` (e.g. shorter synthetic nights under the ``smoke`` profile) arrive
     resolved in ``DatasetOptions.extra``; call :func:`restbench.plugins.options.fill_options`
     on it too, so a direct call with partial options is checked the same way.
+
+    A dataset that generates its data may declare ``generator`` (a string naming the generator
+    and its version, e.g. ``"restbench sleep-synth 2"``) and record the same string in
+    ``SleepData.info["generator"]``; ``restbench leaderboard validate`` then reports runs made
+    with another generator as stale.
     """
 
     def prepare(self, options: DatasetOptions) -> "SleepData":

@@ -277,13 +277,20 @@ def data_info(dataset_id, data_dir, protocol, n_subjects, dataset_option, cache_
 
 @cli.command("summary")
 @click.argument("run_dir", type=click.Path(path_type=Path))
-def summary_cmd(run_dir: Path) -> None:
-    """Rebuild and print a run's summary tables (writes summary.md / summary.csv)."""
-    from restbench.report.summary import print_summary, write_summary
+@click.option("--write", "write", is_flag=True,
+              help="Also (re)write RUN_DIR/summary.md and summary.csv (by default nothing is written).")
+def summary_cmd(run_dir: Path, write: bool) -> None:
+    """Print a run's summary tables, rebuilt from its records. Only reads RUN_DIR (a run or a
+    published leaderboard folder) unless --write is given."""
+    from restbench.report.summary import print_summary, read_summary, write_summary
 
     if not (run_dir / "results.jsonl").exists():
         raise UsageError(f"RUN_DIR: {run_dir} has no results.jsonl; pass a directory written by 'restbench run'")
-    print_summary(write_summary(run_dir), console)
+    if write:
+        print_summary(write_summary(run_dir), console)
+        console.print(f"wrote {run_dir / 'summary.md'} and {run_dir / 'summary.csv'}", highlight=False, soft_wrap=True)
+    else:
+        print_summary(read_summary(run_dir)[0], console)
 
 
 @cli.command("verify")

@@ -134,3 +134,32 @@ def test_data_info_without_local_files_is_one_line(tmp_path):
     result = restbench("data", "info", "sleep-edf", "--data-dir", str(tmp_path / "missing"), "--cache-dir", str(tmp_path))
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "sleep-edf" in result.stderr.lower() or "SC4" in result.stderr
+
+
+def _snapshot(folder):
+    return {p.relative_to(folder).as_posix(): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_summary_only_reads_unless_asked_to_write(tmp_path):
+    """`restbench summary` on a published run folder prints and leaves every byte (and mtime) as
+    it was; --write (re)writes summary.md and summary.csv there."""
+    import shutil
+    from pathlib import Path
+
+    boards = Path(__file__).resolve().parents[1] / "leaderboards"
+    source = next(p.parent for p in sorted(boards.rglob("results.jsonl")))  # a committed run folder
+    run_dir = shutil.copytree(source, tmp_path / source.name)
+    before = _snapshot(run_dir)
+    shown = CliRunner().invoke(cli, ["summary", str(run_dir)])
+    assert shown.exit_code == 0, shown.output
+    assert "macro-F1" in shown.output and "wrote" not in shown.output
+    assert _snapshot(run_dir) == before
+
+    (run_dir / "summary.md").unlink(missing_ok=True)
+    written = CliRunner().invoke(cli, ["summary", str(run_dir), "--write"])
+    assert written.exit_code == 0, written.output
+    assert "wrote" in written.output
+    assert (run_dir / "summary.md").read_text(encoding="utf-8").startswith("#")
+    assert (run_dir / "summary.csv").read_text().startswith("table,dataset,model,method")
+    assert written.output == shown.output + written.output[len(shown.output):]  # same tables, then the note

@@ -1,12 +1,15 @@
 """Leaderboards built from two real smoke runs: schema, hand-computed numbers, ties, refusal to
-mix protocols, plots, the static page, validation of tampered copies, and publishing."""
+mix protocols, plots, the static page (also in headless Chromium), validation of tampered copies, and publishing."""
 
 import json
 import math
+import os
 import re
 import shutil
 import statistics
 import subprocess
+import sys
+import warnings
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -17,6 +20,8 @@ from restbench.cli import main
 from restbench.report import leaderboard as lb
 from restbench.report.site import SORT_JS
 from restbench.run.pipeline import RunRequest, run
+
+from devtools import Chromium, decode_png, find_chromium
 
 METHODS = ["sors", "liu"]
 COMMITTED = sorted(p for p in (Path(__file__).resolve().parents[1] / "leaderboards").iterdir()
@@ -258,6 +263,107 @@ def test_sort_function_orders_numbers_text_and_blanks():
                                        "r0,r1,r2", "ascending", "undefined"]
 
 
+def chromium_or_skip() -> str:
+    """The Chromium executable; skip without one, except in CI (``CI`` set), where it must be there."""
+    found = find_chromium()
+    if found is None:
+        why = ("headless Chromium is not installed (Debian: apt-get install chromium; .ci/run installs it; "
+               "or set RESTBENCH_CHROMIUM)")
+        if os.environ.get("CI"):
+            pytest.fail(f"{why}, and CI is set: the browser test must run there", pytrace=False)
+        pytest.skip(why)
+    return found
+
+
+def test_browser_test_skips_locally_but_fails_in_ci(monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "find_chromium", lambda: None)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="Chromium is not installed"):
+        chromium_or_skip()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI is set"):
+        chromium_or_skip()
+
+
+def _expected_order(keys: list[str], values: dict[str, float], descending: bool) -> list[str]:
+    """What a sort click must give: by value in that direction, equal values kept in their order."""
+    return sorted(keys, key=lambda k: -values[k] if descending else values[k])
+
+
+def test_index_html_in_headless_chromium(built, tmp_path):
+    """The page in a real browser: it renders (tables, figures), a click on a header sorts the
+    rows as the numbers say and a second click reverses them, nothing is logged as an error,
+    and its screenshot is not blank. Committed leaderboards' pages load without errors too."""
+    out, data = built
+    groups = lb.table_groups(data)
+    keys = [e["key"] for e in data["entries"]]
+    with Chromium(chromium_or_skip(), tmp_path / "profile") as browser:
+        page = browser.new_page(1280, 900)
+        page.goto((out / lb.INDEX_HTML).as_uri())
+
+        shown = page.evaluate("Array.from(document.querySelectorAll('table.sortable'), "
+                              "t => [t.id, Array.from(t.tBodies[0].rows, r => r.cells[0].dataset.sort)])")
+        assert shown == [[table_id, keys] for table_id, _, _ in groups] + [["runs", [r["name"] for r in data["runs"]]]]
+        figures = page.evaluate("Array.from(document.images, i => [i.complete, i.naturalWidth, i.naturalHeight])")
+        assert len(figures) == 4 and all(done and w > 100 and h > 100 for done, w, h in figures), figures
+
+        def rows(table_id):
+            return page.evaluate(f"Array.from(document.getElementById('{table_id}').tBodies[0].rows, "
+                                 "r => r.cells[0].dataset.sort)")
+
+        def reference(table_id):
+            return page.evaluate(f"Array.from(document.getElementById('{table_id}').tBodies, "
+                                 "b => b.innerText).slice(1)")
+
+        # the Method column (text, ascending first)
+        refs = reference("table4")
+        assert refs and "paper" in refs[0]  # the paper's rows are there, in their own tbody
+        page.click("#table4 thead th:nth-child(1)")
+        assert rows("table4") == sorted(keys) != keys
+        assert reference("table4") == refs  # reference rows never move
+
+        # a numeric column whose entries differ: best first, then reversed
+        table_id, column, index = next(
+            (tid, col, i) for tid, _, cols in groups for i, col in enumerate(cols, start=2)
+            if len({e["cells"][col["key"]]["mean"] for e in data["entries"] if col["key"] in e["cells"]}) == len(keys))
+        values = {e["key"]: e["cells"][column["key"]]["mean"] for e in data["entries"]}
+        before = rows(table_id)
+        page.click(f"#{table_id} thead th:nth-child({index + 1})")
+        after = rows(table_id)
+        assert after == _expected_order(before, values, descending=column["better"] == "higher"), column["key"]
+        page.click(f"#{table_id} thead th:nth-child({index + 1})")
+        assert rows(table_id) == list(reversed(after))
+        sorted_by = page.evaluate(f"document.querySelector('#{table_id} thead th:nth-child({index + 1})')"
+                                  ".getAttribute('aria-sort')")
+        assert sorted_by == ("ascending" if column["better"] == "higher" else "descending")
+
+        page.evaluate("window.scrollTo(0, 0)")
+        png = page.screenshot()
+        (tmp_path / "index.png").write_bytes(png)
+        width, height, channels, pixels = decode_png(png)
+        assert (width, height) == (1280, 900)
+        colours: dict[bytes, int] = {}
+        for line in pixels:
+            for i in range(0, len(line), channels):
+                colour = line[i:i + channels]
+                colours[colour] = colours.get(colour, 0) + 1
+        assert len(colours) > 2, f"screenshot {tmp_path / 'index.png'} is (nearly) one colour"
+        assert max(colours.values()) < 0.97 * width * height, "screenshot is almost all background"
+
+        assert page.errors() == []
+        page.evaluate("console.error('rb-probe')")  # the listener works: an error would have been seen
+        assert page.errors() == ["console.error: rb-probe"]
+
+        for board in COMMITTED:
+            committed = browser.new_page(1280, 900)
+            committed.goto((board / lb.INDEX_HTML).as_uri())
+            stored = json.loads((board / lb.LEADERBOARD_JSON).read_text())
+            ids = committed.evaluate("Array.from(document.querySelectorAll('table.sortable'), t => t.id)")
+            assert ids == [table_id for table_id, _, _ in lb.table_groups(stored)] + ["runs"], board.name
+            committed.click("table.sortable thead th:nth-child(3)")
+            assert committed.errors() == [], board.name
+
+
 def test_validate_accepts_the_build_and_pinpoints_tampering(built, tmp_path, capsys):
     out, data = built
     report = lb.validate(out)
@@ -306,10 +412,17 @@ def test_validate_accepts_the_build_and_pinpoints_tampering(built, tmp_path, cap
 
 
 def test_stale_runs_are_named():
-    info = {"provenance": {"restbench_version": "0.0.1"}, "config": {"profile": "smoke", "epochs": 99}}
+    from restbench.plugins.registry import get_registry
+
+    info = {"provenance": {"restbench_version": "0.0.1"}, "config": {"profile": "smoke", "epochs": 99},
+            "dataset": {"name": "sleep-synth", "info": {"generator": "restbench sleep-synth 0"}}}
     lines = lb.stale_lines("old-run", info)
     assert any("made by restbench 0.0.1" in ln for ln in lines)
     assert any("profile 'smoke' now has epochs=1, the run used 99" in ln for ln in lines)
+    current = get_registry().get("datasets", "sleep-synth").generator
+    assert f"old-run: dataset 'sleep-synth' is now generated by {current}, the run's data by restbench sleep-synth 0" in lines
+    info["dataset"]["info"]["generator"] = current
+    assert not any("generated by" in ln for ln in lb.stale_lines("old-run", info))
 
 
 def test_baseline_option_and_unknown_baseline(runs, tmp_path):
@@ -338,10 +451,32 @@ def test_publish_merges_and_is_idempotent(runs, tmp_path):
         lb.publish(impostor, board, plots=False)
 
 
+def _readme_entry(name: str) -> str:
+    """The bullet of leaderboards/README.md's Entries section about leaderboards/NAME/."""
+    readme = (Path(__file__).resolve().parents[1] / "leaderboards" / "README.md").read_text()
+    entries = readme.split("\n## Entries\n", 1)[-1].split("\n## ", 1)[0]
+    found = re.search(rf"^- `{re.escape(name)}/`:(.*?)(?=^- |\Z)", entries, re.M | re.S)
+    assert found, f"leaderboards/README.md has no entry '- `{name}/`: ...' under '## Entries'"
+    return " ".join(found.group(1).split())
+
+
 @pytest.mark.parametrize("board", COMMITTED, ids=[p.name for p in COMMITTED])
-def test_committed_leaderboards_validate(board):
-    report = lb.validate(board)
-    assert report.ok, report.problems
+def test_committed_leaderboards_validate(board, capsys):
+    """What CI checks of every committed leaderboard, with the command a reviewer runs
+    (``restbench leaderboard validate``): any problem (schema, a tampered number or file, an
+    incomplete run, a duplicate cell) fails. Stale runs (another restbench version, a changed
+    profile or data generator) do not fail, since results stay valid records of what was run,
+    but the leaderboard's entry in leaderboards/README.md must say it is stale, and only then."""
+    capsys.readouterr()
+    main(["leaderboard", "validate", str(board), "--json"])  # exits 1 on any problem
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] and report["problems"] == []
+    says_stale = "stale" in _readme_entry(board.name).lower()
+    if report["stale"]:
+        assert says_stale, f"{board.name} is stale ({report['stale']}): say so in its leaderboards/README.md entry"
+        warnings.warn(f"leaderboard {board.name} is stale: " + "; ".join(report["stale"]), stacklevel=1)
+    else:
+        assert not says_stale, f"{board.name} is no longer stale: update its leaderboards/README.md entry"
 
 
 def test_readme_tables_match_their_leaderboards():

@@ -663,9 +663,10 @@ def print_summary(tables: dict[str, Table], console: Any = None) -> None:
         console.print(rich_table)
 
 
-def write_summary(run_dir: RunDir | str | os.PathLike) -> dict[str, Table]:
-    """Read a run's records and run.json, write summary.md and summary.csv atomically, and
-    return the tables. Records are re-validated: a malformed one is a :class:`PluginError`."""
+def read_summary(run_dir: RunDir | str | os.PathLike) -> tuple[dict[str, Table], dict]:
+    """A run's tables and run.json (``{"name": ...}`` when it has none), built from its records,
+    which are re-validated (a malformed or duplicated one is a :class:`PluginError`). Writes
+    nothing: ``restbench summary`` prints these; :func:`write_summary` also saves them."""
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir, create=False)
     run_info = run.read_run() if run.run_json.exists() else {"name": run.name}
     records = run.records()
@@ -680,6 +681,14 @@ def write_summary(run_dir: RunDir | str | os.PathLike) -> dict[str, Table]:
         raise PluginError(f"{run.results_jsonl}: {len(duplicates)} result cell(s) recorded more than once (first: {cell}); "
                           "two runs wrote into this directory or it was edited: check it with restbench verify")
     tables = build_tables(records, methods=run_info.get("methods"), corruptions=run_info.get("corruptions"))
+    return tables, run_info
+
+
+def write_summary(run_dir: RunDir | str | os.PathLike) -> dict[str, Table]:
+    """Read a run's records and run.json (:func:`read_summary`), write summary.md and
+    summary.csv atomically, and return the tables."""
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir, create=False)
+    tables, run_info = read_summary(run)
     run.write_text_atomic(RunDir.SUMMARY_MD, render_markdown(tables, run_info))
     write_csv(tables, run.path / RunDir.SUMMARY_CSV)
     return tables
@@ -696,6 +705,7 @@ __all__ = [
     "csv_text",
     "format_cell",
     "print_summary",
+    "read_summary",
     "render_markdown",
     "write_csv",
     "write_summary",

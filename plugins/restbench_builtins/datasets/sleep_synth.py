@@ -146,6 +146,8 @@ class SleepSynth:
     protocols = {"default": "one night per synthetic subject, 80/10/10 subject-wise split"}
     #: the dataset a run uses when none is named (the core picks the one marked default)
     default = True
+    #: recorded in the data's info; a leaderboard made with another one is stale
+    generator = f"restbench sleep-synth {GENERATOR_VERSION}"
     options = (
         # quick: 80 short nights give 8 validation and 8 test subjects, enough for subject-level intervals
         Option("n_nights", int, DEFAULT_NIGHTS, "nights to generate, one per subject (n_subjects caps it)",
@@ -174,7 +176,7 @@ class SleepSynth:
             self.id, sources, options,
             info={
                 "protocol": "default",
-                "generator": f"restbench sleep-synth {GENERATOR_VERSION}",
+                "generator": self.generator,
                 "n_nights": n,
                 "hours": hours,
                 "data_seed": extra["data_seed"],
