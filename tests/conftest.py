@@ -1,6 +1,7 @@
 """Shared test set-up: small, deterministic, CPU-friendly."""
 
 import os
+from pathlib import Path
 
 pytest_plugins = ["restbench.plugins.testing"]  # the plugin-author fixtures, used as an author would
 
@@ -19,3 +20,79 @@ def lenient_plugins(monkeypatch):
     """CI sets RESTBENCH_STRICT_PLUGINS=1; tests of the lenient default must not inherit it.
     (test_plugins checks that every built-in loads, and tests strict mode explicitly.)"""
     monkeypatch.delenv("RESTBENCH_STRICT_PLUGINS", raising=False)
+
+
+# --------------------------------------------------------------------------- shared fixtures
+#
+# Real-format fixtures too large or too licensed for this repository live in ../shared/fixtures
+# (next to the checkout). Tests that need one carry ``@pytest.mark.shared_fixture("NAME")``:
+# where the folder is absent they are skipped, except in CI (``CI`` set), where a missing
+# fixture is a failure: a CI job that silently skips the real-data tests proves nothing.
+
+SHARED_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+
+
+def shared_fixture(name: str) -> Path:
+    """Path of the shared fixture folder ``name`` (it may not exist; see the marker)."""
+    return SHARED_FIXTURES / name
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "shared_fixture(name): needs ../shared/fixtures/NAME (skip, or fail in CI)")
+
+
+def pytest_runtest_setup(item):
+    for mark in item.iter_markers("shared_fixture"):
+        folder = shared_fixture(mark.args[0])
+        if not folder.is_dir():
+            message = f"shared fixture folder {folder} is not present"
+            if os.environ.get("CI"):
+                pytest.fail(f"{message}; in CI (CI={os.environ['CI']}) a missing shared fixture is a failure", pytrace=False)
+            pytest.skip(message)
+
+
+# --------------------------------------------------------------------------- a clean checkout
+#
+# In a git checkout the suite must leave no new files behind (build/, *.egg-info, run
+# directories, caches written into the tree): the session's untracked and ignored entries are
+# listed before and after, and anything new fails the session. Python's own byte-code caches
+# and pytest's cache are the only exceptions. Files that existed before the suite are ignored.
+
+ROOT = Path(__file__).resolve().parents[1]
+_EXEMPT = ("__pycache__", ".pytest_cache", ".pyc")
+
+
+def untracked_entries(root: Path = ROOT) -> set[str] | None:
+    """Untracked and ignored paths (folders collapsed) in the checkout at ``root``; None when
+    ``root`` is not a git checkout or git is missing."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=normal",
+                              "--ignored=matching"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:
+        return None
+    entries = {line[3:] for line in out.stdout.splitlines() if line[:2] in ("??", "!!")}
+    return {e for e in entries if not any(part in e for part in _EXEMPT)}
+
+
+def pytest_sessionstart(session):
+    session.config._restbench_untracked = untracked_entries()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    before = getattr(session.config, "_restbench_untracked", None)
+    if before is None or os.environ.get("RESTBENCH_ALLOW_LEFTOVERS"):
+        return
+    after = untracked_entries() or set()
+    new = sorted(after - before)
+    if new:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        message = f"the test suite left new untracked files in {ROOT}: {', '.join(new[:10])}"
+        if reporter is not None:
+            reporter.write_line(f"ERROR: {message}", red=True)
+        else:
+            print(f"ERROR: {message}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -25,8 +25,10 @@ from restbench_builtins.datasets.sleep_edf import (
     trim_wake,
 )
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "sleep-edf-hypnograms"
-needs_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(), reason="shared Sleep-EDF hypnogram fixtures not present")
+from conftest import shared_fixture  # noqa: E402  (tests/conftest.py: skip when absent, fail in CI)
+
+FIXTURES = shared_fixture("sleep-edf-hypnograms")
+needs_fixtures = pytest.mark.shared_fixture("sleep-edf-hypnograms")
 START = dt.datetime(1989, 4, 24, 16, 13, 0)
 
 
