@@ -43,6 +43,11 @@ same noise, so the pairs are matched); Monte Carlo with 20,000 sign draws above 
 with p >= alpha (0.05) is ``tied_with_best``. With few test subjects and seeds the test cannot
 separate anything (two pairs give p >= 0.5): that is the honest answer, not a bug. Efficiency
 columns are deterministic per seed; there a tie is an equal mean.
+
+Training health. An entry whose runs hold a training record with a collapsed ``health``
+(restbench.training.health) gets ``flags`` (``["collapsed: seed 0 train: <reasons>", ...]``;
+absent when nothing is flagged) and a ⚠ after its name in leaderboard.md and index.html, with
+the flagged phases listed under "Training health".
 """
 
 from __future__ import annotations
@@ -59,7 +64,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from restbench.api import PluginError
-from restbench.report.summary import Cell, format_cell
+from restbench.report.summary import HEALTH_MARKER, Cell, format_cell
 from restbench.run.results import (
     RunDir,
     load_json,
@@ -372,6 +377,7 @@ class _Entry:
     pairs: dict[str, dict[tuple, float]] = field(default_factory=dict)  # column -> (seed, subject) -> F1
     boot_ci: dict[str, dict[int, list]] = field(default_factory=dict)  # column -> seed -> ci
     runs: dict[int, str] = field(default_factory=dict)  # seed -> run name
+    flags: list[str] = field(default_factory=list)  # collapsed training phases
 
 
 def _entries(runs: list[LoadedRun], cols: list[_Col], baseline: str | None) -> list[_Entry]:
@@ -399,6 +405,9 @@ def _entries(runs: list[LoadedRun], cols: list[_Col], baseline: str | None) -> l
             eff.setdefault(ident, {})[r["seed"]] = r
         elif kind == "latency":
             lat.setdefault(ident, {})[(r["seed"], r["runner"], r["variant"])] = r
+        elif kind == "training" and (r.get("health") or {}).get("collapsed"):
+            reasons = "; ".join(r["health"].get("reasons") or []) or "collapsed"
+            entries[ident].flags.append(f"collapsed: seed {r['seed']} {r['phase']}: {reasons}")
 
     def latency(ident: tuple, seed: int, col: _Col) -> float | None:
         r = lat.get(ident, {}).get((seed, col.runner, col.variant))
@@ -632,6 +641,7 @@ def assemble(runs: list[LoadedRun], *, name: str, baseline: str | None = None, b
             "plugin": _plugin_of(info, e.method),
             "label": "reproduced" if all(labels.get(r) == "reproduced" for r in run_names) else "self-reported",
             "seeds": sorted(e.runs), "runs": run_names, "cells": cells[e.key],
+            **({"flags": list(dict.fromkeys(e.flags))} if e.flags else {}),
         })
 
     first = protocol_of(runs[0].info)
@@ -836,6 +846,15 @@ def power_note(data: dict) -> str | None:
             "the test cannot separate entries; add seeds or test subjects.")
 
 
+def entry_name(entry: dict) -> str:
+    """An entry's key, with the health marker when a training phase of it collapsed."""
+    return f"{entry['key']} {HEALTH_MARKER}" if entry.get("flags") else entry["key"]
+
+
+HEALTH_NOTE = (f"{HEALTH_MARKER}: a training phase of this entry collapsed (the model did not learn to tell the "
+               "stages apart); its numbers describe a failed training. See Training health.")
+
+
 def _md_row(cells: list[str]) -> str:
     return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
 
@@ -858,15 +877,22 @@ def render_markdown(data: dict) -> str:
     power = power_note(data)
     if power:
         out.append(f"- {power}")
+    flagged = [e for e in data["entries"] if e.get("flags")]
+    if flagged:
+        out.append(f"- {HEALTH_NOTE}")
     out.append("")
     if data["baseline"]["method"]:
         out += [f"- Speedup baseline: `{data['baseline']['method']}` (from {data['baseline']['source']}).", ""]
+    if flagged:
+        out += ["## Training health", ""]
+        out += [f"- {entry_name(e)}: {flag}" for e in flagged for flag in e["flags"]] + [""]
     ref_rows = data["reference"]
     for _, title, cols in table_groups(data):
         out += [f"## {title}", "", _md_row(["Method", "Compressor"] + [c["label"] for c in cols]),
                 "|" + "|".join([" --- ", " --- "] + [" ---: "] * len(cols)) + "|"]
         for entry in data["entries"]:
-            out.append(_md_row([entry["key"], entry["compressor"] or "–"] + [cell_text(data, entry, c) for c in cols]))
+            out.append(_md_row([entry_name(entry), entry["compressor"] or "–"]
+                               + [cell_text(data, entry, c) for c in cols]))
         for ref in ref_rows:
             shown = [c for c in cols if c["key"] in ref["cells"]]
             if shown:

@@ -77,12 +77,16 @@ def _sort_value(cell: dict | None) -> str:
 
 def _table(data: dict, table_id: str, cols: list[dict]) -> str:
     from restbench.report.leaderboard import cell_text
+    from restbench.report.summary import HEALTH_MARKER
 
     head = "".join(f'<th data-better="{_e(c["better"])}" title="{_e(c["metric"])}">{_e(c["label"])}</th>' for c in cols)
     out = [f'<div class="wrap"><table class="sortable" id="{_e(table_id)}"><thead><tr>'
            f'<th data-better="lower">Method</th><th data-better="lower">Compressor</th>{head}</tr></thead><tbody>']
     for entry in data["entries"]:
-        tds = [f'<td class="text" data-sort="{_e(entry["key"])}">{_e(entry["key"])}</td>',
+        flags = entry.get("flags") or []
+        name = (f'{_e(entry["key"])} <span style="color:#b00" title="{_e("; ".join(flags))}">{HEALTH_MARKER}</span>'
+                if flags else _e(entry["key"]))
+        tds = [f'<td class="text" data-sort="{_e(entry["key"])}">{name}</td>',
                f'<td class="text" data-sort="{_e(entry["compressor"] or "")}">{_e(entry["compressor"] or "–")}</td>']
         for col in cols:
             cell = entry["cells"].get(col["key"])
@@ -141,7 +145,7 @@ def _figure(out_dir: Path, png: str) -> str:
 
 def render_html(data: dict, out_dir: str | Path) -> str:
     """index.html for the leaderboard ``data`` whose plots lie under ``out_dir``."""
-    from restbench.report.leaderboard import table_groups, power_note
+    from restbench.report.leaderboard import HEALTH_NOTE, entry_name, power_note, table_groups
 
     out_dir = Path(out_dir)
     proto, stats = data["protocol"], data["statistics"]
@@ -164,6 +168,11 @@ def render_html(data: dict, out_dir: str | Path) -> str:
         f"<li>Built by restbench {_e(data['restbench_version'])}; click a column header to sort.</li>",
         "</ul>",
     ]
+    flagged = [e for e in data["entries"] if e.get("flags")]
+    if flagged:
+        parts.append(f'<h2>Training health</h2><p style="color:#b00">{_e(HEALTH_NOTE)}</p><ul>'
+                     + "".join(f"<li>{_e(entry_name(e))}: {_e(flag)}</li>" for e in flagged for flag in e["flags"])
+                     + "</ul>")
     for table_id, title, cols in table_groups(data):
         parts += [f"<h2>{_e(title)}</h2>", _table(data, table_id, cols)]
     ref_cols = data.get("reference_columns") or {}

@@ -19,6 +19,11 @@ Tables (keys of the dict :func:`build_tables` returns; a table is present only w
 - ``efficiency``: Table 5: parameters, size, MFLOPs, MACs, TFLite file sizes, and median latency
   per night for every runner x variant measured.
 - ``training``: per training phase, the selected epoch, its selection score and wall time.
+
+Training health: a training record whose ``health`` says ``collapsed`` (restbench.training.health)
+marks its method in every table (:data:`HEALTH_MARKER` after the method name, explained under
+the table) and is listed with its reasons in a "Training health" warning section. Each table
+carries those phases in :attr:`Table.health`; with nothing flagged the outputs are unchanged.
 - ``detail`` (not shown, CSV only): every robustness number (macro-F1, accuracy, kappa) for
   every variant, suite, corruption and severity.
 """
@@ -52,6 +57,11 @@ EFFICIENCY_FIELDS: tuple[tuple[str, str], ...] = (
 )
 
 ROBUSTNESS_METRICS: tuple[str, ...] = ("macro_f1", "accuracy", "kappa")
+
+#: Put after the name of a method with a collapsed training phase.
+HEALTH_MARKER = "⚠"
+HEALTH_NOTE = (f"{HEALTH_MARKER}: a training phase of this method collapsed (the model did not learn to tell the "
+               "stages apart); see Training health.")
 
 
 # --------------------------------------------------------------------------- structures
@@ -120,6 +130,8 @@ class Table:
 
     ``settings`` lists, for robustness tables, what each corruption level was run with (the
     attack that produced the adversarial numbers, noise levels) so the summary can say so.
+    ``health`` lists the collapsed training phases of the table's methods, each
+    ``{dataset, model, method, label, seed, phase, reasons}``.
     """
 
     name: str
@@ -130,6 +142,12 @@ class Table:
     cells: dict[str, dict[str, Cell]]
     show: bool = True
     settings: list[dict] = field(default_factory=list)
+    health: list[dict] = field(default_factory=list)
+
+    def flagged(self, row: Row) -> bool:
+        """Whether ``row``'s method has a collapsed training phase."""
+        return any((h["dataset"], h["model"], h["method"]) == (row.dataset, row.model, row.method)
+                   for h in self.health)
 
     def cell(self, row: str, column: str) -> Cell | None:
         return self.cells.get(row, {}).get(column)
@@ -144,6 +162,7 @@ class Table:
             "rows": [vars(r) for r in self.rows],
             "cells": {r: {c: cell.to_dict() for c, cell in cols.items()} for r, cols in self.cells.items()},
             "settings": self.settings,
+            "health": self.health,
         }
 
 
@@ -157,7 +176,7 @@ _FIELDS = [
     "variant", "suite", "corruption", "severity", "severity_name", "severity_value", "severity_unit",
     "corruption_settings", *ROBUSTNESS_METRICS,
     *(f for f, _ in EFFICIENCY_FIELDS), "runner", "latency_s_per_night_median",
-    "phase", "selected_epoch", "selection_score", "wall_s",
+    "phase", "selected_epoch", "selection_score", "wall_s", "health",
 ]
 
 #: Training table columns per phase: (record field, label suffix).
@@ -196,6 +215,7 @@ class _Rows:
         self.idents = list(last[_ID].itertuples(index=False, name=None))
         self.compressor = dict(zip(self.idents, map(_given, last["compressor"])))
         self.multi = len(last[["dataset", "model"]].drop_duplicates()) > 1
+        self.health: list[dict] = []  # collapsed training phases (see _health)
 
     def keys(self, df: pd.DataFrame) -> pd.Series:
         return df["dataset"] + "/" + df["model"] + "/" + df["method"] if self.multi else df["method"]
@@ -229,7 +249,31 @@ def _table(name: str, title: str, description: str, columns: list[Column], long:
     """A table of the methods that have a value in ``long`` (see :func:`_cells`)."""
     cells = _cells(long)
     table_rows = [rows.row(i) for i in rows.idents if rows.key(i) in cells]
-    return Table(name, title, description, columns, table_rows, cells, **extra)
+    return Table(name, title, description, columns, table_rows, cells, health=_health_of(rows, table_rows), **extra)
+
+
+def _health_of(rows: _Rows, table_rows: list[Row]) -> list[dict]:
+    """The collapsed training phases of the methods of ``table_rows``."""
+    idents = {(r.dataset, r.model, r.method) for r in table_rows}
+    return [h for h in rows.health if (h["dataset"], h["model"], h["method"]) in idents]
+
+
+def _health(train: pd.DataFrame, rows: _Rows) -> list[dict]:
+    """Every (method, seed, phase) whose training record says its model collapsed, in row, seed
+    and phase order. Records without ``health`` (written before it existed) flag nothing."""
+    flagged = []
+    for rec in train.itertuples(index=False):
+        health = _given(rec.health)
+        if isinstance(health, dict) and health.get("collapsed"):
+            ident = (rec.dataset, rec.model, rec.method)
+            flagged.append({"dataset": rec.dataset, "model": rec.model, "method": rec.method,
+                            "label": rows.row(ident).label, "seed": int(rec.seed), "phase": rec.phase,
+                            "reasons": list(health.get("reasons") or ["collapsed"])})
+    order = {ident: i for i, ident in enumerate(rows.idents)}
+    phases = {"train": 0, "retrain": 1}
+    flagged.sort(key=lambda h: (order.get((h["dataset"], h["model"], h["method"]), len(order)), h["seed"],
+                                phases.get(h["phase"], 2)))
+    return flagged
 
 
 def _levels(recs: pd.DataFrame, corruptions: list[str]) -> list[tuple[str, str, int, str]]:
@@ -350,6 +394,7 @@ def _variants_table(rob: pd.DataFrame, rows: _Rows, corruptions: list[str]) -> T
         table_rows,
         {row.key: cells.get(row.key, {}) for row in table_rows},
         settings=_settings(exported, corruptions),
+        health=_health_of(rows, table_rows),
     )
 
 
@@ -424,6 +469,8 @@ def build_tables(
     def of_type(record_type: str, *key: str) -> pd.DataFrame:
         return _latest(df[df["record_type"] == record_type], [*_ID, "seed", *key])
 
+    train = of_type("training", "phase")
+    rows.health = _health(train, rows)
     rob = of_type("robustness", "variant", "corruption", "severity")
     rob = rob.assign(level=rob["corruption"].where(rob["corruption"] == "clean",
                                                    rob["corruption"] + "/" + rob["severity_name"]))
@@ -447,7 +494,7 @@ def build_tables(
     optional = {
         "variants": _variants_table(rob, rows, corruptions),
         "efficiency": _efficiency_table(of_type("efficiency"), of_type("latency", "runner", "variant"), rows),
-        "training": _training_table(of_type("training", "phase"), rows),
+        "training": _training_table(train, rows),
         "detail": _detail_table(rob, rows, corruptions) if not rob.empty else None,
     }
     tables.update({name: table for name, table in optional.items() if table is not None})
@@ -497,11 +544,32 @@ def _grid(table: Table) -> tuple[list[str], list[list[str]]]:
     body = []
     for row in table.rows:
         body.append(
-            [row.label]
+            [f"{row.label} {HEALTH_MARKER}" if table.flagged(row) else row.label]
             + [format_cell(table.cell(row.key, c.key), c.metric, n_expected, delta=row.delta_to is not None)
                for c in table.columns]
         )
     return header, body
+
+
+def health_flags(tables: dict[str, Table]) -> list[dict]:
+    """Every collapsed (method, seed, phase) of ``tables`` once, in table order."""
+    seen: dict[tuple, dict] = {}
+    for table in tables.values():
+        for h in table.health:
+            seen.setdefault((h["dataset"], h["model"], h["method"], h["seed"], h["phase"]), h)
+    return list(seen.values())
+
+
+def health_lines(tables: dict[str, Table]) -> list[str]:
+    """The "Training health" warning: a heading line, then one line per collapsed phase
+    (``method seed S phase: reasons``); empty when nothing is flagged."""
+    flags = health_flags(tables)
+    if not flags:
+        return []
+    head = (f"{len(flags)} training phase(s) collapsed (training loss near the label-prior entropy, one class "
+            "dominating the validation predictions, or validation macro-F1 at chance): their numbers describe a "
+            "failed training, not the method.")
+    return [head] + [f"{h['label']} seed {h['seed']} {h['phase']}: {'; '.join(h['reasons'])}" for h in flags]
 
 
 def _md_escape(text: str) -> str:
@@ -559,6 +627,10 @@ def render_markdown(tables: dict[str, Table], run_info: dict | None = None) -> s
     out.append("")
     if info.get("notes"):
         out += ["## Notes", ""] + [f"- {_md_escape(n)}" for n in info["notes"]] + [""]
+    warning = health_lines(tables)
+    if warning:
+        out += ["## Training health", "", f"**{HEALTH_MARKER} Warning:** {_md_escape(warning[0])}", ""]
+        out += [f"- {_md_escape(line)}" for line in warning[1:]] + [""]
 
     shown = [t for t in tables.values() if t.show]
     if not shown:
@@ -571,6 +643,8 @@ def render_markdown(tables: dict[str, Table], run_info: dict | None = None) -> s
         out.append("|" + "|".join([" --- "] + [" ---: "] * (len(header) - 1)) + "|")
         out += ["| " + " | ".join(_md_escape(v) for v in line) + " |" for line in body]
         out.append("")
+        if any(table.flagged(row) for row in table.rows):
+            out += [HEALTH_NOTE, ""]
 
     setting_lines = [ln for t in shown for ln in _settings_lines(t, all_methods)]
     if setting_lines:
@@ -645,6 +719,7 @@ def write_csv(tables: dict[str, Table], path: str | os.PathLike) -> Path:
 def print_summary(tables: dict[str, Table], console: Any = None) -> None:
     """Print every shown table to a rich console (a new one on stdout when not given)."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table as RichTable
 
     console = console or Console()
@@ -654,13 +729,21 @@ def print_summary(tables: dict[str, Table], console: Any = None) -> None:
         return
     for table in shown:
         header, body = _grid(table)
-        rich_table = RichTable(title=table.title, caption=table.description, show_lines=False)
+        caption = table.description
+        if any(table.flagged(row) for row in table.rows):
+            caption += "\n" + HEALTH_NOTE
+        rich_table = RichTable(title=table.title, caption=caption, show_lines=False)
         rich_table.add_column(header[0], no_wrap=True)
         for label in header[1:]:
             rich_table.add_column(label, justify="right")
         for line in body:
             rich_table.add_row(*line)
         console.print(rich_table)
+    warning = health_lines(tables)
+    if warning:
+        console.print(f"[bold red]{HEALTH_MARKER} Training health warning:[/bold red] {escape(warning[0])}")
+        for line in warning[1:]:
+            console.print(f"  - {escape(line)}", highlight=False)
 
 
 def read_summary(run_dir: RunDir | str | os.PathLike) -> tuple[dict[str, Table], dict]:
@@ -696,6 +779,7 @@ def write_summary(run_dir: RunDir | str | os.PathLike) -> dict[str, Table]:
 
 __all__ = [
     "CSV_FIELDS",
+    "HEALTH_MARKER",
     "REFERENCE_VARIANT",
     "Cell",
     "Column",
@@ -704,6 +788,8 @@ __all__ = [
     "build_tables",
     "csv_text",
     "format_cell",
+    "health_flags",
+    "health_lines",
     "print_summary",
     "read_summary",
     "render_markdown",

@@ -111,9 +111,11 @@ def run_phase(net, data: SleepData, phase, knobs: dict, seed: int, title: str, n
         reporter.log(f"{title}: non-finite loss or validation score (training diverged)")
     reporter.log(f"{title}: kept epoch {result.selected_epoch} by {result.selection_criterion} "
                  f"= {result.selection_score:.4f} ({result.wall_s:.1f} s)")
+    if result.health and result.health.get("collapsed"):
+        reporter.log(f"WARNING: {title}: collapsed model: {'; '.join(result.health['reasons'])}")
     return {"phase": name, "selected_epoch": result.selected_epoch, "selection_criterion": result.selection_criterion,
             "selection_score": result.selection_score, "epochs": epochs, "history": result.history,
-            "wall_s": result.wall_s}
+            "wall_s": result.wall_s, "health": result.health}
 
 
 # --------------------------------------------------------------------------- deployment

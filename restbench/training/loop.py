@@ -19,7 +19,8 @@ import torch.nn.functional as F
 
 from restbench.api import Phase
 from restbench.data.sleep_data import SleepData
-from restbench.training.selection import criterion as get_criterion, model_device
+from restbench.training import health as health_check
+from restbench.training.selection import criterion as get_criterion, model_device, predict
 
 
 @dataclass
@@ -44,6 +45,9 @@ class TrainResult:
     selection_score: float
     history: list[dict] = field(default_factory=list)
     wall_s: float = 0.0
+    #: Training health of the kept epoch (restbench.training.health.assess): loss vs label
+    #: entropy, validation prediction entropy and histogram, macro-F1 vs chance, ``collapsed``.
+    health: dict | None = None
 
 
 def default_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext) -> torch.Tensor:
@@ -79,7 +83,11 @@ def train_phase(
     """Train ``model`` in place for ``epochs`` and load the weights of the selected epoch.
 
     Each epoch sees ``max_train_windows`` windows drawn afresh from the training split; the
-    selection criterion is scored on a fixed validation subset after every epoch.
+    selection criterion is scored on a fixed validation subset after every epoch. On that subset
+    each epoch's history row also gets the training-health numbers
+    (:func:`restbench.training.health.epoch_numbers`: loss vs label entropy, prediction entropy,
+    predicted-class counts, macro-F1 vs chance); the kept epoch's are assessed into
+    ``TrainResult.health``.
     """
     started = time.perf_counter()
     torch.manual_seed(seed)
@@ -88,6 +96,8 @@ def train_phase(
     train_ends = data.windows("train")
     val_ends = subsample(data.windows("val"), knobs.get("max_val_windows"), np.random.default_rng([seed, 2]))
     val_x, val_y = data.get(val_ends)
+    label_h = health_check.label_entropy(data.labels[train_ends])
+    chance = health_check.chance_macro_f1(val_y)
     optimizer = torch.optim.SGD(
         model.parameters(), lr=float(knobs["lr"]), momentum=float(knobs["momentum"]),
         weight_decay=float(knobs["weight_decay"]),
@@ -122,14 +132,18 @@ def train_phase(
                 progress("batch", {"epoch": epoch, "batch": b + 1, "batches": n_batches, "loss": losses[-1]})
         scheduler.step()
         score, details = chosen.score(model, val_x, val_y, data.stats, selection_options, seed)
-        row = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan"),
-               "lr": optimizer.param_groups[0]["lr"], "score": float(score),
-               **{k: float(v) for k, v in details.items()}}
+        loss = float(np.mean(losses)) if losses else float("nan")
+        # one extra inference pass on the validation subset (no RNG, eval mode: weights unchanged)
+        numbers = health_check.epoch_numbers(loss, label_h, val_y, predict(model, val_x, selection_options["batch_size"]),
+                                             chance)
+        row = {"epoch": epoch, "loss": loss, "lr": optimizer.param_groups[0]["lr"], "score": float(score),
+               **{k: float(v) for k, v in details.items()}, **numbers}
         history.append(row)
         if progress:
             progress("epoch", row)
         if best is None or score > best.selection_score:
-            best = TrainResult(copy.deepcopy(model.state_dict()), epoch, chosen.name, float(score))
+            best = TrainResult(copy.deepcopy(model.state_dict()), epoch, chosen.name, float(score),
+                               health=health_check.assess(row))
     assert best is not None, "epochs must be >= 1"
     model.load_state_dict(best.state_dict)
     best.history = history
