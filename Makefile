@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: run test env bench clean leaderboard validate-leaderboards
+.PHONY: run test env bench clean leaderboard validate-leaderboards mutate
 
 $(STAMP): pyproject.toml constraints.txt scripts/setup-env
 	PYTHON=$(PYTHON) bash scripts/setup-env
@@ -32,6 +32,12 @@ validate-leaderboards: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/bench_dataset_cache.py
 	$(VENV)/bin/python benchmarks/bench_latency.py --quick
+
+# Semantic mutation testing (scripts/mutate.py, scripts/mutations.json): each deliberate defect is
+# applied to a temporary copy of the checkout and its fast test selection must fail. Prints the
+# score (caught / scored) and the survivors, and writes docs/MUTATION.md. Takes tens of minutes.
+mutate: $(STAMP)
+	$(VENV)/bin/python scripts/mutate.py --report docs/MUTATION.md
 
 clean:
 	rm -rf $(VENV) .restbench-cache runs

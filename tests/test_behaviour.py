@@ -393,3 +393,28 @@ def test_blanco_is_attacked_through_its_band_pass():
     nn.functional.cross_entropy(net(xb), torch.from_numpy(y)).backward()
     bare_spectrum = np.abs(np.fft.rfft(xb.grad.numpy()[:, 0], axis=-1)) ** 2
     assert above < 0.01 < bare_spectrum[:, freqs > 42].sum() / bare_spectrum.sum()
+
+
+def test_selection_criteria_average_clean_and_corrupted_f1(trained_toy):
+    """The built-in criteria score (clean F1 + F1 under the trained-against noise) / 2."""
+    from restbench.training.selection import criterion
+
+    model, data = trained_toy
+    x, y = data.get(data.windows("val")[:96])
+    clean = classification_metrics(y, predict(model, x))["macro_f1"]
+    score, details = criterion("clean+adversarial").score(model, x, y, data.stats, {"eps": 12.0, "pgd_steps": 5}, 0)
+    assert details["clean_f1"] == clean and details["adversarial_f1"] < clean - 0.05
+    assert score == pytest.approx((clean + details["adversarial_f1"]) / 2)
+    score, details = criterion("clean+gaussian").score(model, x, y, data.stats, {"c_g": 3.0}, 0)
+    assert details["clean_f1"] == clean and details["gaussian_f1"] != clean
+    assert score == pytest.approx((clean + details["gaussian_f1"]) / 2)
+    score, details = criterion("clean").score(model, x, y, data.stats, {}, 0)
+    assert score == clean == details["clean_f1"]
+
+
+@pytest.mark.parametrize("c_g", [0.1, 0.5])
+def test_gaussian_augmentation_noise_is_c_g_sigma_train(toy, c_g):
+    x = torch.zeros(64, 1, 1200)
+    out, _ = GaussianNoise(c_g)(None, x, torch.zeros(64, dtype=torch.long), toy.stats, torch.Generator().manual_seed(0))
+    assert float(out.std()) == pytest.approx(c_g * toy.stats.sigma, rel=0.02)
+    assert abs(float(out.mean())) < 0.01 * c_g * toy.stats.sigma

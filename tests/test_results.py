@@ -220,9 +220,16 @@ def test_additional_fields_and_custom_types_are_allowed():
     clean = robustness(corruption="clean", severity=0, severity_name="clean", severity_value=None,
                        severity_unit=None, suite="clean", corruption_settings={}, macro_f1_ci95=None)
     assert validate_record(clean)
-    # Undefined metrics are null, never NaN (restbench.evaluation.metrics returns None for them).
+    # The schema lets a writer record an undefined metric as null (never NaN, which JSON cannot
+    # hold); restbench's own metrics give a number instead: kappa is 0.0 where it is undefined and
+    # a stage absent from truth and prediction has per-class F1 0.0 (restbench.evaluation.metrics).
     undefined = robustness(kappa=None, per_class_f1={"W": 0.5, "N1": None, "N2": 0.4, "N3": None, "REM": 0.1})
     assert validate_record(undefined)
+    from restbench.evaluation.metrics import classification_metrics
+
+    one_class = classification_metrics([2, 2, 2], [2, 2, 2])  # chance agreement is already 1
+    assert one_class["kappa"] == 0.0 and one_class["per_class_f1"]["N1"] == 0.0
+    assert classification_metrics([], [])["kappa"] == 0.0
 
 
 def test_run_schema():
