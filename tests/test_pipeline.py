@@ -87,9 +87,17 @@ def test_same_seed_same_numbers_and_resume(smoke_run):
     # an existing run directory is never overwritten; --resume reuses what is there
     refused = CliRunner().invoke(cli, args + ["--run-dir", str(again)])
     assert refused.exit_code != 0
-    n_before = len(records_of(again))
+    # resuming a finished run reuses every checkpoint and cell: nothing is retrained or rewritten
+    before = (again / "results.jsonl").read_bytes()
+    models = {p.name: p.stat().st_mtime_ns for p in (again / "artifacts" / "models").glob("*.pt")}
     resumed = CliRunner().invoke(cli, args + ["--run-dir", str(again), "--resume"])
-    assert resumed.exit_code == 0 and len(records_of(again)) == n_before
+    assert resumed.exit_code == 0, (resumed.output, resumed.exception)
+    assert (again / "results.jsonl").read_bytes() == before
+    assert {p.name: p.stat().st_mtime_ns for p in (again / "artifacts" / "models").glob("*.pt")} == models
+    log = (again / "log.txt").read_text()
+    assert {"sors", "liu"} <= {line.split(" seed ")[0].split()[-1] for line in log.splitlines()
+                               if "reusing trained model" in line}
+    # the real interruption (in-process and SIGKILL) is tested in test_run_records.py and test_faults.py
 
 
 def test_pruned_checkpoint_reloads_and_exports(smoke_run):
