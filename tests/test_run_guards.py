@@ -58,3 +58,45 @@ def test_allow_extend_adds_but_never_changes():
     assert resume_differences(info(), added, allow_extend=True) == []
     assert resume_differences(info(), added, allow_extend=False) != []
     assert resume_differences(info(), info(methods=["sors"]), allow_extend=True) != []
+
+
+def test_evaluation_key_follows_corruption_options_variant_and_test_budget():
+    from restbench.plugins.registry import get_registry
+    from restbench.run import profiles, steps
+
+    pgd = get_registry().get("corruptions", "pgd", "test")
+    knobs = profiles.resolve("smoke")
+    base = steps.evaluation_key(pgd, {"steps": 2}, "torch", knobs)
+    assert steps.evaluation_key(pgd, {"steps": 2}, "torch", dict(knobs)) == base
+    for other in (steps.evaluation_key(pgd, {"steps": 3}, "torch", knobs),
+                  steps.evaluation_key(pgd, {"steps": 2}, "tflite-int8", knobs),
+                  steps.evaluation_key(pgd, {"steps": 2}, "torch", {**knobs, "max_test_windows": 7}),
+                  steps.evaluation_key(pgd, {"steps": 2}, "torch", {**knobs, "bootstrap_samples": 11}),
+                  steps.evaluation_key(None, None, "torch", knobs)):
+        assert other != base
+    assert steps.evaluation_key(pgd, {"steps": 2}, "torch", {**knobs, "epochs": 9}) == base, "training knobs are in the job key"
+
+
+def test_a_failed_export_check_is_reported(tmp_path):
+    from restbench.api import ExportedVariant
+    from restbench.plugins.testing import make_sleep_data
+    from restbench.run import steps
+
+    class Exporter:
+        id = "flaky"
+
+        def available(self):
+            return True, ""
+
+        def export(self, module, calibration, check_windows, folder, stem, options):
+            folder.mkdir(parents=True)
+            good, bad = folder / f"{stem}-good.bin", folder / f"{stem}-bad.bin"
+            good.write_bytes(b"1")
+            bad.write_bytes(b"2")
+            return [ExportedVariant("good", good, 0.001, {"passed": True}),
+                    ExportedVariant("bad", bad, 0.001, {"passed": False, "max_abs_diff": 0.5, "top1_agreement": 0.25})]
+
+    data = make_sleep_data(n_subjects=3, epochs_per_subject=12)
+    exported, notes, failures = steps.export([Exporter()], {"flaky": {}}, torch.nn.Identity(), data, 0, tmp_path, "m")
+    assert [v.variant for _, v in exported] == ["good", "bad"] and notes == []
+    assert failures == ["m bad: max abs diff 0.5, top-1 agreement 0.250"]
