@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
 import numpy as np
 
 # STAGES and the errors are re-exported: plugin authors import everything they need from here
+from restbench.data.cache import default_cache_dir
 from restbench.data.sleep_data import STAGES, SleepData, TrainingStats  # noqa: F401
 from restbench.errors import PluginError, UsageError  # noqa: F401
 
@@ -63,7 +64,7 @@ class DatasetOptions:
     """
 
     data_dir: Path | None = None
-    cache_dir: Path = Path(".restbench-cache")
+    cache_dir: Path = field(default_factory=lambda: default_cache_dir())
     seed: int = 0
     protocol: str | None = None  # e.g. "paper", "sleep-edf-20"; None = the dataset's default
     n_subjects: int | None = None  # cap on subjects (profiles shrink data with it)

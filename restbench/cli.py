@@ -28,6 +28,12 @@ err_console = Console(stderr=True)
 LIST_KINDS = KINDS + ("profiles",)
 
 
+def _cache_dir() -> Path:
+    from restbench.data.cache import default_cache_dir
+
+    return default_cache_dir()
+
+
 def _emit_json(obj) -> None:
     click.echo(json.dumps(obj, indent=2, sort_keys=False))
 
@@ -154,7 +160,7 @@ def list_cmd(kind: str, show_options: bool, as_json: bool) -> None:
 @click.option("--seeds", help="Comma-separated seeds (default: the profile's).")
 @click.option("--name", default=None, help="Run name: writes runs/NAME (default: DATASET-PROFILE-TIMESTAMP).")
 @click.option("--run-dir", type=click.Path(path_type=Path), help="Run directory (overrides --name).")
-@click.option("--cache-dir", type=click.Path(path_type=Path), default=Path(".restbench-cache"), show_default=True)
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=_cache_dir, show_default=".restbench-cache or $RESTBENCH_CACHE_DIR")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in the same run directory (same experiment only).")
 @click.option("--allow-extend", is_flag=True, help="With --resume: also add methods, seeds, corruptions, exporters or runners.")
 @click.option("--keep-going", is_flag=True, help="Record a failing plugin's method and seed as failed and continue the run.")
@@ -217,7 +223,7 @@ def data_group() -> None:
 @click.option("--protocol")
 @click.option("--n-subjects", type=int)
 @click.option("--dataset-option", multiple=True, metavar="KEY=VALUE")
-@click.option("--cache-dir", type=click.Path(path_type=Path), default=Path(".restbench-cache"), show_default=True)
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=_cache_dir, show_default=".restbench-cache or $RESTBENCH_CACHE_DIR")
 @click.option("--skip-bad", is_flag=True)
 @click.option("--json", "as_json", is_flag=True)
 def data_info(dataset_id, data_dir, protocol, n_subjects, dataset_option, cache_dir, skip_bad, as_json) -> None:
@@ -324,7 +330,7 @@ def verify_cmd(run_dir: Path, as_json: bool) -> None:
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder for the .tflite files.")
 @click.option("--int8/--no-int8", default=True, show_default=True, help="Also export an int8 model.")
 @click.option("--calibration-dataset", default=None, help="Dataset id for int8 calibration (default: the checkpoint's).")
-@click.option("--cache-dir", type=click.Path(path_type=Path), default=Path(".restbench-cache"), show_default=True)
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=_cache_dir, show_default=".restbench-cache or $RESTBENCH_CACHE_DIR")
 @click.option("--data-dir", type=click.Path(path_type=Path))
 def export_cmd(checkpoint, out, int8, calibration_dataset, cache_dir, data_dir) -> None:
     """Export a trained checkpoint (from a run's artifacts/models) to .tflite and check it."""
@@ -441,7 +447,7 @@ def leaderboard_publish(run_dir, to, baseline, noise) -> None:
 @click.option("--model", default=None, help="Model id (default: the one marked default).")
 @click.option("--set", "sets", multiple=True, metavar="KNOB=VALUE", help="Core knob or plugin option, as for restbench run.")
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Local dataset files.")
-@click.option("--cache-dir", type=click.Path(path_type=Path), default=Path(".restbench-cache"), show_default=True)
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=_cache_dir, show_default=".restbench-cache or $RESTBENCH_CACHE_DIR")
 @click.option("--quiet", "-q", is_flag=True, default=None, help="No progress bars (default in CI).")
 def search_cmd(method, option_name, values, out, profile, corruption, seed, max_windows, dataset, model, sets,
                data_dir, cache_dir, quiet) -> None:

@@ -6,6 +6,12 @@ from pathlib import Path
 pytest_plugins = ["restbench.plugins.testing"]  # the plugin-author fixtures, used as an author would
 
 os.environ.setdefault("RESTBENCH_QUIET", "1")
+# Prepared data goes to one cache per session outside the checkout (runs in subprocesses inherit it),
+# so a fresh clone stays clean; set RESTBENCH_CACHE_DIR to reuse a cache between sessions.
+if not os.environ.get("RESTBENCH_CACHE_DIR"):
+    import tempfile
+
+    os.environ["RESTBENCH_CACHE_DIR"] = tempfile.mkdtemp(prefix="restbench-test-cache-")
 
 import torch  # noqa: E402
 

@@ -40,6 +40,12 @@ _HASH_CHUNK_BYTES = 4 * 1024 * 1024
 _STATS_CHUNK_EPOCHS = 2048
 
 
+def default_cache_dir() -> Path:
+    """Where prepared data is cached unless ``--cache-dir`` says otherwise: ``RESTBENCH_CACHE_DIR``
+    or ``.restbench-cache`` in the working directory."""
+    return Path(os.environ.get("RESTBENCH_CACHE_DIR") or ".restbench-cache")
+
+
 # --------------------------------------------------------------------------- file digests
 
 

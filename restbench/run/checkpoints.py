@@ -101,9 +101,10 @@ def load_checkpoint(path: Path, registry=None, expected_key: str | None = None) 
 
 
 def export_checkpoint(path: Path, out: Path, int8: bool = True, calibration_dataset: str | None = None,
-                      cache_dir: Path = Path(".restbench-cache"), data_dir: Path | None = None) -> dict:
+                      cache_dir: Path | None = None, data_dir: Path | None = None) -> dict:
     """Export a checkpoint's deployed pipeline (its method's test-time transforms included) to
     .tflite, checking each file against PyTorch on validation windows; returns the report."""
+    from restbench.data.cache import default_cache_dir
     from restbench.api import DatasetOptions
     from restbench.deploy.export import export_checked
     from restbench.plugins.registry import get_registry
@@ -127,7 +128,7 @@ def export_checkpoint(path: Path, out: Path, int8: bool = True, calibration_data
     same_dataset = dataset_id == meta.get("dataset")
     if data_dir is None and same_dataset and meta.get("data_dir"):
         data_dir = Path(meta["data_dir"])
-    data = dataset.prepare(DatasetOptions(data_dir=data_dir, cache_dir=cache_dir,
+    data = dataset.prepare(DatasetOptions(data_dir=data_dir, cache_dir=cache_dir or default_cache_dir(),
                                           n_subjects=meta.get("knobs", {}).get("n_subjects") if same_dataset else None,
                                           extra=meta.get("dataset_options", {}) if same_dataset else {}))
     if data.n_times != spec.get("n_times", data.n_times):

@@ -25,6 +25,7 @@ from restbench.run import steps
 from restbench.run.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from restbench.run.guard import PluginFailure
 from restbench.run.lock import RunLock
+from restbench.data.cache import default_cache_dir
 from restbench.data.sleep_data import SleepData
 from restbench.plugins.registry import get_registry
 from restbench.run.atomic import atomic_path
@@ -50,7 +51,7 @@ class RunRequest:
     config_file: Path | None = None
     seeds: list[int] | None = None
     data_dir: Path | None = None
-    cache_dir: Path = Path(".restbench-cache")
+    cache_dir: Path = field(default_factory=lambda: default_cache_dir())
     protocol: str | None = None
     dataset_options: dict[str, Any] = field(default_factory=dict)
     skip_bad: bool = False

@@ -24,6 +24,7 @@ import numpy as np
 
 from restbench.api import DatasetOptions, UsageError
 from restbench.deploy.transforms import deploy
+from restbench.data.cache import default_cache_dir
 from restbench.data.sleep_data import SleepData
 from restbench.evaluation.metrics import classification_metrics
 from restbench.plugins.options import options_of
@@ -54,7 +55,7 @@ class SearchRequest:
     seed: int | None = None  # None: the profile's first seed
     max_windows: int | None = None  # validation windows scored (None: the profile's evaluation budget)
     data_dir: Path | None = None
-    cache_dir: Path = Path(".restbench-cache")
+    cache_dir: Path = field(default_factory=lambda: default_cache_dir())
     protocol: str | None = None
     dataset_options: dict[str, Any] = field(default_factory=dict)
     command: str | None = None  # the command line recorded with the table
