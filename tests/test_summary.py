@@ -148,8 +148,13 @@ def test_later_record_wins_and_missing_seeds_are_counted():
     assert cell.values == [0.3, 0.5] and cell.seeds == [0, 1]
     assert cell.mean == pytest.approx(0.4) and cell.std == pytest.approx(np.std([0.3, 0.5], ddof=1))
     single = build_tables([rob("sors", 0, f1=0.3)])["paper"].cell("sors", "clean")
-    assert single.std is None and format_cell(single, "macro_f1") == "0.30"
-    assert format_cell(single, "macro_f1", n_expected=3) == "0.30 (n=1)"
+    # one seed: the interval is the record's subject bootstrap; two seeds: Student t over seeds
+    assert single.std is None and format_cell(single, "macro_f1") == "0.30 [0.25, 0.35]"
+    assert format_cell(single, "macro_f1", n_expected=3) == "0.30 (n=1) [0.25, 0.35]"
+    from scipy import stats
+
+    half = stats.t.ppf(0.975, 1) * np.std([0.3, 0.5], ddof=1) / np.sqrt(2)
+    assert cell.interval == pytest.approx([0.4 - half, 0.4 + half])
 
 
 def test_efficiency_table():
@@ -277,3 +282,26 @@ def test_committed_leaderboard_summary_is_reproduced(tmp_path):
     (run / "summary.md").unlink()
     write_summary(run)
     assert (run / "summary.md").read_text(encoding="utf-8") == (LEADERBOARD / "summary.md").read_text(encoding="utf-8")
+
+
+def _subject_record(method, seed, per_subject):
+    record = rob(method, seed, f1=float(np.mean(list(per_subject.values()))))
+    record["per_subject_macro_f1"] = per_subject
+    return record
+
+
+def test_paired_table_marks_a_consistent_gain_and_a_tie():
+    from restbench.report.paired import BETTER, TIE
+
+    subjects = [f"s{i}" for i in range(8)]
+    base = {s: 0.50 + 0.01 * i for i, s in enumerate(subjects)}
+    better = {s: v + 0.10 for s, v in base.items()}  # +0.10 on every subject: p = 2/2^8 < 0.05
+    noise = {s: v + (0.02 if i % 2 else -0.02) for i, (s, v) in enumerate(base.items())}  # mean 0: a tie
+    records = [_subject_record("sors", 0, base), _subject_record("rest-as", 0, better), _subject_record("liu", 0, noise)]
+    paired = build_tables(records, baseline="sors")["paired"]
+    gain, tie = paired.cell("rest-as", "clean"), paired.cell("liu", "clean")
+    assert gain.mean == pytest.approx(0.10) and gain.marker == BETTER
+    assert tie.mean == pytest.approx(0.0, abs=1e-12) and tie.marker == TIE
+    assert [r.method for r in paired.rows] == ["rest-as", "liu"]  # the baseline is not compared with itself
+    assert format_cell(gain, "macro_f1", delta=True).startswith("+0.100 [+0.100, +0.100] " + BETTER)
+    assert "sors" not in {r.method for r in paired.rows} and "paired" not in build_tables(records)

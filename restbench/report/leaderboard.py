@@ -63,6 +63,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
 
+from restbench.report.paired import plain_method, t_interval
 from restbench.api import PluginError
 from restbench.report.summary import HEALTH_MARKER, Cell, format_cell
 from restbench.run.results import (
@@ -271,17 +272,6 @@ def paired_permutation_p(diffs: Iterable[float]) -> float | None:
     signs = rng.choice((-1.0, 1.0), size=(MONTE_CARLO_DRAWS, n))
     means = np.abs(signs @ d) / n
     return float((1 + np.sum(means >= observed - tolerance)) / (1 + MONTE_CARLO_DRAWS))
-
-
-def t_interval(values: list[float]) -> list[float] | None:
-    """Student-t 95 % interval of the mean of ``values`` (``None`` below two values)."""
-    if len(values) < 2:
-        return None
-    from scipy import stats
-
-    mean = math.fsum(values) / len(values)
-    half = float(stats.t.ppf(0.975, len(values) - 1)) * statistics.stdev(values) / math.sqrt(len(values))
-    return [mean - half, mean + half]
 
 
 # --------------------------------------------------------------------------- columns and cells
@@ -588,18 +578,11 @@ def _run_summary(run: LoadedRun, rel_path: str, files: dict[str, str], published
 
 
 def default_baseline(runs: list[LoadedRun]) -> str | None:
-    """The one method whose recorded recipe is plain training (no compressor, augmentation,
-    regulariser, test-time transform or reuse); ``None`` when there is not exactly one."""
-    plain = []
+    """The one method whose recorded recipe is plain training (restbench.report.paired.plain_method)."""
+    recipes = {}
     for run in runs:
-        for method, recipe in (run.info.get("method_recipes") or {}).items():
-            train = recipe.get("train") or {}
-            if (recipe.get("compressor") is None and not recipe.get("test_transforms") and not recipe.get("reuse")
-                    and recipe.get("train") is not None and not train.get("augmentations")
-                    and not train.get("regularizers") and not train.get("step")):
-                plain.append(method)
-    plain = list(dict.fromkeys(plain))
-    return plain[0] if len(plain) == 1 else None
+        recipes.update(run.info.get("method_recipes") or {})
+    return plain_method(recipes)
 
 
 def paper_reference() -> dict:

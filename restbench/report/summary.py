@@ -42,6 +42,7 @@ import pandas as pd
 
 from restbench.api import PluginError
 from restbench.evaluation.metrics import mean_corrupted_f1
+from restbench.report.paired import ALPHA, BETTER, TIE, WORSE, level_interval, paired_difference, plain_method
 from restbench.run.results import CELL_FIELDS, RunDir, duplicate_cells, validate_record, write_text_atomic
 
 REFERENCE_VARIANT = "torch"
@@ -77,6 +78,8 @@ class Cell:
 
     values: list[float]
     seeds: list[int]
+    interval: list[float] | None = None  # 95 % interval, where the table states one
+    marker: str | None = None  # e.g. a paired test's verdict
 
     @property
     def n_seeds(self) -> int:
@@ -177,6 +180,7 @@ _FIELDS = [
     "corruption_settings", *ROBUSTNESS_METRICS,
     *(f for f, _ in EFFICIENCY_FIELDS), "runner", "latency_s_per_night_median",
     "phase", "selected_epoch", "selection_score", "wall_s", "health",
+    "per_subject_macro_f1", "macro_f1_ci95",
 ]
 
 #: Training table columns per phase: (record field, label suffix).
@@ -454,12 +458,15 @@ def build_tables(
     records: Iterable[dict],
     methods: Iterable[str] | None = None,
     corruptions: Iterable[str] | None = None,
+    baseline: str | None = None,
 ) -> dict[str, Table]:
     """Tables of per-seed values from results records (see the module docstring for each table).
 
     ``methods`` and ``corruptions`` fix row and column order (ids not in the records are
     skipped; ids in the records but not listed come after, in order of appearance). When a
-    result was recorded twice (a resumed run) the later record wins.
+    result was recorded twice (a resumed run) the later record wins. The paper table's cells
+    carry their 95 % intervals; with a ``baseline`` method, a paired table compares every other
+    method with it (restbench.report.paired).
     """
     df = pd.DataFrame(list(records), columns=_FIELDS)
     corruptions = list(corruptions or [])
@@ -483,6 +490,11 @@ def build_tables(
             "paper", "Robustness (Table 4, macro-F1)",
             f"Macro-F1 on the test split, mean ± std over seeds; the '{REFERENCE_VARIANT}' model.",
             ref, "paper", rows, corruptions)
+        _attach_intervals(tables["paper"], ref)
+        if baseline is not None:
+            paired = _paired_table(tables["paper"], ref, baseline)
+            if paired is not None:
+                tables["paired"] = paired
     if "artifact" in suites:
         tables["artifact"] = _artifact_table(ref, rows, corruptions)
     for suite in suites:
@@ -499,6 +511,50 @@ def build_tables(
     }
     tables.update({name: table for name, table in optional.items() if table is not None})
     return tables
+
+
+def _cell_records(ref: pd.DataFrame, row: Row, column: Column) -> list[dict]:
+    picked = ref[(ref["dataset"] == row.dataset) & (ref["model"] == row.model) & (ref["method"] == row.method)
+                 & (ref["corruption"] == column.corruption) & (ref["severity"] == column.severity)]
+    return picked.sort_values("seed").to_dict("records")
+
+
+def _attach_intervals(table: Table, ref: pd.DataFrame) -> None:
+    """Each cell's 95 % interval: over seeds with two or more, else its subject bootstrap."""
+    for row in table.rows:
+        for column in table.columns:
+            cell = table.cell(row.key, column.key)
+            if cell is not None:
+                cell.interval, _ = level_interval(_cell_records(ref, row, column))
+    table.description += (" [95 % interval: Student t over seeds, or the test subjects' bootstrap with one seed.]")
+
+
+def _paired_table(paper: Table, ref: pd.DataFrame, baseline: str) -> Table | None:
+    """Every method minus ``baseline`` per cell, paired by (seed, test subject)."""
+    base_rows = [r for r in paper.rows if r.method == baseline]
+    if len(base_rows) != 1:
+        return None
+    base = base_rows[0]
+    rows, cells = [], {}
+    for row in paper.rows:
+        if row is base:
+            continue
+        out = {}
+        for column in paper.columns:
+            diff = paired_difference(_cell_records(ref, row, column), _cell_records(ref, base, column))
+            if diff is not None:
+                out[column.key] = Cell([diff.mean], diff.seeds[:1], interval=diff.interval, marker=diff.verdict)
+        if out:
+            rows.append(Row(row.key, row.label, row.dataset, row.model, row.method, row.compressor, delta_to=baseline))
+            cells[row.key] = out
+    if not rows:
+        return None
+    return Table(
+        "paired", f"Paired differences versus {baseline} (macro-F1)",
+        f"Method minus {baseline} on the same test subjects and the same corrupted windows: mean over (seed, test "
+        f"subject) pairs [Student-t 95 % interval]; {BETTER} better / {WORSE} worse when a two-sided sign-flip "
+        f"permutation test gives p < {ALPHA}, else {TIE} (a tie: not shown to differ).",
+        paper.columns, rows, cells, health=paper.health)
 
 
 # --------------------------------------------------------------------------- formatting
@@ -534,6 +590,11 @@ def format_cell(cell: Cell | None, metric: str, n_expected: int | None = None, d
         text += f" ± {std:.3f}" if delta else f" ± {_fmt_number(metric, std)}"
     if n_expected is not None and cell.n_seeds < n_expected:
         text += f" (n={cell.n_seeds})"
+    if cell.interval is not None:
+        lo, hi = cell.interval
+        text += f" [{lo:+.3f}, {hi:+.3f}]" if delta else f" [{_fmt_number(metric, lo)}, {_fmt_number(metric, hi)}]"
+    if cell.marker:
+        text += f" {cell.marker}"
     return text
 
 
@@ -763,7 +824,8 @@ def read_summary(run_dir: RunDir | str | os.PathLike) -> tuple[dict[str, Table],
         cell = ", ".join(f"{k}={v}" for k, v in zip(CELL_FIELDS, duplicates[0]) if v is not None)
         raise PluginError(f"{run.results_jsonl}: {len(duplicates)} result cell(s) recorded more than once (first: {cell}); "
                           "two runs wrote into this directory or it was edited: check it with restbench verify")
-    tables = build_tables(records, methods=run_info.get("methods"), corruptions=run_info.get("corruptions"))
+    tables = build_tables(records, methods=run_info.get("methods"), corruptions=run_info.get("corruptions"),
+                          baseline=plain_method(run_info.get("method_recipes") or {}))
     return tables, run_info
 
 
