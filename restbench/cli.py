@@ -494,6 +494,22 @@ def search_cmd(method, option_name, values, out, profile, corruption, seed, max_
                   f"table: {out} and {Path(out).with_suffix('.md')}", highlight=False, soft_wrap=True)
 
 
+@cli.command("new-plugin")
+@click.argument("kind", type=click.Choice(KINDS))
+@click.argument("name")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
+              help="Folder in which the package folder restbench-NAME is written.")
+def new_plugin_cmd(kind: str, name: str, out: Path) -> None:
+    """Write a ready plugin package: one working KIND object with id NAME, its pyproject.toml
+    (entry point included), tests using restbench.plugins.testing, and a README."""
+    from restbench.plugins.scaffold import files_for, write_plugin
+
+    root = write_plugin(kind, name, out)
+    for relative in files_for(kind, name):
+        console.print(f"wrote {root / relative}", highlight=False, soft_wrap=True)
+    console.print(f"next: pip install {root} && restbench plugin-check {name}", highlight=False, soft_wrap=True)
+
+
 def _add_plugin_commands() -> None:
     from restbench.plugins.registry import strict_mode
 
