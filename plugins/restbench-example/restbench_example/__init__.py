@@ -3,17 +3,17 @@
 Everything restbench needs is here: objects with id/version/description/citation, the kind's
 methods, and ``@hookimpl`` registrar functions. The method reuses restbench's training loop,
 Gaussian augmentation and the registered ``slimming`` compressor instead of copying them.
+
+Following CONTRIBUTING.md, heavy dependencies (torch, numpy, ``restbench.training``) are
+imported inside the functions that use them: every CLI call imports every plugin, so importing
+this module stays cheap (a test checks that it does not import torch).
 """
 
 from __future__ import annotations
 
-import numpy as np
-import torch
-
 from restbench import hookimpl
 from restbench.api import MethodContext, Phase, Recipe, Severity
 from restbench.plugins.options import NOT_IN_PAPER, Option
-from restbench.training.augment import GaussianNoise
 
 __version__ = "0.1.0"
 
@@ -26,6 +26,8 @@ class GainJitter:
         self.spread = spread
 
     def __call__(self, model, x, y, stats, generator):
+        import torch
+
         gain = 1.0 + (torch.rand(x.shape[0], 1, 1, generator=generator) * 2 - 1) * self.spread
         return x * gain, y
 
@@ -47,6 +49,8 @@ class NoiseMix:
     )
 
     def recipe(self, context: MethodContext) -> Recipe:
+        from restbench.training.augment import GaussianNoise
+
         c_g = context.options["gaussian_c"]
         augment = [GainJitter(context.options["spread"]), GaussianNoise(c_g)]
         return Recipe(
@@ -76,6 +80,9 @@ class CableMotion:
         return {"amplitude_uV": severity.value, "events_per_30s": 2, "duration_s": [0.5, 2.0]}
 
     def apply(self, x, severity, stats, rng, *, y=None, model=None, sfreq=100.0, options=None):
+        import numpy as np
+        import torch
+
         n, _, t = x.shape
         out = x.clone()
         n_events = max(1, round(2 * t / (30 * sfreq)))
