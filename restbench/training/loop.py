@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from restbench.api import Phase
 from restbench.data.sleep_data import SleepData
 from restbench.training import health as health_check
-from restbench.training.selection import criterion as get_criterion, model_device, predict
+from restbench.training.selection import criterion as get_criterion, logits, model_device
 
 
 @dataclass
@@ -134,7 +134,9 @@ def train_phase(
         score, details = chosen.score(model, val_x, val_y, data.stats, selection_options, seed)
         loss = float(np.mean(losses)) if losses else float("nan")
         # one extra inference pass on the validation subset (no RNG, eval mode: weights unchanged)
-        numbers = health_check.epoch_numbers(loss, label_h, val_y, predict(model, val_x, selection_options["batch_size"]),
+        val_logits = logits(model, val_x, selection_options["batch_size"])
+        val_loss = float(F.cross_entropy(torch.from_numpy(val_logits), torch.from_numpy(val_y))) if len(val_y) else float("nan")
+        numbers = health_check.epoch_numbers(val_loss, label_h, val_y, val_logits.argmax(1) if len(val_y) else val_y,
                                              chance)
         row = {"epoch": epoch, "loss": loss, "lr": optimizer.param_groups[0]["lr"], "score": float(score),
                **{k: float(v) for k, v in details.items()}, **numbers}

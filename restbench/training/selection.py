@@ -20,17 +20,23 @@ def model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters(), torch.empty(0)).device
 
 
-def predict(model: torch.nn.Module, x: np.ndarray | torch.Tensor, batch_size: int = 256) -> np.ndarray:
-    """Class predictions of ``model`` (put in eval mode) for a batch of windows, on the model's
-    device; returns a NumPy array."""
+def logits(model: torch.nn.Module, x: np.ndarray | torch.Tensor, batch_size: int = 256) -> np.ndarray:
+    """Float32 logits ``(n, n_classes)`` of ``model`` (put in eval mode) for a batch of windows,
+    computed on the model's device; returns a NumPy array."""
     model.eval()
     device = model_device(model)
     xt = torch.as_tensor(x)
     out = []
     with torch.inference_mode():
         for start in range(0, len(xt), batch_size):
-            out.append(model(xt[start : start + batch_size].to(device)).argmax(1).cpu())
-    return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.int64)
+            out.append(model(xt[start : start + batch_size].to(device)).float().cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)
+
+
+def predict(model: torch.nn.Module, x: np.ndarray | torch.Tensor, batch_size: int = 256) -> np.ndarray:
+    """Class predictions of ``model`` (put in eval mode) for a batch of windows."""
+    out = logits(model, x, batch_size)
+    return out.argmax(1) if len(out) else np.zeros(0, dtype=np.int64)
 
 
 def _f1(y: np.ndarray, pred: np.ndarray) -> float:
