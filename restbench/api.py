@@ -131,6 +131,16 @@ class Phase:
     epoch and ``selection_options`` its settings (``{"eps": 6.0, "pgd_steps": 10}`` for
     ``clean+adversarial``, ``{"c_g": 0.2}`` for ``clean+gaussian``).
     ``step``, when given, replaces the built-in step: ``step(model, x, y, ctx) -> loss tensor``.
+    It is called once per training batch with ``x`` float32 ``(n, 1, n_times)`` in microvolts
+    (the model's device), ``y`` int64 stage labels 0..4, and ``ctx`` a
+    :class:`restbench.training.loop.StepContext` (training stats, knobs, generator, epoch, this
+    phase's augmentations and regularizers). The model arrives in whatever mode the previous
+    call left it (validation puts it in eval mode): call ``model.train()`` before the forward
+    pass whose loss you return. A custom step applies ``ctx.augmentations`` and adds each
+    ``ctx.regularizers`` ``loss(model)`` term itself (as ``default_step`` does); the loop then
+    runs backward, every regulariser's ``after_backward``, the optimiser and the schedule.
+    Give the step a ``config()`` (or make it a ``functools.partial``) so its parameters enter
+    the recipe's identity and cache key.
     """
 
     augmentations: list[Any] = field(default_factory=list)

@@ -25,7 +25,19 @@ from restbench.training.selection import criterion as get_criterion, logits, mod
 
 @dataclass
 class StepContext:
-    """What a custom ``Phase.step`` receives besides model and batch."""
+    """What a custom ``Phase.step(model, x, y, ctx)`` receives as ``ctx``, besides the model and
+    the batch (``x`` float32 ``(n, 1, n_times)`` in microvolts on the model's device, ``y`` int64
+    labels 0..4).
+
+    ``stats``: the training split's :class:`TrainingStats` in uV (``mean``, ``sigma``, ``min``,
+    ``max``; ``(stats.min, stats.max)`` is the clip range for ``restbench.training.attacks.pgd``).
+    ``knobs``: the run's resolved core knobs (restbench.run.profiles: ``batch_size``, ``lr``, ...).
+    ``generator``: the phase's seeded ``torch.Generator`` (CPU); draw all randomness from it.
+    ``epoch``: 1-based. ``augmentations`` and ``regularizers``: the phase's parts, which a
+    custom step must apply itself (``x, y = aug(model, x, y, stats, generator)`` for each, then
+    ``loss += reg.loss(model)`` for each non-None term). The model's mode is not set for the
+    step: call ``model.train()`` before the forward pass whose loss is returned.
+    """
 
     stats: Any  # the training split's TrainingStats (uV)
     knobs: dict  # the run's core knobs (restbench.run.profiles)
