@@ -105,7 +105,9 @@ class Model(PluginObject, Protocol):
     ) -> tuple["nn.Module", dict]:
         """Return ``(module, spec)``. With ``spec`` given, rebuild exactly that architecture
         (``n_times``/``width`` are then ignored); otherwise size it from the input and ``width``
-        (a channel multiplier profiles use to fit a budget)."""
+        (a channel multiplier profiles use to fit a budget). A model that declares ``options``
+        also receives ``options=`` (its resolved values) when built for a run, and must record
+        in ``spec`` whatever of them shapes the architecture."""
         ...
 
 

@@ -117,3 +117,29 @@ def test_a_run_without_the_tflite_extra_finishes_with_a_note(tmp_path):
     assert any(n.startswith("runner tflite-local unavailable") for n in info["notes"])
     records = [json.loads(line) for line in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]
     assert {r["runner"] for r in records if r["record_type"] == "latency"} == {"torch-cpu"}
+
+
+def test_a_model_that_declares_options_is_built_with_them():
+    import torch
+
+    from restbench.api import Recipe
+    from restbench.plugins.testing import make_sleep_data
+    from restbench.run import steps
+
+    class Seen:
+        id, version, description, citation = "tiny-width", "0.1.0", "tiny", None
+        options = (Option("hidden", int, 4, "hidden units", minimum=1, paper=NOT_IN_PAPER),)
+
+        def build(self, n_times, sfreq, n_classes, spec=None, width=1.0, options=None):
+            hidden = (spec or {}).get("hidden") or options["hidden"]
+            net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(n_times, hidden), torch.nn.Linear(hidden, n_classes))
+            return net, {"hidden": hidden, "n_times": n_times}
+
+    class Log:
+        def log(self, message):
+            pass
+
+    data = make_sleep_data(n_subjects=3, epochs_per_subject=8)
+    trained = steps.train("m", Recipe(), Seen(), None, None, data, {"width": 1.0}, 0, "k", torch.device("cpu"), Log(),
+                          model_options={"hidden": 7})
+    assert trained.spec["hidden"] == 7 and trained.net[1].out_features == 7

@@ -389,7 +389,8 @@ class Pipeline:
         trained = self.load_trained(path, key, method_id, seed) if path.exists() else None
         if trained is None:
             trained = steps.train(method_id, recipe, self.model, compressor, compressor_options, data, self.knobs,
-                                  seed, key, self.device, self.reporter, self.registry)
+                                  seed, key, self.device, self.reporter, self.registry,
+                                  model_options=self.options[self.model.id])
             save_checkpoint(path, self.model.id, trained.spec, trained.net, method=method_id, seed=seed,
                             dataset=self.dataset.id, dataset_options=self.dataset_extra(), key=key, knobs=self.knobs,
                             method_options=self.options[method_id], records=trained.records,

@@ -19,6 +19,7 @@ import torch
 from restbench.api import Artifact, DatasetOptions, Recipe
 from restbench.data.sleep_data import STAGES, SleepData, fingerprint
 from restbench.evaluation.metrics import bootstrap_ci, classification_metrics, per_subject_macro_f1
+from restbench.plugins.options import options_of
 from restbench.run.guard import PluginFailure, check_batch, check_logits, check_sleep_data, describe, guarded
 from restbench.run.profiles import EVAL_ONLY_KNOBS
 from restbench.training.loop import subsample, train_phase
@@ -73,11 +74,13 @@ def train_key(data_fingerprint: str, model: Any, model_options: dict, method_id:
 
 
 def train(method_id: str, recipe: Recipe, model: Any, compressor: Any, compressor_options: dict, data: SleepData,
-          knobs: dict, seed: int, key: str, device: torch.device, reporter: Any, registry: Any = None) -> TrainedModel:
+          knobs: dict, seed: int, key: str, device: torch.device, reporter: Any, registry: Any = None,
+          model_options: dict | None = None) -> TrainedModel:
     """Build the model, run the recipe's train phase, compress, retrain; returns the result."""
     torch.manual_seed(seed)
+    extra = {"options": model_options} if options_of(model) else {}  # only models that declare options take it
     with guarded(model, "models", "build", registry):
-        net, spec = model.build(data.n_times, data.sfreq, N_CLASSES, width=float(knobs["width"]))
+        net, spec = model.build(data.n_times, data.sfreq, N_CLASSES, width=float(knobs["width"]), **extra)
     net.to(device)
     records: list[dict] = []
     compression = None
