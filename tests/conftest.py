@@ -36,11 +36,16 @@ def lenient_plugins(monkeypatch):
 # fixture is a failure: a CI job that silently skips the real-data tests proves nothing.
 
 SHARED_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+#: Small real-format fixtures whose licence allows it are kept in the repository (with their
+#: attribution), so a clone anywhere has them; ../shared/fixtures is the fallback.
+REPO_FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 def shared_fixture(name: str) -> Path:
-    """Path of the shared fixture folder ``name`` (it may not exist; see the marker)."""
-    return SHARED_FIXTURES / name
+    """Path of the fixture folder ``name``: the repository's copy, else ../shared's (it may not
+    exist; see the marker)."""
+    own = REPO_FIXTURES / name
+    return own if own.is_dir() else SHARED_FIXTURES / name
 
 
 def pytest_configure(config):

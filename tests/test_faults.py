@@ -64,7 +64,8 @@ def test_sigkill_then_resume_gives_the_uninterrupted_numbers(reference, point):
         return len(results.read_bytes().splitlines()) if results.exists() else 0
 
     ready = {
-        "first checkpoint": lambda: models.exists() and any(models.glob("*.pt")),
+        # a finished checkpoint, not the hidden temporary file it is written to first
+        "first checkpoint": lambda: models.exists() and any(not p.name.startswith(".") for p in models.glob("*.pt")),
         "first result": lambda: n_lines() >= 1,
         "second method's records": lambda: results.exists() and b'"method":"liu"' in results.read_bytes(),
     }[point]
