@@ -21,6 +21,7 @@ import importlib.metadata
 import os
 import re
 import shutil
+import json
 import subprocess
 import sys
 import tomllib
@@ -197,6 +198,20 @@ def test_the_pyproject_snippet_installs_and_registers(tmp_path):
     finally:
         sys.path.remove(str(target))
         _forget(packages)
+    # as its author would go on: plugin-check, then a smoke benchmark that records the option
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")])}
+    check = subprocess.run([sys.executable, "-m", "restbench.cli", "plugin-check", "noise-mix"], capture_output=True,
+                           text=True, env=env, timeout=600)
+    assert check.returncode == 0 and "ok methods noise-mix" in check.stdout, check.stdout + check.stderr[-1000:]
+    run_dir = tmp_path / "run"
+    run = subprocess.run([sys.executable, "-m", "restbench.cli", "run", "--profile", "smoke", "--methods", "noise-mix",
+                          "--corruptions", "gaussian", "--runners", "", "--exporters", "", "-q",
+                          "--set", "noise-mix.gaussian_c=0.3", "--run-dir", str(run_dir)],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["options"]["noise-mix"]["gaussian_c"] == 0.3
+    assert {p["distribution"] for p in info["provenance"]["plugins"] if p["name"] == "example"} == {project["project"]["name"]}
 
 
 def test_example_plugin_does_not_import_torch():
