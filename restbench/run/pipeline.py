@@ -19,21 +19,19 @@ import numpy as np
 import torch
 
 from restbench.api import Artifact, DatasetOptions, MethodContext, PluginError, Recipe, UsageError
+from restbench.data.cache import default_cache_dir
+from restbench.data.sleep_data import SleepData
+from restbench.deploy.transforms import deploy
 from restbench.plugins.options import deviations as option_deviations, options_of, resolve_options
-from restbench.run import profiles
-from restbench.run import steps
+from restbench.plugins.registry import get_registry
+from restbench.run import profiles, steps
+from restbench.run.atomic import atomic_path
 from restbench.run.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from restbench.run.guard import PluginFailure
 from restbench.run.lock import RunLock
-from restbench.data.cache import default_cache_dir
-from restbench.data.sleep_data import SleepData
-from restbench.plugins.registry import get_registry
-from restbench.run.atomic import atomic_path
 from restbench.run.progress import Reporter
-from restbench.run.verify import integrity, verify
 from restbench.run.results import RunDir, cell_of, load_json, make_record, new_run_info, utc_now
-from restbench.deploy.transforms import deploy
-
+from restbench.run.verify import integrity, verify
 
 
 @dataclass
