@@ -89,3 +89,22 @@ def test_search_values_are_checked_against_the_option_before_training(tmp_path, 
     result = CliRunner().invoke(cli, ["search", "rest-a", *args, "--profile", "smoke", "--out", str(out)])
     assert result.exit_code != 0 and message in str(result.exception)
     assert not out.exists()
+
+
+def test_quick_train_eps_comes_from_the_search_and_the_paper_profile_keeps_10_uv():
+    from pathlib import Path
+
+    from restbench.plugins.registry import get_registry
+
+    folder = Path(__file__).resolve().parents[1] / "docs" / "eps-search"
+    table_file = folder / "rest-a-train_eps-quick.json"
+    table = json.loads(table_file.read_text()) if table_file.exists() else None
+    for method_id in ("rest-a", "rest-as", "rest-a-released", "rest-as-released"):
+        option = {o.name: o for o in get_registry().get("methods", method_id).options}["train_eps"]
+        assert option.default_for("paper") == option.paper_value == 10.0, "the paper profile keeps the paper's 10 uV"
+        assert "docs/eps-search" in option.help and "paper" in option.help
+        if table is not None:  # the committed table decides the quick default
+            assert table["profile"] == "quick" and table["split"] == "val" and table["option"] == "train_eps"
+            assert option.default_for("quick") == table["chosen"], method_id
+        else:
+            assert option.default_for("quick") == 2.0 and (folder / "README.md").exists()
