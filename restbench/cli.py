@@ -522,10 +522,20 @@ def _add_plugin_commands() -> None:
         err_console.print(f"[yellow]warning[/yellow]: a plugin's register_commands failed: {exc}")
 
 
+def _needs_plugin_commands(args: list[str]) -> bool:
+    """Whether plugins' commands must be added first: not for a built-in command or --version,
+    which then start without loading (and importing) every plugin."""
+    first = next((a for a in args if not a.startswith("-")), None)
+    if first is None:
+        return "--version" not in args  # the root help lists plugin commands too
+    return first not in cli.commands
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: one-line errors and exit codes instead of tracebacks."""
     try:
-        _add_plugin_commands()
+        if _needs_plugin_commands(sys.argv[1:] if argv is None else argv):
+            _add_plugin_commands()
         cli.main(args=argv, prog_name="restbench", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

@@ -103,13 +103,25 @@ def test_a_failing_register_commands_warns_or_fails_in_strict_mode(capsys, monke
     plugin.register_commands = register_commands
     with registry_with(plugin):
         monkeypatch.setenv("RESTBENCH_STRICT_PLUGINS", "0")
-        main(["list", "profiles", "--json"])  # the CLI keeps working
+        main(["--help"])  # the CLI keeps working (the root help lists plugin commands, so it loads them)
         assert "register_commands failed: cannot add my command" in capsys.readouterr().err
         monkeypatch.setenv("RESTBENCH_STRICT_PLUGINS", "1")
         with pytest.raises(SystemExit) as exc:
-            main(["list", "profiles", "--json"])
+            main(["--help"])
         err = capsys.readouterr().err
         assert exc.value.code == 1 and "RESTBENCH_STRICT_PLUGINS=1" in err and err.count("\n") == 1
+
+
+def test_builtin_commands_and_version_start_without_loading_plugins():
+    script = ("import sys\nfrom restbench.cli import main\n"
+              "try:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
+              "assert 'torch' not in sys.modules, 'restbench --version imported torch'\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0 and "restbench" in done.stdout, done.stderr[-1000:]
+    from restbench.cli import _needs_plugin_commands
+
+    assert not _needs_plugin_commands(["run", "--help"]) and not _needs_plugin_commands(["--version"])
+    assert _needs_plugin_commands(["--help"]) and _needs_plugin_commands([]) and _needs_plugin_commands(["hello-plugin"])
 
 
 def test_plugin_check_passes_for_builtins():
