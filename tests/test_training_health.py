@@ -96,7 +96,7 @@ def test_a_model_that_never_learns_is_flagged(toy):
     assert any("% of validation predictions" in r for r in h["reasons"])
 
 
-def test_a_model_trained_to_one_class_is_flagged_on_every_count(toy):
+def test_a_model_trained_to_one_class_is_flagged_without_the_loss_reason(toy):
     def one_class(model, x, y, ctx):  # learns "always N3": a low training loss, but on the wrong task
         model.train()
         return F.cross_entropy(model(x), torch.full_like(y, 3))
@@ -104,9 +104,10 @@ def test_a_model_trained_to_one_class_is_flagged_on_every_count(toy):
     result = train_phase(small_net(), toy, Phase(step=one_class), KNOBS, 0, 2, [])
     h = result.health
     assert h["collapsed"] is True and h["predicted_histogram"]["N3"] == sum(h["predicted_histogram"].values())
-    # the loss rule reads the clean validation loss, which a low training loss on the wrong task cannot hide
-    assert result.history[-1]["loss"] < 0.5 and h["loss_ratio"] >= health.LOSS_RATIO_LIMIT
-    assert any("validation loss" in r for r in h["reasons"])
+    # its training loss is low, so the loss rule (training and validation loss both high) does not fire
+    assert result.history[-1]["loss"] < 0.5 and h["loss_ratio"] < health.LOSS_RATIO_LIMIT
+    assert result.history[-1]["val_loss"] > result.history[-1]["loss"]
+    assert not any("label entropy" in r for r in h["reasons"])
     assert any(r.startswith("N3 is 100%") for r in h["reasons"]) and any("chance" in r for r in h["reasons"])
 
 
@@ -218,3 +219,13 @@ def test_summary_is_unchanged_when_nothing_is_flagged():
     console = Console(file=io.StringIO(), width=200, color_system=None)
     print_summary(flagged, console)
     assert "Training health warning" in console.file.getvalue()
+
+
+def test_the_loss_rule_needs_both_losses_near_the_label_entropy():
+    y = np.array([0, 1, 2, 3, 4] * 4)
+    chance = health.chance_macro_f1(y)
+    adversarial = health.assess(health.epoch_numbers(1.55, 1.6, y, y, chance, val_loss=0.6))  # perturbed batches
+    overconfident = health.assess(health.epoch_numbers(0.4, 1.6, y, y, chance, val_loss=2.5))  # right but sure
+    prior = health.assess(health.epoch_numbers(1.58, 1.6, y, y, chance, val_loss=1.6))  # ignores its input
+    assert not adversarial["collapsed"] and not overconfident["collapsed"]
+    assert prior["collapsed"] and "label entropy" in prior["reasons"][0]

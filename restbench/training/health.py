@@ -6,11 +6,12 @@ frequencies). Nothing else in a run says so: the run completes and its tables lo
 other. :func:`train_phase <restbench.training.loop.train_phase>` therefore measures, after every
 epoch and on the validation subset it already scores:
 
-- ``val_loss``, the cross-entropy of the model on the clean validation windows, against
-  ``label_entropy``, the entropy of the training split's labels in nats (natural log, the units
-  of cross-entropy). The clean validation loss, not the training loss: an adversarially trained
-  model's training batches are perturbed and carry regulariser terms, so its training loss stays
-  high even when it has learned;
+- the loss against ``label_entropy``, the entropy of the training split's labels in nats (natural
+  log, the units of cross-entropy): ``loss_ratio`` uses the smaller of the epoch's mean training
+  loss and ``val_loss``, the cross-entropy on the clean validation windows. A model that ignores
+  its input sits near the label entropy on both; the training loss alone stays high for an
+  adversarially trained model that did learn (its batches are perturbed and carry regulariser
+  terms), and the validation loss alone is high for a model that is right but overconfident;
 - ``prediction_entropy``: entropy (nats) of the predicted-class distribution on validation;
 - the predicted-class histogram (``pred_W`` ... ``pred_REM`` in the history rows) and
   ``largest_class_share``;
@@ -31,7 +32,8 @@ import numpy as np
 from restbench.data.sleep_data import STAGES
 from restbench.evaluation.metrics import classification_metrics
 
-#: Collapsed when the kept epoch's clean validation loss is at least this share of the label entropy.
+#: Collapsed when the kept epoch's training and clean validation losses are both at least this
+#: share of the label entropy.
 #: A model that ignores its input reaches exactly the label entropy by predicting the prior;
 #: the issue's collapsed REST runs plateaued at 1.34-1.36 against 1.47 nats (ratio 0.91-0.93)
 #: while the same model that learned reached 1.17 (ratio 0.80), so 0.9 separates the two.
@@ -75,16 +77,21 @@ def _finite(value: float) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
 
 
-def epoch_numbers(loss: float, label_h: float, y: np.ndarray, pred: np.ndarray, chance: float) -> dict:
-    """The health numbers of one epoch, flat (history rows hold numbers only): ``val_loss``
-    (``loss``: the clean validation cross-entropy), ``label_entropy``, ``loss_ratio``, ``prediction_entropy``, ``largest_class_share``, ``val_macro_f1``,
+def epoch_numbers(loss: float, label_h: float, y: np.ndarray, pred: np.ndarray, chance: float,
+                  val_loss: float | None = None) -> dict:
+    """The health numbers of one epoch, flat (history rows hold numbers only): ``val_loss`` (the
+    clean validation cross-entropy), ``label_entropy``, ``loss_ratio`` (the smaller of the
+    training ``loss`` and ``val_loss``, over the label entropy), ``prediction_entropy``, ``largest_class_share``, ``val_macro_f1``,
     ``chance_macro_f1`` and ``pred_<STAGE>`` counts; NaN where undefined (a non-finite loss, no
     validation windows)."""
     counts = np.bincount(np.asarray(pred, dtype=np.int64), minlength=len(STAGES))[: len(STAGES)]
     n = int(counts.sum())
-    ratio = loss / label_h if label_h > 0 and math.isfinite(loss) else float("nan")
+    losses = [v for v in (loss, val_loss) if v is not None]
+    judged = min(losses) if all(math.isfinite(v) for v in losses) else float("nan")
+    ratio = judged / label_h if label_h > 0 and math.isfinite(judged) else float("nan")
     return {
-        "val_loss": float(loss),
+        "val_loss": float("nan") if val_loss is None else float(val_loss),
+        "judged_loss": float(judged),
         "label_entropy": float(label_h),
         "loss_ratio": float(ratio),
         "prediction_entropy": entropy(counts),
@@ -98,7 +105,7 @@ def epoch_numbers(loss: float, label_h: float, y: np.ndarray, pred: np.ndarray, 
 def assess(row: dict) -> dict:
     """The ``health`` dict of a training record from one history row (the kept epoch):
     the numbers, ``collapsed`` and the ``reasons`` it was flagged for (empty when healthy)."""
-    loss = _finite(row.get("val_loss"))
+    loss = _finite(row.get("judged_loss"))
     label_h = row["label_entropy"]
     ratio = _finite(row.get("loss_ratio"))
     histogram = {stage: int(row.get(f"pred_{stage}", 0)) for stage in STAGES}
@@ -106,10 +113,10 @@ def assess(row: dict) -> dict:
     f1, chance = _finite(row.get("val_macro_f1")), row["chance_macro_f1"]
     reasons = []
     if loss is None:
-        reasons.append("non-finite validation loss (training diverged)")
+        reasons.append("non-finite loss (training diverged)")
     elif ratio is not None and ratio >= LOSS_RATIO_LIMIT:
-        reasons.append(f"validation loss {loss:.3f} >= {LOSS_RATIO_LIMIT:g} x label entropy {label_h:.3f} "
-                       f"(ratio {ratio:.2f})")
+        reasons.append(f"training and validation loss >= {loss:.3f}, {LOSS_RATIO_LIMIT:g} x label entropy "
+                       f"{label_h:.3f} or more (ratio {ratio:.2f})")
     if share is not None and share >= LARGEST_SHARE_LIMIT:
         top = max(histogram, key=histogram.get)
         reasons.append(f"{top} is {share:.0%} of validation predictions")

@@ -148,8 +148,8 @@ def train_phase(
         # one extra inference pass on the validation subset (no RNG, eval mode: weights unchanged)
         val_logits = logits(model, val_x, selection_options["batch_size"])
         val_loss = float(F.cross_entropy(torch.from_numpy(val_logits), torch.from_numpy(val_y))) if len(val_y) else float("nan")
-        numbers = health_check.epoch_numbers(val_loss, label_h, val_y, val_logits.argmax(1) if len(val_y) else val_y,
-                                             chance)
+        numbers = health_check.epoch_numbers(loss, label_h, val_y, val_logits.argmax(1) if len(val_y) else val_y,
+                                             chance, val_loss=val_loss)
         row = {"epoch": epoch, "loss": loss, "lr": optimizer.param_groups[0]["lr"], "score": float(score),
                **{k: float(v) for k, v in details.items()}, **numbers}
         history.append(row)
