@@ -69,12 +69,12 @@ def _phase(augmentations=(), regularizers=(), selection="clean", selection_optio
             "selection_options": selection_options or {}, "step": None}
 
 
-def _pgd(steps: int) -> dict:
-    return {"name": "pgd-adversarial", "setting": "standard", "eps_uv": 10.0, "steps": steps,
-            "step_size_uv": 2.5 * 10.0 / steps, "random_start": True, "restarts": 0, "mix": 0.0}
+def _pgd(steps: int, eps: float) -> dict:
+    return {"name": "pgd-adversarial", "setting": "standard", "eps_uv": eps, "steps": steps,
+            "step_size_uv": 2.5 * eps / steps, "random_start": True, "restarts": 0, "mix": 0.0}
 
 
-def expected_recipe(method_id: str, pgd_steps: int, selection_steps: int) -> dict:
+def expected_recipe(method_id: str, pgd_steps: int, selection_steps: int, train_eps: float) -> dict:
     adv = {"eps": 6.0, "pgd_steps": selection_steps}
     base = {"train": None, "compressor": None, "compressor_options": {}, "retrain": None, "test_transforms": [],
             "reuse": None}
@@ -90,21 +90,23 @@ def expected_recipe(method_id: str, pgd_steps: int, selection_steps: int) -> dic
                 "retrain": _phase([NOISE], [], "clean+gaussian", {"c_g": 0.2})}
     if method_id == "rest-a":
         return {**base, "compressor": "slimming",
-                "train": _phase([_pgd(pgd_steps)], [SPARSITY], "clean+adversarial", adv),
-                "retrain": _phase([_pgd(pgd_steps)], [], "clean+adversarial", adv)}
+                "train": _phase([_pgd(pgd_steps, train_eps)], [SPARSITY], "clean+adversarial", adv),
+                "retrain": _phase([_pgd(pgd_steps, train_eps)], [], "clean+adversarial", adv)}
     if method_id == "rest-as":
         return {**base, "compressor": "slimming",
-                "train": _phase([_pgd(pgd_steps)], [SPARSITY, SPECTRAL], "clean+adversarial", adv),
-                "retrain": _phase([_pgd(pgd_steps)], [SPECTRAL], "clean+adversarial", adv)}
+                "train": _phase([_pgd(pgd_steps, train_eps)], [SPARSITY, SPECTRAL], "clean+adversarial", adv),
+                "retrain": _phase([_pgd(pgd_steps, train_eps)], [SPECTRAL], "clean+adversarial", adv)}
     raise AssertionError(method_id)
 
 
 @pytest.mark.parametrize("method_id", PAPER_METHODS)
-@pytest.mark.parametrize(("profile", "pgd_steps", "selection_steps"), [("paper", 10, 10), ("quick", 2, 2)])
-def test_paper_method_recipe_is_pinned(method_id, profile, pgd_steps, selection_steps):
+# quick trains REST at the eps its validation search chose (docs/eps-search), the paper at 10 uV
+@pytest.mark.parametrize(("profile", "pgd_steps", "selection_steps", "train_eps"),
+                         [("paper", 10, 10, 10.0), ("quick", 2, 2, 2.0)])
+def test_paper_method_recipe_is_pinned(method_id, profile, pgd_steps, selection_steps, train_eps):
     """Augmentations with their eps/steps, regularisers with lambdas, selection criterion and its
     options, compressor, retraining, test transforms and reuse, exactly."""
-    assert _pinned(_recipe(method_id, profile)) == expected_recipe(method_id, pgd_steps, selection_steps)
+    assert _pinned(_recipe(method_id, profile)) == expected_recipe(method_id, pgd_steps, selection_steps, train_eps)
 
 
 def test_paper_pgd_steps_follow_the_dataset():
