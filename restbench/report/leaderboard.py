@@ -70,7 +70,6 @@ from restbench.run.results import (
     RunDir,
     load_json,
     to_jsonable,
-    validate_record,
     validate_run,
     write_json_atomic,
     write_text_atomic,
@@ -130,13 +129,8 @@ def load_run(path: str | os.PathLike) -> LoadedRun:
     info = validate_run(run.read_run())
     if info.get("status") != "complete":
         raise PluginError(f"{run.path}: run status is '{info.get('status')}', only complete runs can be published")
-    records = run.records()
-    for number, record in enumerate(records, start=1):
-        try:
-            validate_record(record)
-        except PluginError as exc:
-            raise PluginError(f"{run.results_jsonl}: record {number}: {exc}") from None
-    return LoadedRun(run.path, info, records)
+    # duplicates are reported cell by cell by check_unique (validate lists them all)
+    return LoadedRun(run.path, info, run.checked_records(refuse_duplicates=False))
 
 
 def protocol_of(info: dict) -> dict:

@@ -40,10 +40,9 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from restbench.api import PluginError
 from restbench.evaluation.metrics import mean_corrupted_f1
 from restbench.report.paired import ALPHA, BETTER, TIE, WORSE, level_interval, paired_difference, plain_method
-from restbench.run.results import CELL_FIELDS, RunDir, duplicate_cells, validate_record, write_text_atomic
+from restbench.run.results import RunDir, write_text_atomic
 
 REFERENCE_VARIANT = "torch"
 
@@ -813,17 +812,7 @@ def read_summary(run_dir: RunDir | str | os.PathLike) -> tuple[dict[str, Table],
     nothing: ``restbench summary`` prints these; :func:`write_summary` also saves them."""
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir, create=False)
     run_info = run.read_run() if run.run_json.exists() else {"name": run.name}
-    records = run.records()
-    for number, record in enumerate(records, start=1):
-        try:
-            validate_record(record)
-        except PluginError as exc:
-            raise PluginError(f"{run.results_jsonl}: record {number}: {exc}") from None
-    duplicates = duplicate_cells(records)
-    if duplicates:
-        cell = ", ".join(f"{k}={v}" for k, v in zip(CELL_FIELDS, duplicates[0]) if v is not None)
-        raise PluginError(f"{run.results_jsonl}: {len(duplicates)} result cell(s) recorded more than once (first: {cell}); "
-                          "two runs wrote into this directory or it was edited: check it with restbench verify")
+    records = run.checked_records()
     tables = build_tables(records, methods=run_info.get("methods"), corruptions=run_info.get("corruptions"),
                           baseline=plain_method(run_info.get("method_recipes") or {}))
     return tables, run_info

@@ -584,6 +584,24 @@ class RunDir:
         )
         fh.truncate(start)
 
+    def checked_records(self, refuse_duplicates: bool = True) -> list[dict]:
+        """Every record, re-validated against the schema, with no cell recorded twice (unless the
+        caller reports duplicates itself); anything else is a :class:`PluginError` naming the
+        line or the cell. Readers that publish or summarise numbers use this, not :meth:`records`."""
+        records = self.records()
+        for number, record in enumerate(records, start=1):
+            try:
+                validate_record(record)
+            except PluginError as exc:
+                raise PluginError(f"{self.results_jsonl}: record {number}: {exc}") from None
+        duplicates = duplicate_cells(records) if refuse_duplicates else []
+        if duplicates:
+            cell = ", ".join(f"{k}={v}" for k, v in zip(CELL_FIELDS, duplicates[0]) if v is not None)
+            raise PluginError(f"{self.results_jsonl}: {len(duplicates)} result cell(s) recorded more than once "
+                              f"(first: {cell}); two runs wrote into this directory or it was edited: check it "
+                              "with restbench verify")
+        return records
+
     def records(self, record_type: str | None = None) -> list[dict]:
         """All records in file order (only ``record_type`` ones when given).
 
