@@ -86,7 +86,7 @@ def _describe(kind: str, obj) -> dict:
     return row
 
 
-def _options_table(title: str, options: list[dict], prefix: str = "") -> Table:
+def _options_table(title: str, options: list[dict]) -> Table:
     table = Table(title=title)
     for col in ("option", "type", "default", "per profile", "paper", "help"):
         table.add_column(col)
@@ -97,7 +97,7 @@ def _options_table(title: str, options: list[dict], prefix: str = "") -> Table:
         if o["choices"]:
             bounds.append("one of " + ", ".join(json.dumps(c) for c in o["choices"]))
         extra = "; ".join(b for b in bounds if b)
-        table.add_row(prefix + o["name"], o["type"], json.dumps(o["default"]), per_profile, paper,
+        table.add_row(o["name"], o["type"], json.dumps(o["default"]), per_profile, paper,
                       o["help"] + (f" ({extra})" if extra else ""))
     return table
 
@@ -134,8 +134,7 @@ def list_cmd(kind: str, show_options: bool, as_json: bool) -> None:
     if show_options:
         for row in rows:
             if row["options"]:
-                console.print(_options_table(f"{row['id']} options (--set {row['id']}.NAME=VALUE)", row["options"],
-                                             prefix=f"{row['id']}."))
+                console.print(_options_table(f"{row['id']} options (--set {row['id']}.NAME=VALUE)", row["options"]))
             else:
                 console.print(f"{row['id']}: no options")
 

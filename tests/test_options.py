@@ -82,7 +82,7 @@ def test_third_party_option_is_listed_set_and_recorded(tmp_path):
         trades = next(row for row in json.loads(listed.output) if row["id"] == "trades")
         assert [o["name"] for o in trades["options"]] == ["beta", "eps"]
         text = CliRunner().invoke(cli, ["list", "methods", "--options"])
-        assert "trades.beta" in text.output
+        assert "trades options (--set trades.NAME=VALUE)" in text.output and "beta" in text.output
         bad = CliRunner().invoke(cli, ["run", "--profile", "smoke", "--methods", "trades", "--set", "trades.beta=abc",
                                        "--run-dir", str(tmp_path / "bad")])
         assert bad.exit_code != 0 and "trades.beta: expected a number, got 'abc'" in str(bad.exception)
