@@ -155,7 +155,8 @@ def test_invalid_plugin_output_is_one_line_naming_the_plugin(tmp_path):
         # an unselected method whose recipe raises does not break the run
         assert exit_code(invoke(*BASE, "--run-dir", str(tmp_path / "ok"))) == 0
         result = invoke(*base(methods="broken-recipe"), "--run-dir", str(tmp_path / "broken"))
-        assert exit_code(result) == 1 and "method 'broken-recipe' failed to write its recipe" in str(result.exception)
+        assert exit_code(result) == 1 and "method 'broken-recipe'" in str(result.exception)
+        assert "failed in recipe(): RuntimeError: boom" in str(result.exception)
 
 
 def test_keep_going_records_the_failure_and_finishes(tmp_path):

@@ -27,7 +27,7 @@ from restbench.plugins.registry import get_registry
 from restbench.run import profiles, steps
 from restbench.run.atomic import atomic_path
 from restbench.run.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
-from restbench.run.guard import PluginFailure
+from restbench.run.guard import PluginFailure, guarded
 from restbench.run.lock import RunLock
 from restbench.run.progress import Reporter
 from restbench.run.results import RunDir, cell_of, load_json, make_record, new_run_info, utc_now
@@ -95,6 +95,7 @@ class Plan:
     compressors: dict[str, Any]
     options: dict[str, dict[str, Any]]  # plugin id -> its resolved options
     deviations: list[str]
+    participants: list  # every plugin object the run uses (reused methods and compressors included)
 
 
 def _select(registry, kind: str, ids, option: str) -> list:
@@ -104,14 +105,10 @@ def _select(registry, kind: str, ids, option: str) -> list:
     return registry.resolve(kind, ids, option)
 
 
-def _recipe(method, context: MethodContext) -> Recipe:
+def _recipe(method, context: MethodContext, registry) -> Recipe:
     """The method's recipe; a plugin that fails here is named, with its distribution."""
-    try:
+    with guarded(method, "methods", "recipe()", registry):
         recipe = method.recipe(context)
-    except PluginError:
-        raise
-    except Exception as exc:
-        raise PluginError(f"method '{method.id}' failed to write its recipe: {type(exc).__name__}: {exc}") from exc
     if not isinstance(recipe, Recipe):
         raise PluginError(f"method '{method.id}': recipe() must return a restbench.api.Recipe, got {type(recipe).__name__}")
     return recipe
@@ -122,14 +119,13 @@ def resolve_plan(request: RunRequest, registry) -> Plan:
     selected method's recipe. Raises UsageError (one line) on anything bad."""
     layers = [(f"--config {request.config_file}", profiles.load_config(request.config_file))] if request.config_file else []
     layers.append(("--set", dict(request.overrides)))
+    dataset = registry.get("datasets", request.dataset or registry.default_id("datasets", "--dataset"), "--dataset")
     if request.dataset_options:
-        dataset_id = request.dataset or registry.default_id("datasets", "--dataset")
-        layers.append(("--dataset-option", {f"{dataset_id}.{k}": v for k, v in request.dataset_options.items()}))
+        layers.append(("--dataset-option", {f"{dataset.id}.{k}": v for k, v in request.dataset_options.items()}))
     core, per_plugin = profiles.split_settings(layers)
     if request.seeds is not None:
         core["seeds"] = ("--seeds", list(request.seeds))
     knobs = profiles.resolve(request.profile, core)
-    dataset = registry.get("datasets", request.dataset or registry.default_id("datasets", "--dataset"), "--dataset")
     model = registry.get("models", request.model or registry.default_id("models", "--model"), "--model")
     methods = registry.resolve("methods", request.methods, "--methods")
     if not methods:
@@ -139,7 +135,6 @@ def resolve_plan(request: RunRequest, registry) -> Plan:
     runners = _select(registry, "runners", request.runners, "--runners")
 
     selected = {m.id: m for m in methods}
-    participants = [dataset, model, *methods, *corruptions, *exporters, *runners]
     options: dict[str, dict[str, Any]] = {}
 
     def resolve_for(obj) -> dict:
@@ -147,7 +142,7 @@ def resolve_plan(request: RunRequest, registry) -> Plan:
         options[obj.id] = values
         return values
 
-    for obj in participants:
+    for obj in [dataset, model, *methods, *corruptions, *exporters, *runners]:
         resolve_for(obj)
     # Only the selected methods write recipes; one that deploys another's model brings it along.
     recipes: dict[str, Recipe] = {}
@@ -155,7 +150,7 @@ def resolve_plan(request: RunRequest, registry) -> Plan:
     while order:
         method = order.pop(0)
         context = MethodContext(dataset=dataset.id, profile=knobs, options=options[method.id])
-        recipe = recipes[method.id] = _recipe(method, context)
+        recipe = recipes[method.id] = _recipe(method, context, registry)
         if recipe.reuse and recipe.reuse not in selected:
             selected[recipe.reuse] = registry.get("methods", recipe.reuse, f"method '{method.id}' reuses")
             resolve_for(selected[recipe.reuse])
@@ -172,12 +167,13 @@ def resolve_plan(request: RunRequest, registry) -> Plan:
         known = any(unused[0] in registry.all(kind) for kind in registry.objects)
         why = "is not part of this run (select it, or drop the setting)" if known else "is not an installed plugin or core knob"
         raise UsageError(f"{where}: '{unused[0]}' {why}; plugins in this run: {', '.join(options)}")
+    participants = [dataset, model, *selected.values(), *corruptions, *compressors.values(), *exporters, *runners]
     deviation_lines = profiles.deviations(knobs)
-    for obj in [dataset, model, *selected.values(), *corruptions, *compressors.values(), *exporters, *runners]:
+    for obj in participants:
         deviation_lines += option_deviations(options_of(obj), options[obj.id], prefix=f"{obj.id}.")
     return Plan(knobs=knobs, dataset=dataset, model=model, methods=methods, corruptions=corruptions,
                 exporters=exporters, runners=runners, recipes=recipes, compressors=compressors, options=options,
-                deviations=deviation_lines)
+                deviations=deviation_lines, participants=participants)
 
 
 RESUME_EXTENDABLE = ("methods", "corruptions", "seeds", "exporters", "runners")
@@ -316,9 +312,6 @@ class Pipeline:
         return self.options[self.dataset.id]
 
     def run_info(self, data: SleepData, status: str) -> dict:
-        participants = [self.dataset, self.model, *self.methods, *self.corruptions, *self.exporters, *self.runners]
-        participants += [self.registry.get("methods", m) for m in self.recipes if m not in {x.id for x in self.methods}]
-        participants += list(self.plan.compressors.values())
         return new_run_info(
             Path(self.request.run_dir).name,
             config={**self.knobs, "dataset": self.dataset.id, "model": self.model.id, "protocol": self.request.protocol,
@@ -332,7 +325,7 @@ class Pipeline:
             registry=self.registry,
             status=status,
             options=self.options,
-            plugin_versions={obj.id: str(obj.version) for obj in participants},
+            plugin_versions={obj.id: str(obj.version) for obj in self.plan.participants},
             method_recipes={m.id: {**self.recipes[m.id].to_dict(),
                                    "description": self.recipes[m.id].description or m.description}
                             for m in self.methods},

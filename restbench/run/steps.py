@@ -110,8 +110,6 @@ def run_phase(net, data: SleepData, phase, knobs: dict, seed: int, title: str, n
     batches = max(1, min(len(data.windows("train")), knobs["max_train_windows"] or 10**12) // int(knobs["batch_size"]))
     with reporter.phase(title, total=epochs * batches) as rep:
         result = train_phase(net, data, phase, knobs, seed, epochs, milestones, progress=rep.training_callback)
-    if not np.isfinite(result.selection_score) or any(not np.isfinite(h["loss"]) for h in result.history if h.get("loss") is not None):
-        reporter.log(f"{title}: non-finite loss or validation score (training diverged)")
     reporter.log(f"{title}: kept epoch {result.selected_epoch} by {result.selection_criterion} "
                  f"= {result.selection_score:.4f} ({result.wall_s:.1f} s)")
     if result.health and result.health.get("collapsed"):
