@@ -6,8 +6,10 @@ satisfies one of the protocols below. Every object carries the same identity fie
 optional ``citation``. Any object may declare typed ``options`` (a tuple of
 :class:`restbench.plugins.options.Option`): the harness resolves, checks and records them and
 hands the resolved values back to the object. An object may set ``default = True`` to be picked
-when the user names none (the embedded dataset, the baseline model, the usual runners). The
-harness never names a built-in plugin: it only sees these shapes.
+when the user names none (the embedded dataset, the baseline model, the usual runners), and
+``in_all = False`` to be left out of ``all`` (``--methods all``) when it would only repeat another
+object's work; named, it still runs. The harness never names a built-in plugin: it only sees
+these shapes.
 """
 
 from __future__ import annotations

@@ -145,7 +145,8 @@ def list_cmd(kind: str, show_options: bool, as_json: bool) -> None:
 @click.option("--protocol", help="Dataset protocol, e.g. paper, sleep-edf-20, sleep-edf-78.")
 @click.option("--dataset-option", multiple=True, metavar="KEY=VALUE", help="Dataset option (repeatable; same as --set DATASET.KEY=VALUE).")
 @click.option("--model", default=None, help="Model id (default: the one marked default).")
-@click.option("--methods", default="all", show_default=True, help="Comma-separated method ids, or 'all'.")
+@click.option("--methods", default="all", show_default=True,
+              help="Comma-separated method ids, or 'all' (every method except those marked in_all = False).")
 @click.option("--corruptions", default="all", show_default=True, help="Comma-separated corruption ids, or 'all'.")
 @click.option("--runners", default=None, help="Comma-separated runner ids, or '' for none (default: those marked default).")
 @click.option("--exporters", default=None, help="Comma-separated exporter ids, or '' for none (default: those marked default).")

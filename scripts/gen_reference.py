@@ -90,7 +90,8 @@ def interfaces() -> list[str]:
 
     lines = ["## Interfaces", "", "Every object also carries `id` (kebab-case), `version`, `description` (one line) "
              "and `citation` (a string or None), and may declare `options` (a tuple of "
-             "`restbench.plugins.options.Option`) and `default = True`.", ""]
+             "`restbench.plugins.options.Option`), `default = True` (picked when none is named) and "
+             "`in_all = False` (left out of `--methods all` / `--corruptions all`).", ""]
     for kind, protocol in api.KIND_PROTOCOLS.items():
         lines += [f"### {protocol.__name__} ({kind})", "", _doc(protocol), ""] + _members(protocol)
     lines += ["## Context and result objects", ""]

@@ -4,7 +4,8 @@ import ast
 from pathlib import Path
 
 CORE = Path(__file__).resolve().parents[1] / "restbench"
-BUILTIN_IDS = ("sleep-synth", "sleep-edf", "shhs", "sors2018", "sors", "liu", "blanco", "ford", "rest-a", "rest-as",
+BUILTIN_IDS = ("sleep-synth", "sleep-edf", "shhs", "edf-folder", "sors2018", "sors", "plain", "liu", "blanco", "ford",
+               "rest-a", "rest-as",
                "slimming", "l1-filter", "tflite", "tflite-local", "torch-cpu", "android-adb", "gaussian", "pgd")
 
 

@@ -45,7 +45,7 @@ def register_methods(register: Register) -> None:
     """Offer training configurations (benchmark entries).
 
     Called once when the plugin manager loads. ``restbench run --methods all`` runs every
-    registered method, third-party ones included.
+    registered method, third-party ones included, except those that set ``in_all = False``.
 
     :param register: call ``register(method)`` for each :class:`restbench.api.Method`
         (``recipe(context) -> Recipe``).

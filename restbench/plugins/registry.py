@@ -181,11 +181,12 @@ class Registry:
         return objects[oid]
 
     def resolve(self, kind: str, ids: str | list[str], option: str | None = None) -> list:
-        """Objects for a comma-separated id list or ``all``."""
+        """Objects for a comma-separated id list or ``all``: every object of ``kind`` except those
+        that set ``in_all = False`` (an alias that would repeat another's work); naming one selects it."""
         if isinstance(ids, str):
             ids = [i.strip() for i in ids.split(",") if i.strip()]
         if ids == ["all"]:
-            return list(self.all(kind).values())
+            return [obj for obj in self.all(kind).values() if in_all(obj)]
         return [self.get(kind, i, option) for i in ids]
 
     def defaults(self, kind: str) -> list:
@@ -204,6 +205,11 @@ class Registry:
     def owner_of(self, kind: str, oid: str) -> PluginStatus | None:
         name = self.owner.get((kind, oid))
         return next((p for p in self.plugins if p.name == name), None)
+
+
+def in_all(obj: object) -> bool:
+    """Whether ``all`` selects ``obj``: yes unless it sets ``in_all = False``."""
+    return getattr(obj, "in_all", True) is not False
 
 
 _REGISTRY: Registry | None = None

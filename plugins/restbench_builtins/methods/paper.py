@@ -4,6 +4,10 @@ Each is a :class:`restbench.api.Recipe` built from the shared parts (augmentatio
 regularisers, compressor, test-time band-pass). Each method declares its hyperparameters as its
 own typed options with the paper's values (``--set rest-a.train_eps=4``); the compressor's
 settings (``--set slimming.sparsity=0.5``) belong to the compressor.
+
+``plain`` trains exactly as ``sors`` does, under a name that does not claim the network is Sors
+et al.'s (for ``--model`` other than the paper's). It sets ``in_all = False``: ``--methods all``
+already trains that recipe as ``sors``, so it runs only when named.
 """
 
 from __future__ import annotations
@@ -78,6 +82,10 @@ def spectral(context: MethodContext) -> SpectralRegularizer:
 def sors_recipe(ctx: MethodContext) -> Recipe:
     return Recipe(train=Phase(selection="clean"),
                   description="Plain training on clean data, no compression (Sors et al. 2018).")
+
+
+def plain_recipe(ctx: MethodContext) -> Recipe:
+    return Recipe(train=Phase(selection="clean"), description="Plain training on clean data, no compression.")
 
 
 def liu_recipe(ctx: MethodContext) -> Recipe:
@@ -158,6 +166,7 @@ class PaperMethod:
     build: Callable[[MethodContext], Recipe]
     options: tuple[Option, ...] = ()
     version: str = "1.0.0"
+    in_all: bool = True  # False: `--methods all` leaves it out (it repeats another method's training)
 
     def recipe(self, context: MethodContext) -> Recipe:
         return self.build(context)
@@ -185,6 +194,8 @@ METHODS = [
     PaperMethod("rest-as-released", "REST (A+S) as released: trained with the authors' 0.01 uV PGD step (mostly "
                 "uniform noise), to show how much published robustness depends on it", REST_CITATION,
                 rest_as_released_recipe, (*ADVERSARIAL, SPARSITY, SPECTRAL)),
+    PaperMethod("plain", "Plain training on clean data, no compression, on whichever network the run selects "
+                "(sors' recipe; not in --methods all)", None, plain_recipe, in_all=False),
 ]
 
 
