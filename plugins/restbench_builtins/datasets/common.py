@@ -109,13 +109,16 @@ def prepare_sources(
     params: dict[str, Any],
     code_version: str,
     info: dict[str, Any],
+    split: Callable[[list[str]], dict[str, list[str]]] | None = None,
 ) -> SleepData:
     """Read ``sources`` through ``reader`` into the cache (once) and return split SleepData.
 
     ``params`` are the preprocessing parameters (part of the cache key with the files' hashes
     and ``code_version``). Bad recordings raise a one-line :class:`PluginError`, or are skipped
     and listed in ``info["skipped"]`` when ``options.skip_bad`` is set. The split is
-    :func:`restbench.data.sleep_data.subject_split` over the subjects loaded, with ``options.seed``.
+    :func:`restbench.data.sleep_data.subject_split` over the subjects loaded, with ``options.seed``,
+    unless ``split`` is given: then ``split(subject of each loaded recording)`` returns it
+    (e.g. read from a file) and ``info["split_seed"]`` is None.
     """
 
     def bad(file: str, reason: str, skipped: list[dict[str, str]]) -> None:
@@ -158,17 +161,17 @@ def prepare_sources(
 
     store, _ = load_or_build(options.cache_dir, key, spe, build)
     skipped += store.meta.get("skipped", [])
-    split = subject_split(store.recording_subject, options.seed)
+    chosen = subject_split(store.recording_subject, options.seed) if split is None else split(list(store.recording_subject))
     notes = [n for rec_info in store.meta["recording_info"] for n in rec_info.get("notes", [])]
     full_info = {
         **info,
         "dataset": dataset_id,
         "params": params,
         "cache_key": store.key,
-        "split_seed": options.seed,
+        "split_seed": options.seed if split is None else None,
         "files": {rec: rec_info["files"] for rec, rec_info in zip(store.recordings, store.meta["recording_info"])},
         "sha256": digests,
         "skipped": skipped,
         "notes": notes,
     }
-    return store.to_sleep_data(dataset_id, split, context=CONTEXT_EPOCHS, info=full_info)
+    return store.to_sleep_data(dataset_id, chosen, context=CONTEXT_EPOCHS, info=full_info)

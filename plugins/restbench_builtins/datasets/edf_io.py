@@ -111,16 +111,20 @@ def normalise_label(label: str) -> str:
 
 def find_channel(header: EdfHeader, aliases: tuple[str, ...]) -> str:
     """The header label matching one of ``aliases`` (exact first, then normalised)."""
+    return match_channel(header.labels, aliases, header.path)
+
+
+def match_channel(labels: tuple[str, ...] | list[str], aliases: tuple[str, ...], path: Path | str) -> str:
+    """The label in ``labels`` (the channels of file ``path``, from any reader) matching one of
+    ``aliases``: exact first, then normalised; :class:`BadRecording` listing them otherwise."""
     for alias in aliases:
-        if alias in header.labels:
+        if alias in labels:
             return alias
     wanted = {normalise_label(a) for a in aliases}
-    for label in header.labels:
+    for label in labels:
         if normalise_label(label) in wanted:
             return label
-    raise BadRecording(
-        header.path, f"channel {aliases[0]!r} not found; channels in the file: {', '.join(header.labels)}"
-    )
+    raise BadRecording(path, f"channel {aliases[0]!r} not found; channels in the file: {', '.join(labels)}")
 
 
 def resample(x: np.ndarray, from_hz: float, to_hz: float) -> np.ndarray:
