@@ -19,16 +19,41 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
 
-import numpy as np
-
-# STAGES and the errors are re-exported: plugin authors import everything they need from here
-from restbench.data.cache import default_cache_dir
-from restbench.data.sleep_data import STAGES, SleepData, TrainingStats  # noqa: F401
+# The errors are re-exported, and STAGES, SleepData and TrainingStats (see __getattr__): plugin
+# authors import everything they need from here
 from restbench.errors import PluginError, UsageError  # noqa: F401
 
-if TYPE_CHECKING:  # torch is heavy; the CLI's listing commands never import it
+if TYPE_CHECKING:  # numpy and torch are heavy; the CLI's listing commands import neither
+    import numpy as np
     import torch
     from torch import nn
+
+    from restbench.data.sleep_data import STAGES, SleepData, TrainingStats  # noqa: F401
+
+#: Re-exported names whose modules import numpy: each is loaded on first use (PEP 562).
+_LAZY = {
+    "STAGES": "restbench.data.sleep_data",
+    "SleepData": "restbench.data.sleep_data",
+    "TrainingStats": "restbench.data.sleep_data",
+    "default_cache_dir": "restbench.data.cache",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value  # later lookups do not come here
+    return value
+
+
+def _default_cache_dir() -> Path:
+    from restbench.data.cache import default_cache_dir
+
+    return default_cache_dir()
+
 
 ID_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
@@ -66,7 +91,7 @@ class DatasetOptions:
     """
 
     data_dir: Path | None = None
-    cache_dir: Path = field(default_factory=lambda: default_cache_dir())
+    cache_dir: Path = field(default_factory=_default_cache_dir)
     seed: int = 0
     protocol: str | None = None  # e.g. "paper", "sleep-edf-20"; None = the dataset's default
     n_subjects: int | None = None  # cap on subjects (profiles shrink data with it)

@@ -7,11 +7,11 @@ differ only by the settings recorded with every number (:func:`pgd_settings`).
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import torch
-import torch.nn.functional as F
-from torch import nn
+if TYPE_CHECKING:  # imported where used, so PGD_SETTINGS is readable without torch (plugin options)
+    import torch
+    from torch import nn
 
 #: Named attack settings. ``step_size_uv = None`` means the standard ``2.5 * eps / steps``.
 PGD_SETTINGS: dict[str, dict] = {
@@ -33,12 +33,16 @@ PGD_SETTINGS: dict[str, dict] = {
 def rand_like(x: torch.Tensor, generator: torch.Generator | None, normal: bool = False) -> torch.Tensor:
     """Uniform [0, 1) (or standard normal) noise shaped like ``x``, drawn on the generator's
     device (so a CPU generator also serves GPU batches) and moved to ``x``'s."""
+    import torch
+
     device = generator.device if generator is not None else x.device
     draw = torch.randn if normal else torch.rand
     return draw(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
 
 
 def _default_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    import torch.nn.functional as F
+
     return F.cross_entropy(logits, y, reduction="none")
 
 
@@ -72,6 +76,8 @@ def pgd(
     include ``x`` itself, so the result always stays in the eps ball.
     Deterministic given ``generator``.
     """
+    import torch
+
     x = x.detach()
     if eps <= 0 or (steps <= 0 and not random_start):
         return x.clone()

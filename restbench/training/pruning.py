@@ -59,13 +59,13 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-import torch
-from torch import nn
-
 from restbench.api import CompressionReport, PluginError
 from restbench.deploy.efficiency import count_params, size_kb
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch is imported where used: ChannelGroup and the options stay readable without it
+    import torch
+    from torch import nn
+
     from restbench.api import Model
 
 
@@ -144,12 +144,16 @@ def l1_filter_scores(module: nn.Module, groups: list[ChannelGroup]) -> dict[str,
 
 def top_k_sorted(scores: torch.Tensor, k: int) -> torch.Tensor:
     """Indices of the ``k`` largest scores, in ascending index order (ties: lower index wins)."""
+    import torch
+
     # stable sort on -score keeps the lower index first among ties, so results are deterministic
     order = torch.sort(-scores, stable=True).indices[:k]
     return torch.sort(order).values
 
 
 def _block_index(idx: torch.Tensor, block: int) -> torch.Tensor:
+    import torch
+
     if block == 1:
         return idx
     return (idx[:, None] * block + torch.arange(block)[None, :]).reshape(-1)
@@ -180,6 +184,8 @@ def removed_channel_constants(
     ``mode="expected"``: ``E[act(gamma * z + beta)]``, ``z ~ N(0, running_var / (running_var + eps))``;
     ``mode="beta"``: ``act(beta)``. Both are exactly ``act(beta)`` where ``gamma == 0``.
     """
+    import torch
+
     if activation not in ACTIVATIONS:
         raise PluginError(f"channel surgery: unknown activation {activation!r}; expected one of {ACTIVATIONS}")
     g, b = gamma.detach().double(), beta.detach().double()
@@ -213,6 +219,8 @@ def conv_edge_residual(weight: torch.Tensor, const: torch.Tensor, stride: int, p
     largest difference over output channels and edge positions, for every alignment of the
     right edge (it depends on the input length modulo the stride), as a 0-d tensor.
     """
+    import torch
+
     if padding == 0 or weight.numel() == 0:
         return torch.zeros(())
     w = weight.detach().double()
@@ -239,6 +247,9 @@ def fold_removed_channels(
     ``bias_shift_max``, ``edge_error_max`` for conv consumers) or why nothing was
     (``not_folded``), plus the totals.
     """
+    import torch
+    from torch import nn
+
     if mode not in FOLD_MODES:
         raise PluginError(f"channel surgery: unknown fold mode {mode!r}; expected one of {FOLD_MODES}")
     state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
@@ -317,6 +328,8 @@ def fold_removed_channels(
 def _surgery(
     module: nn.Module, spec: dict, model_plugin: "Model", keep: dict[str, Any], fold: str
 ) -> tuple[nn.Module, dict, dict[str, Any]]:
+    import torch
+
     groups = {g.name: g for g in require_prunable(module, "channel surgery")}
     unknown = sorted(set(keep) - set(groups))
     if unknown:

@@ -8,9 +8,7 @@ compressor that needed no change to the harness.
 
 from __future__ import annotations
 
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from restbench import hookimpl
 from restbench.api import CompressionReport, Model
@@ -23,6 +21,9 @@ from restbench.training.pruning import (
     require_prunable,
     top_k_sorted,
 )
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 class L1Filter:

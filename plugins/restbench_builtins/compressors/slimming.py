@@ -10,16 +10,16 @@ statistics preserved (the public REST code lost them), and each removed channel'
 
 from __future__ import annotations
 
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from restbench import hookimpl
 from restbench.api import CompressionReport, Model
 from restbench.plugins.options import fill_options
 from restbench.training.pruning import channel_pruning_options, gamma_scores, min_keep_count, prune_and_report, require_prunable
 
+if TYPE_CHECKING:  # torch is imported where a network is pruned, not to list compressors
+    import torch
+    from torch import nn
 
 
 def slimming_keep(scores: dict[str, torch.Tensor], sparsity: float, min_keep: float) -> tuple[dict[str, torch.Tensor], float]:
@@ -30,6 +30,8 @@ def slimming_keep(scores: dict[str, torch.Tensor], sparsity: float, min_keep: fl
     no prunable channel is left): each layer's ``min_keep`` largest gammas are protected and
     the rest compete globally.
     """
+    import torch
+
     names = list(scores)
     values, protected = [], []
     for name in names:

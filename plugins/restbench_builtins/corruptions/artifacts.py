@@ -31,13 +31,15 @@ time, but each window gets its own artifact, like the paper's Gaussian and shot 
 
 from __future__ import annotations
 
-import numpy as np
-from scipy import signal as sps
+from typing import TYPE_CHECKING
 
 from restbench import hookimpl
 from restbench.api import UsageError
 from restbench.plugins.options import NOT_IN_PAPER, Option
 from restbench_builtins.corruptions.paper import CorruptionBase, like, severities, to_numpy
+
+if TYPE_CHECKING:  # numpy and scipy are imported where a batch is corrupted, not to list corruptions
+    import numpy as np
 
 _ROWS = 256  # windows per chunk for the vectorised parts (bounds float64 temporaries)
 
@@ -123,6 +125,8 @@ class Powerline(ArtifactBase):
         return kept
 
     def apply(self, x, severity, stats, rng, *, y=None, model=None, sfreq=100.0, options=None):
+        import numpy as np
+
         sev, sfreq, mains = self.severity(severity), _sfreq(sfreq), self._mains(options)
         values, rows = _rows(x)
         n, n_times = rows.shape
@@ -182,6 +186,9 @@ class EMG(ArtifactBase):
         }
 
     def apply(self, x, severity, stats, rng, *, y=None, model=None, sfreq=100.0, options=None):
+        import numpy as np
+        from scipy import signal as sps
+
         sev, sfreq = self.severity(severity), _sfreq(sfreq)
         values, rows = _rows(x)
         n, n_times = rows.shape
@@ -220,6 +227,8 @@ def emg_band_hz(sfreq: float) -> tuple[float, float]:
 
 def _burst(length: int, ramp: int) -> np.ndarray:
     """A flat-topped envelope of ``length`` samples with raised-cosine ramps (no clicks)."""
+    import numpy as np
+
     env = np.ones(length)
     r = min(ramp, length // 2)
     if r > 0:
@@ -252,6 +261,8 @@ class ElectrodePop(ArtifactBase):
         return {"pops_per_window": self.counts[level], "tau_s": list(POP_TAU_S), "shape": "step, exponential decay"}
 
     def apply(self, x, severity, stats, rng, *, y=None, model=None, sfreq=100.0, options=None):
+        import numpy as np
+
         sev, sfreq = self.severity(severity), _sfreq(sfreq)
         values, rows = _rows(x)
         n, n_times = rows.shape
@@ -289,6 +300,8 @@ class BaselineWander(ArtifactBase):
         return {"band_hz": list(WANDER_BAND_HZ), "components": WANDER_COMPONENTS, "scaled_to": "peak |drift| per window"}
 
     def apply(self, x, severity, stats, rng, *, y=None, model=None, sfreq=100.0, options=None):
+        import numpy as np
+
         sev, sfreq = self.severity(severity), _sfreq(sfreq)
         values, rows = _rows(x)
         n, n_times = rows.shape
@@ -333,6 +346,8 @@ class Dropout(ArtifactBase):
         return {"fraction_of_window": value / 30.0, "segments": DROPOUT_SEGMENTS}
 
     def apply(self, x, severity, stats, rng, *, y=None, model=None, sfreq=100.0, options=None):
+        import numpy as np
+
         sev = self.severity(severity)
         fill = self.resolved(options)["fill"]
         if fill not in ("zero", "hold"):
@@ -371,6 +386,8 @@ class Saturation(ArtifactBase):
     severities = severities((200.0, 100.0, 50.0), "uV clip level")
 
     def apply(self, x, severity, stats, rng, *, y=None, model=None, sfreq=100.0, options=None):
+        import numpy as np
+
         sev = self.severity(severity)
         values = to_numpy(x)
         np.clip(values, -sev.value, sev.value, out=values)

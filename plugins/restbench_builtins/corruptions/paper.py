@@ -12,17 +12,19 @@ This module also holds the small helpers the artifact corruptions reuse
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Any
 
 from restbench import hookimpl
 
-from restbench.training import attacks
+from restbench.training import attacks  # imports torch only inside its functions
 from restbench.api import PluginError, Severity, UsageError
 from restbench.plugins.options import NOT_IN_PAPER, Option, fill_options
-from restbench.data.sleep_data import TrainingStats
+
+if TYPE_CHECKING:  # numpy and torch are imported where a batch is corrupted, not to list corruptions
+    import numpy as np
+    import torch
+
+    from restbench.data.sleep_data import TrainingStats
 
 LEVEL_NAMES = ("low", "medium", "high")
 _CHUNK = 1 << 20  # samples per chunk for the shot-noise draw
@@ -35,6 +37,8 @@ def severities(values: tuple[float, ...], unit: str) -> tuple[Severity, ...]:
 
 def to_numpy(x: torch.Tensor) -> np.ndarray:
     """A float32 numpy copy of a batch (any device), for numpy-side corruption."""
+    import torch
+
     if not isinstance(x, torch.Tensor):
         raise PluginError(f"corruptions take a torch.Tensor batch, got {type(x).__name__}")
     return x.detach().to("cpu", torch.float32).numpy().copy()
@@ -42,6 +46,9 @@ def to_numpy(x: torch.Tensor) -> np.ndarray:
 
 def like(values: np.ndarray, x: torch.Tensor) -> torch.Tensor:
     """``values`` as a float32 tensor on ``x``'s device."""
+    import numpy as np
+    import torch
+
     return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)).to(x.device)
 
 
@@ -80,6 +87,8 @@ class CorruptionBase:
 
 
 def _stats(stats: TrainingStats) -> TrainingStats:
+    from restbench.data.sleep_data import TrainingStats
+
     if not isinstance(stats, TrainingStats) and not all(hasattr(stats, a) for a in ("mean", "sigma", "min", "max")):
         raise PluginError("corruptions need the training split's TrainingStats (mean, sigma, min, max)")
     return stats
@@ -100,6 +109,8 @@ class Gaussian(CorruptionBase):
     shift_by_mean = False
 
     def apply(self, x, severity, stats, rng, *, y=None, model=None, sfreq=100.0, options=None):
+        import numpy as np
+
         sev, st = self.severity(severity), _stats(stats)
         values = to_numpy(x)
         noise = rng.standard_normal(values.shape, dtype=np.float32)
@@ -150,6 +161,8 @@ class Shot(CorruptionBase):
     suite = "paper"
 
     def apply(self, x, severity, stats, rng, *, y=None, model=None, sfreq=100.0, options=None):
+        import numpy as np
+
         sev, st = self.severity(severity), _stats(stats)
         span = float(st.max - st.min)
         if not span > 0:
@@ -208,6 +221,8 @@ class PGD(CorruptionBase):
         return attacks.pgd_settings(name, eps=sev.value, steps=steps, step_size=step_size, restarts=restarts, clip=clip)
 
     def apply(self, x, severity, stats, rng, *, y=None, model=None, sfreq=100.0, options=None):
+        import torch
+
         if model is None or y is None:
             raise PluginError("corruption 'pgd' needs the deployed model and the true labels (y)")
         st = _stats(stats)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Callable
 
 from restbench.api import DatasetOptions, PluginError, UsageError
-from restbench.data.cache import cache_key, file_digests, load_or_build
-from restbench.data.sleep_data import SleepData, subject_split
+
+if TYPE_CHECKING:  # numpy is imported where data is read: listing the datasets must not import it
+    import numpy as np
+
+    from restbench.data.sleep_data import SleepData
 
 #: Epoch length of every dataset here, in seconds.
 EPOCH_S = 30.0
@@ -83,6 +84,8 @@ def first_subjects(subjects: list[str], n_subjects: int | None) -> list[str]:
 
 def epochs_to_keep(stage: np.ndarray, n_epochs: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices of scored epochs (stage >= 0) below ``n_epochs`` and their contiguity flags."""
+    import numpy as np
+
     keep = np.flatnonzero(stage[:n_epochs] >= 0)
     contiguous = np.zeros(len(keep), dtype=bool)
     contiguous[1:] = np.diff(keep) == 1
@@ -91,6 +94,8 @@ def epochs_to_keep(stage: np.ndarray, n_epochs: int) -> tuple[np.ndarray, np.nda
 
 def cut_epochs(x: np.ndarray, sfreq: float, keep: np.ndarray) -> np.ndarray:
     """Epochs ``keep`` of a continuous signal as float32 ``(len(keep), samples_per_epoch)``."""
+    import numpy as np
+
     spe = int(round(EPOCH_S * sfreq))
     n_full = len(x) // spe
     return x[: n_full * spe].reshape(n_full, spe)[keep].astype(np.float32)
@@ -120,6 +125,8 @@ def prepare_sources(
     unless ``split`` is given: then ``split(subject of each loaded recording)`` returns it
     (e.g. read from a file) and ``info["split_seed"]`` is None.
     """
+    from restbench.data.cache import cache_key, file_digests, load_or_build
+    from restbench.data.sleep_data import subject_split
 
     def bad(file: str, reason: str, skipped: list[dict[str, str]]) -> None:
         if not options.skip_bad:

@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from fractions import Fraction
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from restbench_builtins.datasets.common import BadRecording
+
+if TYPE_CHECKING:  # numpy is imported where a signal is read
+    import numpy as np
 
 _FIXED_HEADER_BYTES = 256
 _SIGNAL_HEADER_BYTES = 256
@@ -181,6 +183,8 @@ def read_channel_uv(
 
 def check_signal(x: np.ndarray, path: Path, label: str) -> None:
     """Raise :class:`BadRecording` on NaN/inf samples or a flat (constant) channel."""
+    import numpy as np
+
     bad = ~np.isfinite(x)
     if bad.any():
         raise BadRecording(path, f"channel {label!r} holds {int(bad.sum())} NaN/inf samples")

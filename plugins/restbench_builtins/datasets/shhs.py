@@ -14,12 +14,10 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from restbench import hookimpl
 from restbench.api import DatasetOptions, PluginError, UsageError
-from restbench.data.sleep_data import SleepData
 from restbench.plugins.options import NOT_IN_PAPER, Option, fill_options
 from restbench_builtins.datasets.common import (
     EPOCH_S,
@@ -32,6 +30,11 @@ from restbench_builtins.datasets.common import (
 )
 from restbench_builtins.datasets.edf_io import normalise_label, read_channel_uv
 from restbench_builtins.datasets.sleep_edf import trim_wake
+
+if TYPE_CHECKING:  # numpy is imported where a night is read: listing the datasets must not import it
+    import numpy as np
+
+    from restbench.data.sleep_data import SleepData
 
 #: Bump when preprocessing changes what lands in the cache.
 #: 2: a channel below 125 Hz is refused unless lenient_input (version 1 upsampled it).
@@ -90,6 +93,8 @@ def read_nsrr_stages(path: Path) -> np.ndarray:
 
     One event spans ``Duration / 30`` epochs; unscored/movement and uncovered epochs are -1.
     """
+    import numpy as np
+
     path = Path(path)
     root = _xml_root(path)
     if root.tag != "PSGAnnotation":
@@ -116,6 +121,8 @@ def read_nsrr_stages(path: Path) -> np.ndarray:
 
 def read_profusion_stages(path: Path) -> np.ndarray:
     """Stage per 30-s epoch from Profusion XML (``<SleepStages>``: one integer per epoch)."""
+    import numpy as np
+
     path = Path(path)
     root = _xml_root(path)
     if root.tag != "CMPStudyConfig":
@@ -154,6 +161,8 @@ def read_shhs_pair(
     score more than one epoch past the end of the signal and a channel recorded below ``sfreq``
     (upsampled with a note when ``lenient``).
     """
+    import numpy as np
+
     edf, annotations = Path(edf), Path(annotations)
     stage = read_profusion_stages(annotations) if annotations.name.lower().endswith("-profusion.xml") else read_nsrr_stages(annotations)
     x, _, notes = read_channel_uv(edf, channel_aliases(channel), sfreq, allow_resample, allow_upsample=lenient)
@@ -204,6 +213,8 @@ def find_files(root: Path) -> dict[str, dict[str, Path]]:
 
 def choose_subjects(ids: list[str], n: int, seed: int) -> list[str]:
     """``n`` ids drawn without replacement with ``seed`` from the sorted ids (sorted result)."""
+    import numpy as np
+
     ordered = sorted(ids)
     if n >= len(ordered):
         return ordered

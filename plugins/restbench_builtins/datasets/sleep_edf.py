@@ -21,12 +21,10 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from restbench import hookimpl
 from restbench.api import DatasetOptions, PluginError, UsageError
-from restbench.data.sleep_data import SleepData
 from restbench.plugins.options import NOT_IN_PAPER, Option, fill_options
 from restbench_builtins.datasets.common import (
     EPOCH_S,
@@ -39,6 +37,11 @@ from restbench_builtins.datasets.common import (
     prepare_sources,
 )
 from restbench_builtins.datasets.edf_io import check_complete, read_channel_uv, read_edf_header
+
+if TYPE_CHECKING:  # numpy is imported where a night is read: listing the datasets must not import it
+    import numpy as np
+
+    from restbench.data.sleep_data import SleepData
 
 #: Bump when preprocessing changes what lands in the cache.
 #: 2: strict input checks (a store built by version 1 may hold input these checks refuse).
@@ -217,6 +220,8 @@ def hypnogram_stages(path: Path, *, lenient: bool = False, notes: list[str] | No
     Any other annotation (``Stage 2``, ``Lights off``) raises :class:`BadRecording`, or with
     ``lenient`` is ignored with a note appended to ``notes``.
     """
+    import numpy as np
+
     header = read_edf_header(path)
     check_complete(header)
     try:
@@ -256,6 +261,8 @@ def hypnogram_stages(path: Path, *, lenient: bool = False, notes: list[str] | No
 
 def trim_wake(stage: np.ndarray, edge_epochs: int) -> np.ndarray:
     """Copy of ``stage`` with everything outside [first sleep - edge, last sleep + edge] unscored."""
+    import numpy as np
+
     sleep = np.flatnonzero(stage >= 1)
     out = np.full_like(stage, UNSCORED)
     if len(sleep):
@@ -282,6 +289,8 @@ def read_sleep_edf_pair(
     ``lenient_input``) turns the questionable-input checks (unknown annotations, upsampling,
     a start more than 24 h from the PSG's, a hypnogram scoring under half the PSG) into notes.
     """
+    import numpy as np
+
     psg, hypnogram = Path(psg), Path(hypnogram)
     hyp_notes: list[str] = []
     stage, hyp_start = hypnogram_stages(hypnogram, lenient=lenient, notes=hyp_notes)

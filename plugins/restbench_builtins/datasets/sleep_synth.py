@@ -17,16 +17,18 @@ import datetime as dt
 import hashlib
 import os
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from restbench import hookimpl
 from restbench.api import DatasetOptions, UsageError
-from restbench.data.sleep_data import SleepData, fingerprint
 from restbench.plugins.options import NOT_IN_PAPER, Option, fill_options
-from restbench_builtins.datasets import synth_eeg, synth_stage_model
 from restbench_builtins.datasets.common import EPOCH_S, Source
 from restbench_builtins.datasets.sleep_edf import CHANNEL, SFREQ_HZ, load_sleep_edf_sources, recording_id, subject_id
+
+if TYPE_CHECKING:  # numpy and the generator are imported when nights are made, not to list datasets
+    import numpy as np
+
+    from restbench.data.sleep_data import SleepData
 
 #: Shown in provenance; the folder key also hashes the generator's code, so edits never reuse stale nights.
 GENERATOR_VERSION = "2"
@@ -46,6 +48,10 @@ UNSCORED_TEXT = "Sleep stage ?"
 
 def night_stages(rng: np.random.Generator, hours: float) -> tuple[np.ndarray, np.ndarray]:
     """Stages for a whole recording of ``hours`` (wake, a sleep period, wake) and a movement mask."""
+    import numpy as np
+
+    from restbench_builtins.datasets import synth_stage_model
+
     n = int(round(hours * 3600 / EPOCH_S))
     pre = int(round(n * rng.uniform(0.08, 0.14)))
     post = int(round(n * rng.uniform(0.04, 0.08)))
@@ -61,6 +67,10 @@ def night_stages(rng: np.random.Generator, hours: float) -> tuple[np.ndarray, np
 
 def synth_night(data_seed: int, index: int, hours: float, sfreq: float = SFREQ_HZ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Night ``index``: ``(stages per epoch, movement mask, EEG float32 uV)``, deterministic."""
+    import numpy as np
+
+    from restbench_builtins.datasets import synth_eeg
+
     rng = np.random.default_rng([data_seed, index])
     stages, movement = night_stages(rng, hours)
     profile = synth_eeg.subject_profile(rng)
@@ -71,6 +81,8 @@ def synth_night(data_seed: int, index: int, hours: float, sfreq: float = SFREQ_H
 def hypnogram_annotations(stages: np.ndarray, movement: np.ndarray, trailing_s: float) -> list[tuple[float, float, str]]:
     """Sleep-EDF-style annotations ``(onset s, duration s, text)``: one per run of equal
     epochs, then a ``Sleep stage ?`` running ``trailing_s`` past the recording (as real ones do)."""
+    import numpy as np
+
     texts = np.array([MOVEMENT_TEXT if m else ANNOTATION_OF_STAGE[s] for s, m in zip(stages, movement)])
     change = np.flatnonzero(texts[1:] != texts[:-1]) + 1
     starts, ends = np.r_[0, change], np.r_[change, len(texts)]
@@ -86,6 +98,7 @@ def write_night(folder: Path, index: int, stages: np.ndarray, movement: np.ndarr
     written.
     """
     import edfio
+    import numpy as np
 
     prefix = recording_id(index, 1)
     start = START + dt.timedelta(days=index)
@@ -109,6 +122,8 @@ def write_night(folder: Path, index: int, stages: np.ndarray, movement: np.ndarr
 
 def generator_digest() -> str:
     """Hash of the generator's code and stage-model numbers: any edit gives fresh nights."""
+    from restbench_builtins.datasets import synth_eeg, synth_stage_model
+
     sha = hashlib.sha256()
     for path in (Path(__file__), Path(synth_eeg.__file__), Path(synth_stage_model.__file__), synth_stage_model.MODEL_FILE):
         sha.update(path.read_bytes())
@@ -117,6 +132,8 @@ def generator_digest() -> str:
 
 def night_folder(cache_dir: Path, data_seed: int, hours: float) -> Path:
     """Folder the nights of one generator setting live in (keyed by everything they depend on)."""
+    from restbench.data.sleep_data import fingerprint
+
     key = fingerprint(GENERATOR_VERSION, generator_digest(), data_seed, round(hours, 6), SFREQ_HZ)
     return Path(cache_dir) / "sleep-synth" / key
 
@@ -161,6 +178,8 @@ class SleepSynth:
 
     def prepare(self, options: DatasetOptions) -> SleepData:
         """Generate (once, into the cache) and load the synthetic nights."""
+        from restbench_builtins.datasets import synth_stage_model
+
         extra = fill_options(self.options, options.extra, self.id)
         if options.protocol not in (None, "default"):
             raise UsageError(f"dataset 'sleep-synth': unknown protocol {options.protocol!r}; valid protocols: default")

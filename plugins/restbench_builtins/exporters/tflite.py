@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from restbench import hookimpl
 from restbench.api import ExportedVariant, PluginError
 from restbench.plugins.options import NOT_IN_PAPER, Option, fill_options
+
+if TYPE_CHECKING:
+    import numpy as np
 
 VARIANTS = {"fp32": "tflite-fp32", "int8": "tflite-int8"}
 

@@ -13,14 +13,15 @@ already trains that recipe as ``sors``, so it runs only when named.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from restbench import hookimpl
 from restbench.api import MethodContext, Phase, Recipe
-from restbench.deploy.transforms import BandPass
 from restbench.plugins.options import Option
-from restbench.training.augment import GaussianNoise, PGDAdversarial
-from restbench.training.regularizers import BNSparsity, SpectralRegularizer
+
+if TYPE_CHECKING:  # the parts import torch: each is imported where a recipe is written
+    from restbench.training.augment import GaussianNoise, PGDAdversarial
+    from restbench.training.regularizers import BNSparsity, SpectralRegularizer
 
 REST_CITATION = "Duggal, Freitas et al., REST: Robust and Efficient Neural Networks for Sleep Monitoring in the Wild, WWW 2020"
 
@@ -58,16 +59,22 @@ def pgd_train_steps(context: MethodContext) -> int:
 
 
 def sparsity(context: MethodContext) -> BNSparsity:
+    from restbench.training.regularizers import BNSparsity
+
     return BNSparsity(float(context.options["sparsity_lambda"]))
 
 
 def gaussian(context: MethodContext) -> GaussianNoise:
+    from restbench.training.augment import GaussianNoise
+
     return GaussianNoise(float(context.options["gaussian_c"]))
 
 
 def adversarial(context: MethodContext, setting: str = "standard") -> PGDAdversarial:
     """The training attack: ``standard`` (step 2.5 eps / steps) or ``authors-code`` (the released
     0.01 uV step), both from a uniform random start (restbench.training.attacks.PGD_SETTINGS)."""
+    from restbench.training.augment import PGDAdversarial
+
     return PGDAdversarial(eps=float(context.options["train_eps"]), steps=pgd_train_steps(context), setting=setting)
 
 
@@ -76,6 +83,8 @@ def adversarial_selection(context: MethodContext) -> dict:
 
 
 def spectral(context: MethodContext) -> SpectralRegularizer:
+    from restbench.training.regularizers import SpectralRegularizer
+
     return SpectralRegularizer(float(context.options["spectral_lambda"]))
 
 
@@ -98,6 +107,8 @@ def liu_recipe(ctx: MethodContext) -> Recipe:
 
 
 def blanco_recipe(ctx: MethodContext) -> Recipe:
+    from restbench.deploy.transforms import BandPass
+
     return Recipe(
         reuse="liu",
         test_transforms=[BandPass(float(ctx.options["low_hz"]), float(ctx.options["high_hz"]))],

@@ -37,8 +37,6 @@ import subprocess
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
-
 from restbench import hookimpl
 from restbench.api import Artifact, LatencyReport, PluginError, UsageError
 from restbench.deploy.efficiency import LATENCY_OPTIONS, LatencyOptions
@@ -195,6 +193,8 @@ def energy_per_night_j(
     Each interval gives joules_per_percent / N_i x windows_per_night; the result averages them
     (``energy_j_per_night``) and keeps each (``energy_j_per_night_intervals``).
     """
+    import numpy as np
+
     counts = [int(n) for n in inferences_per_percent]
     if not counts or min(counts) <= 0:
         raise PluginError("energy protocol needs at least one 1 % interval with inferences counted")
@@ -362,6 +362,8 @@ class AndroidAdb:
         graph: str = "",
     ) -> LatencyReport:
         """Build the report from parsed ``benchmark_model`` runs (one run = one repetition)."""
+        import numpy as np
+
         medians_us = [r["inference"].get("median", r["inference_avg_us"]) for r in runs]
         avgs_us = [r["inference_avg_us"] for r in runs]
         window_s = np.asarray(medians_us, dtype=float) * 1e-6

@@ -8,19 +8,22 @@ Options (``--set tflite-local.NAME=VALUE``): :data:`restbench.deploy.efficiency.
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from restbench import hookimpl
 from restbench.api import Artifact, LatencyReport, PluginError, UsageError
 from restbench.deploy.efficiency import LATENCY_OPTIONS, LatencyOptions, host_cpu, measure_latency
+
+if TYPE_CHECKING:  # numpy is imported where windows are made, not to list runners
+    import numpy as np
 
 VARIANTS = ("fp32", "int8")
 
 
 def synthetic_windows(shape: tuple[int, ...], seed: int, n: int = 8) -> np.ndarray:
     """``n`` random windows of ``shape`` (batch first) in microvolts (N(0, 30 uV)), float32."""
+    import numpy as np
+
     rng = np.random.default_rng(seed)
     return (rng.standard_normal((n, *shape)) * 30.0).astype(np.float32)
 
