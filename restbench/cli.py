@@ -167,9 +167,11 @@ def list_cmd(kind: str, show_options: bool, as_json: bool) -> None:
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable input files (listed in the results) instead of stopping.")
 @click.option("--download", is_flag=True, help="Allow the dataset to download missing public files.")
 @click.option("--quiet", "-q", is_flag=True, default=None, help="No progress bars (default in CI).")
+@click.option("--figures/--no-figures", default=True, show_default=True,
+              help="Draw the run's figures into RUN_DIR/figures/ at the end (as restbench plot does).")
 def run_cmd(dataset, data_dir, protocol, dataset_option, model, methods, corruptions, runners, exporters, profile, sets,
             config_file, seeds, name, run_dir, cache_dir, resume, allow_extend, keep_going, skip_bad, download,
-            quiet) -> None:
+            quiet, figures) -> None:
     """Train, compress, evaluate and measure METHODS on a dataset; write a run directory."""
     from restbench.run.pipeline import RunRequest, run
     from restbench.run.results import check_run_name
@@ -202,7 +204,33 @@ def run_cmd(dataset, data_dir, protocol, dataset_option, model, methods, corrupt
     )
     result = run(request, console=err_console)
     print_summary(result.tables, console)
+    if figures:
+        _draw_figures(result.run_dir.path)
     console.print(f"run directory: {result.run_dir.path}")
+
+
+def _draw_figures(run_dir: Path) -> None:
+    """A finished run's figures (restbench plot); a missing matplotlib or a drawing failure is a
+    warning: the results are written and the figures can be drawn again with restbench plot."""
+    from restbench.report.plots import plotting_available, write_run_figures
+
+    ok, why = plotting_available()
+    if not ok:
+        console.print(f"figures not drawn: {why}", highlight=False, soft_wrap=True)
+        return
+    try:
+        paths = write_run_figures(run_dir)
+    except Exception as exc:
+        if os.environ.get("RESTBENCH_DEBUG"):
+            raise
+        from rich.markup import escape
+
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        console.print(f"[yellow]warning[/yellow]: figures not drawn ({type(exc).__name__}: {escape(first)}); "
+                      f"retry with restbench plot {escape(str(run_dir))}", highlight=False, soft_wrap=True)
+        return
+    for path in paths:
+        click.echo(f"figure: {path}")  # plain echo: rich would wrap long paths over lines
 
 
 def _id_list(text: str | None) -> list[str] | None:
@@ -297,6 +325,22 @@ def summary_cmd(run_dir: Path, write: bool) -> None:
         console.print(f"wrote {run_dir / 'summary.md'} and {run_dir / 'summary.csv'}", highlight=False, soft_wrap=True)
     else:
         print_summary(read_summary(run_dir)[0], console)
+
+
+@cli.command("plot")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--noise", default=None,
+              help="Corruption shown as 'under noise' in the confusion and hypnogram figures (default: the first of "
+                   "Table 4).")
+def plot_cmd(run_dir: Path, noise: str | None) -> None:
+    """Draw RUN_DIR's figures into RUN_DIR/figures/ as PNG and SVG and print their paths: macro-F1
+    vs severity per corruption, confusion matrices clean vs the highest noise severity, one test
+    subject's hypnograms (expert vs each method, clean and noisy), robust macro-F1 vs MFLOPs and
+    latency (Pareto front)."""
+    from restbench.report.plots import write_run_figures
+
+    for path in write_run_figures(run_dir, noise=noise):
+        click.echo(str(path))
 
 
 @cli.command("verify")

@@ -1,4 +1,7 @@
-"""Leaderboard figures (matplotlib, Agg backend, imported only when plotting), each as PNG and SVG.
+"""Figures of runs and leaderboards (matplotlib, Agg backend, imported only when plotting), each as
+PNG and SVG. A leaderboard draws them into its ``plots/`` (:func:`write_plots`); one run into
+``RUN_DIR/figures/`` (:func:`write_run_figures`: ``restbench plot RUN_DIR`` and the end of
+``restbench run``), the run read as a one-run leaderboard, so both draw with the same functions.
 
 - ``f1-vs-severity``: macro-F1 (mean ± std over seeds) against severity, one panel per
   corruption, one line per method; severity 0 is clean data.
@@ -25,10 +28,13 @@ from typing import Any
 import numpy as np
 
 from restbench.api import STAGES
+from restbench.errors import UsageError
 
 #: Hypnogram order, top to bottom (wake on top, deep sleep at the bottom).
 _HYPNO_ORDER = ("W", "REM", "N1", "N2", "N3")
 _VARIANT = "torch"
+#: Where a run's figures go, inside its run directory.
+RUN_FIGURES_DIR = "figures"
 
 
 def _pyplot():
@@ -271,5 +277,46 @@ def write_plots(data: dict, runs: list[Any], folder: Path, noise: str | None = N
     return paths
 
 
-__all__ = ["noise_corruption", "plot_confusions", "plot_f1_vs_severity", "plot_hypnograms", "plot_pareto",
-           "write_plots"]
+def plotting_available() -> tuple[bool, str]:
+    """``(True, "")`` when matplotlib can be imported, else ``(False, what to do)``."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        return False, "matplotlib is not installed (pip install matplotlib)"
+    return True, ""
+
+
+def write_run_figures(run_dir: str | Path, noise: str | None = None) -> list[Path]:
+    """Draw one run's figures into ``RUN_DIR/figures/`` and return the files written (PNG and SVG).
+
+    The run, finished or not, is read as a one-run leaderboard (:func:`restbench.report.leaderboard.assemble`)
+    and drawn by the same functions as a leaderboard's plots: macro-F1 against severity per
+    corruption, confusion matrices clean and under ``noise`` at its highest severity, one test
+    subject's hypnograms from the stored predictions, robust macro-F1 against MFLOPs and latency.
+    A directory that is not a run, or holds no robustness result yet, is a one-line :class:`UsageError`.
+    """
+    from restbench.report.leaderboard import LoadedRun, assemble
+    from restbench.run.results import RunDir, validate_run
+
+    path = Path(run_dir)
+    if not (path / RunDir.RUN_JSON).is_file():
+        raise UsageError(f"RUN_DIR: {path} is not a run directory (no {RunDir.RUN_JSON}); pass a directory written by "
+                         "'restbench run'")
+    ok, why = plotting_available()
+    if not ok:
+        raise UsageError(f"cannot draw figures: {why}")
+    run = RunDir(path, create=False)
+    info = validate_run(run.read_run())
+    records = run.checked_records(refuse_duplicates=False) if (path / RunDir.RESULTS).exists() else []
+    recorded = list(dict.fromkeys(r["corruption"] for r in records if r.get("record_type") == "robustness"))
+    if not recorded:
+        raise UsageError(f"RUN_DIR: {path} holds no robustness results yet; nothing to plot")
+    if noise is not None and noise not in recorded:
+        raise UsageError(f"--noise: corruption '{noise}' is not in this run (recorded: {', '.join(recorded)})")
+    loaded = LoadedRun(path, info, records)
+    data = assemble([loaded], name=loaded.name)
+    return [path / relative for relative in write_plots(data, [loaded], path / RUN_FIGURES_DIR, noise=noise)]
+
+
+__all__ = ["RUN_FIGURES_DIR", "noise_corruption", "plot_confusions", "plot_f1_vs_severity", "plot_hypnograms",
+           "plot_pareto", "plotting_available", "write_plots", "write_run_figures"]
