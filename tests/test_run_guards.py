@@ -100,3 +100,28 @@ def test_a_failed_export_check_is_reported(tmp_path):
     exported, notes, failures = steps.export([Exporter()], {"flaky": {}}, torch.nn.Identity(), data, 0, tmp_path, "m")
     assert [v.variant for _, v in exported] == ["good", "bad"] and notes == []
     assert failures == ["m bad: max abs diff 0.5, top-1 agreement 0.250"]
+
+
+def test_a_runner_that_declines_an_artifact_is_a_note_and_a_crash_is_a_failure():
+    """`--set export=false` leaves nothing for a .tflite runner: it declines (PluginError), which is
+    a note; anything else a runner raises still stops the run naming it."""
+    from restbench.api import Artifact, PluginError
+    from restbench.run import steps
+
+    class Runner:
+        def __init__(self, id, error):
+            self.id, self.error = id, error
+
+        def available(self):
+            return True, ""
+
+        def measure(self, artifact, options):
+            raise self.error
+
+    artifact = Artifact(name="m-seed0", module=torch.nn.Identity(), input_shape=(1, 1, 8), files={},
+                        windows_per_night=10)
+    declined = Runner("needs-file", PluginError("artifact m-seed0 has no exported .tflite graph"))
+    reports, notes = steps.measure([declined], {"needs-file": {}}, artifact)
+    assert reports == [] and notes == ["runner needs-file skipped for m-seed0: artifact m-seed0 has no exported .tflite graph"]
+    with pytest.raises(PluginFailure, match="needs-file.*failed in measure.*ZeroDivisionError"):
+        steps.measure([Runner("needs-file", ZeroDivisionError("boom"))], {"needs-file": {}}, artifact)

@@ -32,6 +32,7 @@ from restbench.run.lock import RunLock
 from restbench.run.progress import Reporter
 from restbench.run.results import RunDir, cell_of, load_json, make_record, new_run_info, utc_now
 from restbench.run.verify import integrity, verify
+from restbench.training.precision import resolve_precision
 
 
 @dataclass
@@ -126,6 +127,8 @@ def resolve_plan(request: RunRequest, registry) -> Plan:
     if request.seeds is not None:
         core["seeds"] = ("--seeds", list(request.seeds))
     knobs = profiles.resolve(request.profile, core)
+    # recorded resolved, so a resume on a machine where `auto` picks otherwise is refused
+    knobs["precision"] = resolve_precision(knobs["precision"], resolve_device(knobs["device"]).type)
     model = registry.get("models", request.model or registry.default_id("models", "--model"), "--model")
     methods = registry.resolve("methods", request.methods, "--methods")
     if not methods:

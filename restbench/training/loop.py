@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from restbench.api import Phase
 from restbench.data.sleep_data import SleepData
 from restbench.training import health as health_check
+from restbench.training.precision import autocast, full_precision
 from restbench.training.selection import criterion as get_criterion, logits, model_device
 
 
@@ -68,10 +69,11 @@ def default_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: 
         x, y = augmentation(model, x, y, ctx.stats, ctx.generator)
     model.train()
     loss = F.cross_entropy(model(x), y)
-    for regularizer in ctx.regularizers:
-        term = regularizer.loss(model)
-        if term is not None:
-            loss = loss + term
+    with full_precision(x.device.type):  # penalties on the weights stay float32 under bf16 autocast
+        for regularizer in ctx.regularizers:
+            term = regularizer.loss(model)
+            if term is not None:
+                loss = loss + term.float()
     return loss
 
 
@@ -120,6 +122,7 @@ def train_phase(
     step = phase.step or default_step
     batch_size = int(knobs["batch_size"])
     device = model_device(model)
+    precision = knobs.get("precision", "fp32")
     best: TrainResult | None = None
     history = []
     for epoch in range(1, epochs + 1):
@@ -133,7 +136,8 @@ def train_phase(
             if len(batch) < 2:  # BatchNorm needs two samples in train mode
                 continue
             x, y = data.get(batch)
-            loss = step(model, torch.from_numpy(x).to(device), torch.from_numpy(y).to(device), ctx)
+            with autocast(precision, device.type):
+                loss = step(model, torch.from_numpy(x).to(device), torch.from_numpy(y).to(device), ctx).float()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             for regularizer in phase.regularizers:
