@@ -175,13 +175,16 @@ def measure(runners: list, options: dict[str, dict], artifact: Artifact, registr
         if not ok:
             notes.append(f"runner {runner.id} unavailable: {reason}")
             continue
-        try:
-            with guarded(runner, "runners", "measure", registry):
+        declined = None
+        with guarded(runner, "runners", "measure", registry):
+            try:
                 measured = runner.measure(artifact, options[runner.id])
-        except PluginFailure:
-            raise
-        except PluginError as exc:  # the runner says it cannot measure this artifact (e.g. no export)
-            notes.append(f"runner {runner.id} skipped for {artifact.name}: {exc}")
+            except PluginFailure:
+                raise
+            except PluginError as exc:  # the runner says it cannot measure this artifact (e.g. no export)
+                declined = exc
+        if declined is not None:
+            notes.append(f"runner {runner.id} skipped for {artifact.name}: {declined}")
             continue
         for report in measured:
             row = asdict(report)
