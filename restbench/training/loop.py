@@ -37,7 +37,9 @@ class StepContext:
     ``epoch``: 1-based. ``augmentations`` and ``regularizers``: the phase's parts, which a
     custom step must apply itself (``x, y = aug(model, x, y, stats, generator)`` for each, then
     ``loss += reg.loss(model)`` for each non-None term). The model's mode is not set for the
-    step: call ``model.train()`` before the forward pass whose loss is returned.
+    step: call ``model.train()`` before the forward pass whose loss is returned. The step runs
+    under the run's training precision (``knobs["precision"]``: bf16 autocast or plain fp32,
+    restbench.training.precision); the loss it returns is taken as float32.
     """
 
     stats: Any  # the training split's TrainingStats (uV)
