@@ -59,6 +59,9 @@ class RunRequest:
     resume: bool = False
     allow_extend: bool = False  # with resume: add methods, seeds or corruptions, never change existing ones
     keep_going: bool = False  # a plugin failure is recorded and the rest of the run continues
+    # False: never train; every model loads from its checkpoint in run_dir and a missing or unusable
+    # one is an error (restbench reproduce re-evaluates a run's stored models this way)
+    train: bool = True
     quiet: bool = False
 
 
@@ -381,6 +384,10 @@ class Pipeline:
             return self.trained[key]
         path = self.run.artifacts / "models" / f"{method_id}-seed{seed}-{key}.pt"
         trained = self.load_trained(path, key, method_id, seed) if path.exists() else None
+        if trained is None and not self.request.train:
+            raise PluginError(f"{method_id} seed {seed}: no checkpoint {path.name} in {path.parent} and training is "
+                              "off (checkpoints are found by their training key: other restbench or plugin code may "
+                              "key this job differently)")
         if trained is None:
             trained = steps.train(method_id, recipe, self.model, compressor, compressor_options, data, self.knobs,
                                   seed, key, self.device, self.reporter, self.registry,
@@ -396,12 +403,17 @@ class Pipeline:
         """A checkpoint this run wrote for ``key``; None (retrain, with a note) when it fails the
         run's integrity record, is unreadable or was written for another key."""
         if path.relative_to(self.run.path).as_posix() in self.untrusted:
+            if not self.request.train:
+                raise PluginError(f"{method_id} seed {seed}: checkpoint {path.name} differs from the one this run "
+                                  "recorded, and training is off")
             self.note_once(f"{method_id} seed {seed}: checkpoint {path.name} differs from the one this run "
                            "recorded; retraining")
             return None
         try:
             net, spec, meta = load_checkpoint(path, self.registry, expected_key=key)
         except CheckpointError as exc:
+            if not self.request.train:
+                raise
             self.note_once(f"{method_id} seed {seed}: {exc}; retraining")
             return None
         self.reporter.log(f"{method_id} seed {seed}: reusing trained model {path.name}")
