@@ -369,6 +369,43 @@ def verify_cmd(run_dir: Path, as_json: bool) -> None:
         sys.exit(1)
 
 
+@cli.command("reproduce")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Fresh directory for the re-evaluated run, kept with a reproduction.json (default: a temporary one, removed).")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="The dataset's local files, as the run was given them.")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=_cache_dir, show_default=".restbench-cache or $RESTBENCH_CACHE_DIR")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (every cell).")
+@click.option("--quiet", "-q", is_flag=True, default=None, help="No progress bars (default in CI).")
+def reproduce_cmd(run_dir: Path, out: Path | None, data_dir, cache_dir, as_json: bool, quiet) -> None:
+    """Re-evaluate a finished run from its checkpoints (nothing is trained) and compare every
+    robustness cell with the recorded one.
+
+    Prints one REPRODUCED line, or the differing cells and exits 1. Cells must be identical on
+    the run's machine and software; elsewhere each keeps 99 % of its window predictions and its
+    macro-F1 within 0.01. A missing or changed checkpoint, a missing plugin or another version, or
+    other data is a one-line error."""
+    from restbench.run.progress import quiet_by_default
+    from restbench.run.reproduce import reproduce
+
+    result = reproduce(run_dir, out, data_dir=data_dir, cache_dir=cache_dir, console=err_console,
+                       quiet=quiet_by_default() if quiet is None else quiet)
+    if as_json:
+        _emit_json(result.to_dict())
+    else:
+        _print_reproduction(result)
+    if not result.ok:
+        sys.exit(1)
+
+
+def _print_reproduction(result) -> None:
+    click.echo(result.summary())  # plain echo: rich would wrap long lines
+    for cell in result.differing:
+        click.echo(f"  {cell.describe()}")
+    if result.out is not None:
+        click.echo(f"reproduction: {result.out / 'reproduction.json'}")
+
+
 @cli.command("export")
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder for the .tflite files.")
