@@ -504,11 +504,23 @@ def leaderboard_validate(path, strict, as_json) -> None:
 @click.option("--to", "to", type=click.Path(path_type=Path), required=True, help="Leaderboard folder.")
 @click.option("--baseline", default=None, help="Speedup baseline method (default: kept from the leaderboard).")
 @click.option("--noise", default=None, help="Corruption shown as 'under noise' in the plots.")
-def leaderboard_publish(run_dir, to, baseline, noise) -> None:
+@click.option("--reproduce", "reproduce", is_flag=True,
+              help="First re-evaluate RUN_DIR from its checkpoints (restbench reproduce): labelled reproduced when "
+                   "every cell matches, not published when one differs. Without it: self-reported.")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="With --reproduce: the dataset's local files.")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=_cache_dir, show_default=".restbench-cache or $RESTBENCH_CACHE_DIR")
+def leaderboard_publish(run_dir, to, baseline, noise, reproduce, data_dir, cache_dir) -> None:
     """Validate the leaderboard, add RUN_DIR to it and rebuild it (publishing twice changes nothing)."""
     from restbench.report.leaderboard import publish
+    from restbench.run.reproduce import NotReproduced
 
-    data, outcome = publish(run_dir, to, baseline=baseline, noise=noise)
+    try:
+        data, outcome = publish(run_dir, to, baseline=baseline, noise=noise, reproduce=reproduce, data_dir=data_dir,
+                                cache_dir=cache_dir, console=err_console)
+    except NotReproduced as exc:
+        _print_reproduction(exc.reproduction)
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
     console.print(f"{to}: run {outcome}; {len(data['entries'])} entries from {len(data['runs'])} run(s)",
                   highlight=False, soft_wrap=True)
 

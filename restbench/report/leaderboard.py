@@ -19,6 +19,13 @@ A leaderboard folder (``leaderboards/<name>/``) holds:
   copied; their hashes are recorded). A run directory that already lies inside the leaderboard
   folder (a copied run directory, as the first published entry was) is used where it is.
 
+Labels. A run, and every entry all of whose runs are, is ``reproduced`` when ``publish
+--reproduce`` re-evaluated it from its checkpoints (:mod:`restbench.run.reproduce`) and every
+robustness cell matched; its entry in ``runs`` then holds the ``reproduction`` record (date,
+restbench version, hardware, tolerance, cells compared, largest differences, and the SHA-256 of
+the run.json and results.jsonl it vouches for), which :func:`validate` requires. Everything
+else is ``self-reported``.
+
 Columns. Table 4: macro-F1 of the reference (``torch``) variant on clean data, under every
 ``paper``-suite corruption x severity, and "robust": per seed, the mean over every paper-suite
 corruption x severity. Other suites: per corruption the mean over its severities, and the suite
@@ -523,7 +530,8 @@ def _plugin_of(info: dict, method: str) -> dict | None:
     return None
 
 
-def _run_summary(run: LoadedRun, rel_path: str, files: dict[str, str], published: list[str], label: str) -> dict:
+def _run_summary(run: LoadedRun, rel_path: str, files: dict[str, str], published: list[str], label: str,
+                 reproduction: dict | None = None) -> dict:
     info, prov = run.info, run.info.get("provenance") or {}
     dataset = info.get("dataset") or {}
     config = info.get("config") or {}
@@ -564,6 +572,7 @@ def _run_summary(run: LoadedRun, rel_path: str, files: dict[str, str], published
         "files": files,
         "published_files": published,
         "label": label,
+        **({"reproduction": reproduction} if reproduction is not None else {}),
         "deviations": list(info.get("deviations") or []),
     }
 
@@ -696,9 +705,10 @@ def load_runs(run_dirs: Iterable[str | os.PathLike]) -> list[LoadedRun]:
 
 def build(run_dirs: Iterable[str | os.PathLike], out: str | os.PathLike, *, name: str | None = None,
           baseline: str | None = None, alpha: float = ALPHA, noise: str | None = None, plots: bool = True,
-          labels: dict[str, str] | None = None) -> dict:
+          labels: dict[str, str] | None = None, reproductions: dict[str, dict] | None = None) -> dict:
     """Build (or rebuild) the leaderboard folder ``out`` from ``run_dirs``; returns the
-    leaderboard.json content. See the module docstring for what is written."""
+    leaderboard.json content. ``labels`` and ``reproductions`` (by run name) carry each run's label
+    and reproduction record (``self-reported`` and none when absent). See the module docstring."""
     out = Path(out)
     runs = load_runs(run_dirs)
     name = name or out.resolve().name
@@ -713,7 +723,8 @@ def build(run_dirs: Iterable[str | os.PathLike], out: str | os.PathLike, *, name
             files.setdefault(path, digest)
         head = (RunDir.RUN_JSON, RunDir.RESULTS)
         files = {k: files[k] for k in (*head, *sorted(k for k in files if k not in head))}
-        meta.append(_run_summary(run, rel, files, published, (labels or {}).get(run.name, "self-reported")))
+        meta.append(_run_summary(run, rel, files, published, (labels or {}).get(run.name, "self-reported"),
+                                 (reproductions or {}).get(run.name)))
     used = {(out / m["path"]).resolve() for m in meta}
     if (out / RUNS_DIR).is_dir():
         for folder in (out / RUNS_DIR).iterdir():
@@ -1072,6 +1083,7 @@ def validate(path: str | os.PathLike) -> Validation:
             continue
         if loaded.name != run["name"]:
             report.problems.append(f"runs[{run['name']}]: its run.json names it {loaded.name}")
+        report.problems += reproduction_problems(run, loaded)
         report.problems += check_complete(loaded)
         report.stale += stale_lines(loaded.name, loaded.info)
         runs.append(loaded)
@@ -1104,6 +1116,31 @@ def validate(path: str | os.PathLike) -> Validation:
     return report
 
 
+def reproduction_problems(run: dict, loaded: LoadedRun) -> list[str]:
+    """Problems: a run labelled ``reproduced`` whose ``reproduction`` record is missing, failed,
+    outside its own tolerance, of other files, or counts another number of cells than it holds."""
+    from restbench.run.reproduce import within
+
+    if run["label"] != "reproduced":
+        return []
+    where = f"runs[{run['name']}]"
+    record = run.get("reproduction")
+    if not isinstance(record, dict):
+        return [f"{where}: labelled reproduced without a reproduction record (publish it with --reproduce)"]
+    problems = []
+    if not within(record):
+        problems.append(f"{where}: labelled reproduced but its reproduction record shows no successful reproduction "
+                        "within its tolerance")
+    for key, name in (("results_sha256", RunDir.RESULTS), ("run_json_sha256", RunDir.RUN_JSON)):
+        if record.get(key) != run["files"].get(name):
+            problems.append(f"{where}: its reproduction record vouches for another {name} (SHA-256 differs)")
+    cells = sum(1 for r in loaded.records if r.get("record_type") == "robustness")
+    if record.get("cells_compared") != cells:
+        problems.append(f"{where}: its reproduction record compared {record.get('cells_compared')} cells, "
+                        f"the run holds {cells} robustness records")
+    return problems
+
+
 def _readable(line: str, data: dict) -> str:
     if line.startswith("entries["):
         index = int(line[len("entries["):line.index("]")])
@@ -1116,17 +1153,23 @@ def _readable(line: str, data: dict) -> str:
 
 
 def publish(run_dir: str | os.PathLike, to: str | os.PathLike, *, baseline: str | None = None,
-            noise: str | None = None, plots: bool = True) -> tuple[dict, str]:
+            noise: str | None = None, plots: bool = True, reproduce: bool = False, data_dir: Path | None = None,
+            cache_dir: Path | None = None, console: Any = None) -> tuple[dict, str]:
     """Add a run to the leaderboard folder ``to`` (created when missing) and rebuild it.
 
     An existing leaderboard must validate first. Publishing a run that is already there (same
     name, same results.jsonl and run.json) changes nothing; another run under a published name
-    is refused. Entries are labelled ``self-reported``. Returns the leaderboard data and what
-    happened (``created``, ``added`` or ``unchanged``)."""
+    is refused. The run is labelled ``self-reported``; with ``reproduce`` it is first re-evaluated
+    from its checkpoints (:func:`restbench.run.reproduce.reproduce`, ``data_dir`` and ``cache_dir``
+    for its dataset) and labelled ``reproduced``, with the record, when every cell matches; when
+    some differ nothing is published and :class:`~restbench.run.reproduce.NotReproduced` lists
+    them. Returns the leaderboard data and what happened (``created``, ``added``, ``unchanged``,
+    or ``relabelled`` for a published run now reproduced)."""
     to = Path(to)
     new = load_run(run_dir)
     dirs: list[Path] = []
     labels: dict[str, str] = {}
+    reproductions: dict[str, dict] = {}
     outcome = "created"
     if (to / LEADERBOARD_JSON).exists():
         report = validate(to)
@@ -1138,6 +1181,8 @@ def publish(run_dir: str | os.PathLike, to: str | os.PathLike, *, baseline: str 
         outcome = "added"
         for run in data["runs"]:
             labels[run["name"]] = run["label"]
+            if run.get("reproduction") is not None:
+                reproductions[run["name"]] = run["reproduction"]
             if run["name"] == new.name:
                 if any(run["files"].get(n) != sha256_file(new.path / n) for n in (RunDir.RUN_JSON, RunDir.RESULTS)):
                     raise PluginError(f"{to}: a different run named {new.name} is already published; "
@@ -1146,7 +1191,20 @@ def publish(run_dir: str | os.PathLike, to: str | os.PathLike, *, baseline: str 
             dirs.append(to / run["path"])  # published runs are rebuilt from their copies
     if outcome != "unchanged":
         dirs.append(new.path)
-    data = build(dirs, to, baseline=baseline, noise=noise, plots=plots, labels=labels)
+    # a run already published and reproduced keeps its record: publishing twice changes nothing
+    if reproduce and not (outcome == "unchanged" and labels.get(new.name) == "reproduced"):
+        from restbench.run.reproduce import NotReproduced, reproduce as reproduce_run
+
+        load_runs(dirs)  # refuse an incompatible run before the slow part
+        result = reproduce_run(new.path, data_dir=data_dir, cache_dir=cache_dir, console=console)
+        if not result.ok:
+            raise NotReproduced(f"{new.name} was not published: {result.summary()}; first: "
+                                f"{result.differing[0].describe() if result.differing else 'no cell compared'}",
+                                result)
+        if outcome == "unchanged" and labels.get(new.name) != "reproduced":
+            outcome = "relabelled"
+        labels[new.name], reproductions[new.name] = "reproduced", result.record()
+    data = build(dirs, to, baseline=baseline, noise=noise, plots=plots, labels=labels, reproductions=reproductions)
     return data, outcome
 
 
