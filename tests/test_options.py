@@ -27,7 +27,7 @@ def test_option_types_ranges_and_profiles():
                          (True, "expected an integer")):
         with pytest.raises(UsageError, match=f"--set pgd.steps: .*{message}"):
             resolve_options([steps], None, {"steps": ("--set", bad)}, "pgd")
-    with pytest.raises(UsageError, match="plugin 'pgd' has no option 'step'; valid: pgd.steps"):
+    with pytest.raises(UsageError, match=r"plugin 'pgd' has no option 'step' \(did you mean 'pgd.steps'\?\); valid: pgd.steps"):
         resolve_options([steps], None, {"step": ("--set", 1)}, "pgd")
     flag = Option("fill", str, "zero", "fill", choices=("zero", "hold"))
     with pytest.raises(UsageError, match="not allowed; choose one of"):

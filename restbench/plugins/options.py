@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from restbench.errors import UsageError
+from restbench.errors import UsageError, did_you_mean
 
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
@@ -214,7 +214,8 @@ def resolve_options(
         where = given[unknown[0]][0]
         valid = ", ".join(prefix + name for name in by_name) or "(none)"
         what = f"plugin '{owner}' has no option" if owner else "unknown knob"
-        raise UsageError(f"{where}: {what} '{unknown[0]}'; valid: {valid}")
+        hint = did_you_mean(unknown[0], by_name, shown=lambda name: prefix + name)
+        raise UsageError(f"{where}: {what} '{unknown[0]}'{hint}; valid: {valid}")
     out = {}
     for option in declared:
         if option.name in given:

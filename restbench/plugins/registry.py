@@ -19,6 +19,7 @@ import pluggy
 
 from restbench.plugins import hookspecs
 from restbench.api import KIND_PROTOCOLS, KINDS, PluginError, UsageError, validate_id
+from restbench.errors import did_you_mean
 
 GROUP = "restbench"
 hookimpl = pluggy.HookimplMarker("restbench")
@@ -169,7 +170,7 @@ class Registry:
 
     def all(self, kind: str) -> dict[str, object]:
         if kind not in self.objects:
-            raise UsageError(f"unknown kind '{kind}'; valid kinds: {', '.join(KINDS)}")
+            raise UsageError(f"unknown kind '{kind}'{did_you_mean(kind, KINDS)}; valid kinds: {', '.join(KINDS)}")
         return dict(self.objects[kind])  # registration order: a plugin lists its objects as it means them
 
     def get(self, kind: str, oid: str, option: str | None = None):
@@ -177,7 +178,7 @@ class Registry:
         if oid not in objects:
             valid = ", ".join(objects) or "(none registered)"
             where = f"{option}: " if option else ""
-            raise UsageError(f"{where}unknown {kind[:-1]} id '{oid}'; valid ids: {valid}")
+            raise UsageError(f"{where}unknown {kind[:-1]} id '{oid}'{did_you_mean(oid, objects)}; valid ids: {valid}")
         return objects[oid]
 
     def resolve(self, kind: str, ids: str | list[str], option: str | None = None) -> list:

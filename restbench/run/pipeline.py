@@ -22,6 +22,7 @@ from restbench.api import Artifact, DatasetOptions, MethodContext, PluginError, 
 from restbench.data.cache import default_cache_dir
 from restbench.data.sleep_data import SleepData
 from restbench.deploy.transforms import deploy
+from restbench.errors import did_you_mean
 from restbench.plugins.options import deviations as option_deviations, options_of, resolve_options
 from restbench.plugins.registry import get_registry
 from restbench.run import profiles, steps
@@ -171,7 +172,9 @@ def resolve_plan(request: RunRequest, registry) -> Plan:
     if unused:
         where, _ = next(iter(per_plugin[unused[0]].values()))
         known = any(unused[0] in registry.all(kind) for kind in registry.objects)
-        why = "is not part of this run (select it, or drop the setting)" if known else "is not an installed plugin or core knob"
+        installed = [oid for kind in registry.objects for oid in registry.all(kind)]
+        why = ("is not part of this run (select it, or drop the setting)" if known
+               else "is not an installed plugin or core knob" + did_you_mean(unused[0], installed))
         raise UsageError(f"{where}: '{unused[0]}' {why}; plugins in this run: {', '.join(options)}")
     participants = [dataset, model, *selected.values(), *corruptions, *compressors.values(), *exporters, *runners]
     deviation_lines = profiles.deviations(knobs)
