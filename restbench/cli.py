@@ -18,6 +18,7 @@ from rich.table import Table
 
 from restbench import __version__
 from restbench.api import KINDS, PluginError, UsageError
+from restbench.errors import did_you_mean
 from restbench.plugins.options import options_of, parse_value
 from restbench.plugins.registry import get_registry
 from restbench.run import profiles
@@ -48,7 +49,33 @@ def _key_values(pairs: tuple[str, ...], option: str) -> dict:
     return out
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """A command group whose command list gives each command's whole first sentence, wrapped
+    to the terminal, where click cuts it to one line with '...'."""
+
+    group_class = type  # its subgroups (data, leaderboard) list their commands the same way
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, command.get_short_help_str(limit=10_000)) for name in self.list_commands(ctx)
+                if (command := self.get_command(ctx, name)) is not None and not command.hidden]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+class _Choice(click.Choice):
+    """A click choice whose wrong value is a one-line error naming the closest valid values."""
+
+    def convert(self, value, param, ctx):
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter:
+            where = param.opts[0] if isinstance(param, click.Option) else (param.human_readable_name if param else "value")
+            raise UsageError(f"{where}: unknown value '{value}'{did_you_mean(value, self.choices)}; "
+                             f"valid: {', '.join(self.choices)}") from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="restbench")
 def cli() -> None:
     """restbench: noise-robust and efficient sleep-staging benchmarks (REST and beyond)."""
@@ -64,11 +91,13 @@ def plugins_cmd(as_json: bool) -> None:
         _emit_json(rows)
         return
     table = Table(title="restbench plugins")
-    for col in ("name", "distribution", "version", "hooks", "status"):
-        table.add_column(col)
+    table.add_column("name", no_wrap=True)  # never cut: it is what RESTBENCH_PLUGINS_BLOCK/ALLOW take
+    for col in ("distribution", "version", "registers", "status"):  # registers: its register_* hooks
+        table.add_column(col, overflow="fold")
     for p in rows:
         status = p["status"] if p["status"] != "failed" else f"[red]failed[/red]: {p['error']}"
-        table.add_row(p["name"], p["distribution"] or "", p["version"] or "", ", ".join(p["hooks"]), status)
+        hooks = ", ".join(h.removeprefix("register_") for h in p["hooks"])
+        table.add_row(p["name"], p["distribution"] or "", p["version"] or "", hooks, status)
     console.print(table)
 
 
@@ -86,28 +115,55 @@ def _describe(kind: str, obj) -> dict:
     return row
 
 
+#: Terminal cells the help column of an options table should get at least.
+_HELP_WIDTH = 30
+
+
 def _options_table(title: str, options: list[dict]) -> Table:
-    table = Table(title=title)
-    for col in ("option", "type", "default", "per profile", "paper", "help"):
-        table.add_column(col)
+    """One row per option. Where the six columns leave the help under ``_HELP_WIDTH`` cells,
+    type, default, per-profile defaults and the paper's value share one column, a line each."""
+    from rich.cells import cell_len
+
+    rows = []
     for o in options:
-        per_profile = ", ".join(f"{k}: {json.dumps(v)}" for k, v in o["profiles"].items())
+        per_profile = [f"{k}: {json.dumps(v)}" for k, v in o["profiles"].items()]
         paper = json.dumps(o["paper"]) if o["in_paper"] else "-"
         bounds = [f">= {o['minimum']:g}" if o["minimum"] is not None else "", f"<= {o['maximum']:g}" if o["maximum"] is not None else ""]
         if o["choices"]:
             bounds.append("one of " + ", ".join(json.dumps(c) for c in o["choices"]))
         extra = "; ".join(b for b in bounds if b)
-        table.add_row(o["name"], o["type"], json.dumps(o["default"]), per_profile, paper,
-                      o["help"] + (f" ({extra})" if extra else ""))
+        rows.append((o["name"], o["type"], json.dumps(o["default"]), per_profile, paper,
+                     o["help"] + (f" ({extra})" if extra else "")))
+    columns = ("option", "type", "default", "per profile", "paper")
+    widths = [max([cell_len(col)] + [cell_len(r[i] if i != 3 else ", ".join(r[3])) for r in rows]) for i, col in enumerate(columns)]
+    table = Table(title=title)
+    table.add_column("option", no_wrap=True)  # never cut: it is what --set takes
+    if sum(widths) + 3 * (len(columns) + 1) + 1 + _HELP_WIDTH <= console.width:
+        for col in columns[1:]:
+            table.add_column(col, overflow="fold")
+        table.add_column("help", overflow="fold")
+        for name, kind, default, per_profile, paper, help_text in rows:
+            table.add_row(name, kind, default, ", ".join(per_profile), paper, help_text)
+    else:
+        cells = ["\n".join([kind, f"default: {default}", *per_profile, f"paper: {paper}"])
+                 for _, kind, default, per_profile, paper, _ in rows]
+        longest = max([cell_len(line) for cell in cells for line in cell.splitlines()] + [len("values")])
+        table.add_column("type and values", overflow="fold", max_width=longest)
+        table.add_column("help", overflow="fold")
+        for (name, *_, help_text), values in zip(rows, cells):
+            table.add_row(name, values, help_text)
     return table
 
 
 @cli.command("list")
-@click.argument("kind", type=click.Choice(LIST_KINDS))
+@click.argument("kind", type=_Choice(LIST_KINDS), metavar="KIND")
 @click.option("--options", "show_options", is_flag=True, help="Also show each object's options (set with --set ID.NAME=VALUE).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def list_cmd(kind: str, show_options: bool, as_json: bool) -> None:
-    """List every registered object of KIND (or the run profiles and core knobs)."""
+    """List every registered object of KIND (or the run profiles and core knobs).
+
+    KIND is one of: datasets, models, methods, corruptions, compressors, exporters, runners,
+    profiles."""
     if kind == "profiles":
         core = [o.to_dict() for o in profiles.CORE_OPTIONS]
         if as_json:
@@ -123,12 +179,13 @@ def list_cmd(kind: str, show_options: bool, as_json: bool) -> None:
         _emit_json(rows)
         return
     table = Table(title=f"restbench {kind}")
-    for col in ("id", "version", "description") + (("severities",) if kind == "corruptions" else ()):
-        table.add_column(col)
+    table.add_column("id", no_wrap=True)
+    for col in ("version", "description") + (("severities",) if kind == "corruptions" else ()):
+        table.add_column(col, overflow="fold")
     for row in rows:
         extra = ()
-        if kind == "corruptions":
-            extra = (", ".join(f"{s['name']}={s['value']:g} {s['unit']}" for s in row["severities"]),)
+        if kind == "corruptions":  # a line per severity
+            extra = ("\n".join(f"{s['name']}={s['value']:g} {s['unit']}" for s in row["severities"]),)
         table.add_row(row["id"] + (" (default)" if row["default"] else ""), row["version"], row["description"], *extra)
     console.print(table)
     if show_options:
@@ -151,7 +208,7 @@ def list_cmd(kind: str, show_options: bool, as_json: bool) -> None:
 @click.option("--runners", default=None, help="Comma-separated runner ids, or '' for none (default: those marked default).")
 @click.option("--exporters", default=None, help="Comma-separated exporter ids, or '' for none (default: those marked default).")
 @click.option("--profile", default=profiles.DEFAULT_PROFILE, show_default=True,
-              type=click.Choice(list(profiles.PROFILES)), help="Knob set (restbench list profiles).")
+              type=_Choice(list(profiles.PROFILES)), help="Knob set (restbench list profiles).")
 @click.option("--set", "sets", multiple=True, metavar="KNOB=VALUE",
               help="Set a core knob (epochs=10) or a plugin option (ID.NAME=VALUE); repeatable, JSON values. "
                    "See restbench list profiles / restbench list KIND --options.")
@@ -313,7 +370,9 @@ def data_info(dataset_id, data_dir, protocol, n_subjects, dataset_option, cache_
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--write", "write", is_flag=True,
               help="Also (re)write RUN_DIR/summary.md and summary.csv (by default nothing is written).")
-def summary_cmd(run_dir: Path, write: bool) -> None:
+@click.option("--wide", is_flag=True,
+              help="Print each table whole, however wide (by default a table wider than the terminal is split).")
+def summary_cmd(run_dir: Path, write: bool, wide: bool) -> None:
     """Print a run's summary tables, rebuilt from its records. Only reads RUN_DIR (a run or a
     published leaderboard folder) unless --write is given."""
     from restbench.report.summary import print_summary, read_summary, write_summary
@@ -321,10 +380,10 @@ def summary_cmd(run_dir: Path, write: bool) -> None:
     if not (run_dir / "results.jsonl").exists():
         raise UsageError(f"RUN_DIR: {run_dir} has no results.jsonl; pass a directory written by 'restbench run'")
     if write:
-        print_summary(write_summary(run_dir), console)
+        print_summary(write_summary(run_dir), console, wide=wide)
         console.print(f"wrote {run_dir / 'summary.md'} and {run_dir / 'summary.csv'}", highlight=False, soft_wrap=True)
     else:
-        print_summary(read_summary(run_dir)[0], console)
+        print_summary(read_summary(run_dir)[0], console, wide=wide)
 
 
 @cli.command("plot")
@@ -424,7 +483,7 @@ def export_cmd(checkpoint, out, int8, calibration_dataset, cache_dir, data_dir) 
 
 @cli.command("plugin-check")
 @click.argument("object_id")
-@click.option("--kind", type=click.Choice(KINDS), help="Kind of the object when the id is ambiguous.")
+@click.option("--kind", type=_Choice(KINDS), help="Kind of the object when the id is ambiguous.")
 def plugin_check(object_id: str, kind: str | None) -> None:
     """Run restbench's conformance checks on a registered object."""
     from restbench.plugins.testing import check_object
@@ -531,7 +590,7 @@ def leaderboard_publish(run_dir, to, baseline, noise, reproduce, data_dir, cache
 @click.option("--values", required=True, help="Comma-separated values, checked against the option's type and range.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Table JSON file (a .md twin is written beside it).")
 @click.option("--profile", default=profiles.DEFAULT_PROFILE, show_default=True,
-              type=click.Choice(list(profiles.PROFILES)), help="Knob set (restbench list profiles).")
+              type=_Choice(list(profiles.PROFILES)), help="Knob set (restbench list profiles).")
 @click.option("--corruption", default=None,
               help="White-box attack corruption to score with (default: the one registered white-box corruption of the paper suite).")
 @click.option("--seed", type=int, default=None, help="Training seed (default: the profile's first).")
@@ -588,7 +647,7 @@ def search_cmd(method, option_name, values, out, profile, corruption, seed, max_
 
 
 @cli.command("new-plugin")
-@click.argument("kind", type=click.Choice(KINDS))
+@click.argument("kind", type=_Choice(KINDS))
 @click.argument("name")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
               help="Folder in which the package folder restbench-NAME is written.")

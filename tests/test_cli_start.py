@@ -47,7 +47,7 @@ def run_listing(*args: str) -> tuple[str, list[str]]:
     (("list", "runners", "--options"), ("torch-cpu", "tflite-local", "repetitions")),
     (("list", "exporters", "--json"), ('"tflite"', '"calibration_windows"')),
     (("list", "profiles"), ("quick (default)", "epochs")),
-    (("plugins",), ("builtin-paper-methods", "builtin-sors2018", "register_methods", "ok")),
+    (("plugins",), ("builtin-paper-methods", "builtin-sors2018", "registers", "ok")),
     (("--help",), ("plugins", "summary", "Commands")),
 ])
 def test_listing_commands_import_no_heavy_library(args, expected):
