@@ -388,7 +388,14 @@ class Artifact:
 
 @dataclass
 class LatencyReport:
-    """Latency of one artifact on one runner. Seconds, not formatted strings."""
+    """Latency of one artifact on one runner. Seconds, not formatted strings.
+
+    The fields after ``extra`` say how far the figure can be trusted; a runner fills what it
+    can (``restbench.deploy.efficiency.measure_latency`` returns all of them): the minimum
+    beside the median and p90, the per-window spread ``(p90 - min) / min``, the host's
+    1-minute load average before and after timing, the share of CPU time other processes took
+    meanwhile, and ``busy`` with its ``busy_reasons`` when any of them says the machine was busy.
+    """
 
     runner: str
     variant: str  # "fp32", "int8", "torch"
@@ -403,6 +410,15 @@ class LatencyReport:
     runtime_version: str
     device: str
     extra: dict[str, Any] = field(default_factory=dict)
+    latency_s_per_window_min: float | None = None
+    latency_s_per_night_min: float | None = None
+    latency_spread: float | None = None
+    load_avg_1min_before: float | None = None
+    load_avg_1min_after: float | None = None
+    others_cpu_share: float | None = None
+    usable_cpus: int | None = None
+    busy: bool | None = None
+    busy_reasons: list[str] = field(default_factory=list)
 
 
 @runtime_checkable

@@ -1,6 +1,7 @@
 """Efficiency counts (params, size, MACs, FLOPs) and the shared latency helpers."""
 
 import math
+import os
 import time
 
 import pytest
@@ -12,12 +13,16 @@ from restbench.plugins.options import Option
 from restbench.deploy.efficiency import (
     LATENCY_OPTIONS,
     LatencyOptions,
+    MachineProbe,
+    MachineSample,
+    busy_reasons,
     count_flops,
     count_macs,
     count_params,
     efficiency_report,
     host_cpu,
     measure_latency,
+    others_cpu_share,
     size_kb,
     stored_numel,
 )
@@ -157,7 +162,7 @@ def test_latency_options_validation():
     with pytest.raises(UsageError, match="integer"):
         LatencyOptions.parse({"repetitions": "many"}, "x")
     serial = Option("serial", str, None, "adb serial", nullable=True)
-    assert LatencyOptions.parse({"serial": "a"}, "x", declared=(*LATENCY_OPTIONS, serial)).repetitions == 5
+    assert LatencyOptions.parse({"serial": "a"}, "x", declared=(*LATENCY_OPTIONS, serial)).repetitions == 10
 
 
 def test_measure_latency_times_and_scales_nights():
@@ -185,3 +190,107 @@ def test_measure_latency_times_and_scales_nights():
 def test_host_cpu_names_the_machine():
     text = host_cpu()
     assert "logical CPUs" in text and len(text) > 20
+
+
+class ScriptedClock:
+    """A clock that each call of the timed function advances by the next scripted duration."""
+
+    def __init__(self, durations):
+        self.now, self.durations = 100.0, list(durations)
+
+    def __call__(self):
+        return self.now
+
+    def run(self, _x):
+        self.now += self.durations.pop(0)
+
+
+class ReplayProbe:
+    """Stands in for MachineProbe: replays a 'before' and an 'after' sample (100 ticks/s)."""
+
+    def __init__(self, before, after):
+        self.samples = [before, after]
+
+    def sample(self):
+        return self.samples.pop(0)
+
+    @staticmethod
+    def clock_ticks():
+        return 100
+
+
+def quiet_probe(load=0.1):
+    # 2 CPUs for 1 s = 200 ticks; 100 busy ticks, all of them this process's own 1 s of CPU
+    return ReplayProbe(MachineSample(0.0, load, 1000, 5000, 10.0), MachineSample(1.0, load, 1100, 5200, 11.0))
+
+
+def test_measure_latency_min_median_p90_spread_and_load_recorded():
+    # warm-up 2 calls, then 4 repetitions x 5 calls: 19 calls of 1 ms and one of 10 ms
+    timed = [0.001] * 19 + [0.010]
+    clock = ScriptedClock([0.5, 0.5] + timed)
+    opts = LatencyOptions(repetitions=4, night_windows=5, warmup=2, windows_per_night=10)
+    r = measure_latency(clock.run, [0], opts, clock=clock, probe=quiet_probe())
+    assert r["latency_s_per_window_min"] == pytest.approx(0.001)
+    assert r["latency_s_per_window_median"] == pytest.approx(0.001)
+    assert r["latency_s_per_window_p90"] == pytest.approx(0.001)  # one slow call of 20 is above p90
+    assert r["latency_spread"] == pytest.approx(0.0, abs=1e-9)
+    # nights: 5 calls scaled to 10 windows; the last repetition holds the 10 ms call
+    assert sorted(r["extra"]["latency_s_per_night_all"]) == pytest.approx([0.01, 0.01, 0.01, 0.028])
+    assert r["latency_s_per_night_min"] == pytest.approx(0.01)
+    assert r["latency_s_per_night_median"] == pytest.approx(0.01)
+    assert r["latency_s_per_night_p90"] == pytest.approx(0.01 + 0.7 * 0.018)  # linear: index 0.9 x 3 = 2.7
+    assert r["load_avg_1min_before"] == 0.1 and r["load_avg_1min_after"] == 0.1
+    assert r["others_cpu_share"] == pytest.approx(0.0)
+    assert r["busy"] is False and r["busy_reasons"] == []
+    assert r["extra"]["timed_calls"] == 20 and r["extra"]["warmup_calls"] == 2
+
+
+def test_measure_latency_flags_a_busy_machine_by_spread_others_and_load():
+    opts = LatencyOptions(repetitions=2, night_windows=5, warmup=0, windows_per_night=10)
+    # every third call is interrupted (4x slower): p90 sees it, the minimum does not
+    clock = ScriptedClock([0.004 if i % 3 == 2 else 0.001 for i in range(10)])
+    r = measure_latency(clock.run, [0], opts, clock=clock, probe=quiet_probe())
+    assert r["latency_s_per_window_min"] == pytest.approx(0.001)
+    assert r["latency_spread"] == pytest.approx(3.0)
+    assert r["busy"] and len(r["busy_reasons"]) == 1 and "spread" in r["busy_reasons"][0]
+    # steady calls, but other processes took 150 of 200 ticks (75 %) and the load average is high
+    busy_probe = ReplayProbe(MachineSample(0.0, 3.5, 1000, 5000, 10.0), MachineSample(1.0, 3.9, 1200, 5200, 10.5))
+    clock = ScriptedClock([0.001] * 10)
+    r = measure_latency(clock.run, [0], opts, clock=clock, probe=busy_probe)
+    assert r["others_cpu_share"] == pytest.approx(0.75)
+    assert r["latency_spread"] == pytest.approx(0.0, abs=1e-9) and r["busy"]
+    text = " ".join(r["busy_reasons"])
+    assert "75%" in text and ("load average 3.90" in text) == (3.9 - 1 > r["usable_cpus"])
+
+
+def test_busy_reasons_thresholds():
+    opts = LatencyOptions(busy_spread=0.5, busy_others_cpu=0.5, busy_load=1.0)
+    assert busy_reasons(0.5, 0.5, 3.0, 3.0, threads=1, cpus=2, options=opts) == []  # at the limits: quiet
+    assert busy_reasons(None, None, None, None, threads=1, cpus=2, options=opts) == []  # nothing known
+    assert len(busy_reasons(0.51, None, None, None, 1, 2, opts)) == 1
+    assert len(busy_reasons(None, 0.51, None, None, 1, 2, opts)) == 1
+    # the load average less the timing's own threads, against tasks per usable CPU
+    assert busy_reasons(None, None, 3.1, 1.0, 1, 2, opts) and not busy_reasons(None, None, 3.1, 1.0, 2, 2, opts)
+    assert busy_reasons(None, None, 0.0, 5.0, 1, 4, LatencyOptions(busy_load=0.75))
+
+
+def test_others_cpu_share_from_counters():
+    before = MachineSample(0.0, None, 1000, 5000, 10.0)
+    # 400 ticks on all CPUs, 300 busy, of which this process used 1 s = 100 ticks
+    assert others_cpu_share(before, MachineSample(1.0, None, 1300, 5400, 11.0), 100) == pytest.approx(0.5)
+    # own time beyond the busy ticks (counter granularity) clamps at 0
+    assert others_cpu_share(before, MachineSample(1.0, None, 1050, 5400, 11.0), 100) == 0.0
+    assert others_cpu_share(before, MachineSample(0.01, None, 1005, 5010, 10.0), 100) is None  # too short
+    assert others_cpu_share(MachineSample(0.0, None, None, None, 0.0), before, 100) is None
+
+
+def test_machine_probe_reads_this_machine(tmp_path):
+    sample = MachineProbe().sample()
+    assert sample.own_cpu_s >= 0 and sample.wall_s > 0
+    if os.path.exists("/proc/stat"):
+        assert 0 <= sample.busy_ticks <= sample.total_ticks
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  10 0 5 80 5 0 0 0 0 0\ncpu0 10 0 5 80 5 0 0 0 0 0\n")
+    fake = MachineProbe(str(stat)).sample()
+    assert (fake.busy_ticks, fake.total_ticks) == (15, 100)  # idle and iowait are not busy
+    assert MachineProbe(str(tmp_path / "missing")).sample().busy_ticks is None

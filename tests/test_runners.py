@@ -77,6 +77,15 @@ def check_report(report: LatencyReport, runner: str, variant: str, threads: int 
     assert "logical CPUs" in report.device
     assert report.extra["windows_timed_per_repetition"] == 12
     assert "scaled to windows_per_night" in report.extra["night_method"]
+    # how far the figure can be trusted travels with it
+    assert 0 < report.latency_s_per_window_min <= report.latency_s_per_window_median
+    assert 0 < report.latency_s_per_night_min <= report.latency_s_per_night_median
+    assert report.latency_spread == pytest.approx(
+        (report.latency_s_per_window_p90 - report.latency_s_per_window_min) / report.latency_s_per_window_min)
+    if hasattr(os, "getloadavg"):
+        assert report.load_avg_1min_before >= 0 and report.load_avg_1min_after >= 0
+    assert report.usable_cpus >= 1 and report.extra["timed_calls"] == 5 * 12
+    assert report.busy is bool(report.busy_reasons)
 
 
 def test_runners_register_and_satisfy_protocol():
@@ -230,6 +239,13 @@ def test_report_from_runs_uses_medians_and_nights():
     # the p90 over repetitions sees the slow (fp32-like) fifth run
     assert report.latency_s_per_window_p90 > 0.1
     assert report.repetitions == 5 and report.device.startswith("Pixel 2")
+    # the minimum is the fastest run the tool saw; the slow fifth run makes the spread large
+    assert report.latency_s_per_window_min == pytest.approx(0.028499)
+    assert report.latency_s_per_night_min == pytest.approx(28751.4e-6 * 1080)
+    assert report.latency_spread > 1 and report.busy and "spread" in report.busy_reasons[0]
+    steady = runner.report_from_runs([parse_benchmark_output(NEW_OUTPUT)] * 5, "int8", opts, "Pixel 2", extra)
+    assert steady.latency_spread == pytest.approx((0.028698 - 0.028499) / 0.028499) and not steady.busy
+    assert steady.load_avg_1min_before is None  # the host's load says nothing about the phone
 
 
 def test_battery_and_energy_protocol():

@@ -39,7 +39,7 @@ from typing import Any, Sequence
 
 from restbench import hookimpl
 from restbench.api import Artifact, LatencyReport, PluginError, UsageError
-from restbench.deploy.efficiency import LATENCY_OPTIONS, LatencyOptions
+from restbench.deploy.efficiency import LATENCY_OPTIONS, LatencyOptions, busy_reasons
 from restbench.plugins.options import NOT_IN_PAPER, Option, fill_options
 
 DEFAULT_BINARY = "/data/local/tmp/benchmark_model"
@@ -272,7 +272,7 @@ class AndroidAdb:
     """Latency (and battery-drain energy) on an Android phone with TFLite's benchmark_model."""
 
     id = "android-adb"
-    version = "1.0.0"
+    version = "1.1.0"
     description = "Latency and battery-drain energy of .tflite graphs on an Android phone over adb"
     citation = "Duggal et al. 2020, Sec. 5.4 (Pixel 2, TensorFlow Lite, battery drain 100 % -> 85 %)"
     options = OPTIONS
@@ -368,13 +368,25 @@ class AndroidAdb:
         avgs_us = [r["inference_avg_us"] for r in runs]
         window_s = np.asarray(medians_us, dtype=float) * 1e-6
         night_s = np.asarray(avgs_us, dtype=float) * 1e-6 * opts.windows_per_night
+        # the fastest single run the tool saw (its min), else the fastest run's median
+        mins_us = [r["inference"].get("min", m) for r, m in zip(runs, medians_us)]
+        window_min = float(np.min(mins_us)) * 1e-6
+        window_p90 = float(np.percentile(window_s, 90))
+        spread = (window_p90 - window_min) / window_min if window_min > 0 else None
+        # the host's load says nothing about the phone: only the spread is judged here
+        reasons = busy_reasons(spread, None, None, None, opts.threads, 1, opts)
         return LatencyReport(
             runner=self.id,
             variant=variant,
             latency_s_per_window_median=float(np.median(window_s)),
-            latency_s_per_window_p90=float(np.percentile(window_s, 90)),
+            latency_s_per_window_p90=window_p90,
             latency_s_per_night_median=float(np.median(night_s)),
             latency_s_per_night_p90=float(np.percentile(night_s, 90)),
+            latency_s_per_window_min=window_min,
+            latency_s_per_night_min=float(np.min(night_s)),
+            latency_spread=spread,
+            busy=bool(reasons),
+            busy_reasons=reasons,
             repetitions=len(runs),
             windows_per_night=opts.windows_per_night,
             threads=opts.threads,
@@ -386,7 +398,7 @@ class AndroidAdb:
                 "night_method": "benchmark_model avg per run x windows_per_night; one run = "
                 f"{opts.timed_windows} consecutive windows",
                 "per_window_statistic": "median/p90 over repetitions of each run's median "
-                "(its avg when the tool prints no percentiles)",
+                "(its avg when the tool prints no percentiles); min: the smallest run time the tool reported",
                 "windows_timed_per_repetition": opts.timed_windows,
                 "warmup_runs": opts.warmup,
                 "use_xnnpack": extra.get("use_xnnpack"),

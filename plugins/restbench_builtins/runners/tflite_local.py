@@ -55,7 +55,7 @@ class TFLiteLocal:
     """Latency of the artifact's .tflite graphs through the TFLite interpreter on this CPU."""
 
     id = "tflite-local"
-    version = "1.0.0"
+    version = "1.1.0"
     description = "Per-window and per-night latency of .tflite graphs with the local TFLite interpreter"
     citation = None
     default = True

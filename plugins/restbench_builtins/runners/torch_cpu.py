@@ -20,7 +20,7 @@ class TorchCPU:
     """Latency of the artifact's PyTorch module on this CPU."""
 
     id = "torch-cpu"
-    version = "1.0.0"
+    version = "1.1.0"
     description = "Per-window and per-night latency of the PyTorch module on the local CPU"
     citation = None
     default = True
@@ -54,7 +54,8 @@ class TorchCPU:
         finally:
             torch.set_num_threads(previous)
         extra = dict(timing.pop("extra"))
-        extra.update(input_shape=list(shape), timed_call="module(x) under torch.inference_mode, eval mode")
+        extra.update(input_shape=list(shape), timed_call="module(x) under torch.inference_mode, eval mode (FIR transforms by FFT, as eager "
+                     "PyTorch runs them; the exported graphs filter by conv1d)")
         return [
             LatencyReport(
                 runner=self.id,
