@@ -53,6 +53,34 @@ def test_smoke_run_is_complete_and_valid(smoke_run):
     assert "rest-as" in output
 
 
+def test_latency_is_timed_after_all_training_with_speedups_and_the_filter_share(smoke_run):
+    run_dir, _, _ = smoke_run
+    records = records_of(run_dir)
+    kinds = [r["record_type"] for r in records]
+    latency = [r for r in records if r["record_type"] == "latency"]
+    assert latency, "the default runners time every deployed model"
+    # the quiet phase: every latency record follows every training and robustness record
+    first_timed = kinds.index("latency")
+    assert "training" not in kinds[first_timed:] and "robustness" not in kinds[first_timed:]
+    assert {r["method"] for r in latency} >= {"sors", "liu", "blanco", "rest-as"}
+    eff = {r["method"]: r for r in records if r["record_type"] == "efficiency"}
+    for r in latency:
+        assert r["reference_method"] == "sors" and r["speedup_vs_reference"] > 0
+        assert r["flop_ratio_vs_reference"] == pytest.approx(eff["sors"]["mflops"] / eff[r["method"]]["mflops"])
+        assert r["speedup_over_flop_ratio"] == pytest.approx(r["speedup_vs_reference"] / r["flop_ratio_vs_reference"])
+        assert r["latency_s_per_window_min"] <= r["latency_s_per_window_median"] and isinstance(r["busy"], bool)
+        # Blanco's band-pass is timed alone on the same runner; no other method has a transform
+        if r["method"] == "blanco":
+            assert r["transform_latency_s_per_window_min"] > 0 and r["transform_share"] > 0
+        else:
+            assert r["transform_share"] is None
+    assert eff["rest-as"]["flop_ratio_vs_reference"] > 1, "the pruned model needs fewer FLOPs than sors"
+    timed = {f"{r['runner']}:{r['variant']}" for r in latency if r["method"] == "rest-as"}
+    assert set(eff["rest-as"]["latency_speedup_vs_reference"]) == timed
+    summary = (run_dir / "summary.md").read_text()
+    assert "speedup (×)" in summary and "transform share" in summary and "FLOP ratio (×)" in summary
+
+
 def test_blanco_reuses_liu_without_training(smoke_run):
     run_dir, _, _ = smoke_run
     training = [r for r in records_of(run_dir) if r["record_type"] == "training"]

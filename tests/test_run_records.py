@@ -3,7 +3,9 @@
 - one real smoke run with TFLite export (module fixture): the efficiency record's sizes and
   export check per variant, a latency record per runner and variant, int8 robustness rows;
 - the pipeline hands every exporter the deployed model and every runner the exported files
-  (fake plugins, fast);
+  (fake plugins, fast), timing only once every model has trained (the quiet phase), the
+  unpruned reference first, with speedups, FLOP ratios and the band-pass's share recorded;
+  an interrupted quiet phase resumes without retraining or re-timing what was recorded;
 - an interrupted run resumed in-process: checkpoints are reused, not retrained, and the
   numbers equal an uninterrupted run's.
 """
@@ -23,7 +25,7 @@ from restbench.api import ExportedVariant, LatencyReport
 from restbench.plugins.testing import registry_with
 from restbench.run import steps
 from restbench.run.pipeline import RunRequest, run
-from restbench.run.results import validate_record
+from restbench.run.results import duplicate_cells, validate_record
 
 
 def records_of(run_dir: Path) -> list[dict]:
@@ -75,6 +77,11 @@ def test_a_latency_record_per_runner_and_variant(exported_run):
         assert 0 < r["latency_s_per_window_median"] <= r["latency_s_per_window_p90"]
         assert 0 < r["latency_s_per_night_median"] <= r["latency_s_per_night_p90"]
         assert r["windows_per_night"] == 1080 and r["repetitions"] >= 1
+        # the figure's trustworthiness travels with it; sors is its own unpruned reference
+        assert 0 < r["latency_s_per_window_min"] <= r["latency_s_per_window_median"]
+        assert r["latency_spread"] >= 0 and isinstance(r["busy"], bool) and r["busy"] == bool(r["busy_reasons"])
+        assert r["reference_method"] == "sors" and r["speedup_vs_reference"] == 1.0
+        assert r["flop_ratio_vs_reference"] == 1.0 and r["transform_share"] is None
     assert sorted((r["runner"], r["variant"]) for r in latency) == [
         ("tflite-local", "fp32"), ("tflite-local", "int8"), ("torch-cpu", "torch")]
 
@@ -93,6 +100,11 @@ def test_int8_graph_is_evaluated_under_every_corruption(exported_run):
 
 
 # ------------------------------------------------------------------ the pipeline calls exporters and runners
+
+
+class Interrupt(BaseException):
+    """Stands in for a kill: not an Exception, so nothing on the way catches it."""
+
 
 
 class FakeExporter:
@@ -117,52 +129,121 @@ class FakeExporter:
             return self.modules[str(variant.path)](torch.from_numpy(windows)).numpy()
 
 
+#: Per-window minimum the fake runner reports per artifact: the deployed models and Blanco's band-pass alone.
+FAKE_MIN_S = {"sors-seed0": 0.004, "blanco-seed0": 0.002, "blanco-transforms": 0.0005}
+
+
 class FakeRunner:
     id, version, description, citation = "fake-runner", "1.0", "reports fixed latencies", None
 
-    def __init__(self):
-        self.seen = []
+    def __init__(self, events=None, interrupt_at=None):
+        self.seen, self.events, self.interrupt_at = [], events if events is not None else [], interrupt_at
 
     def available(self):
         return True, ""
 
     def measure(self, artifact, options):
         self.seen.append(artifact)
-        return [LatencyReport(self.id, variant, 0.001, 0.002, 1.08, 2.16, 1, artifact.windows_per_night, 1, "fake", "1",
-                              "here") for variant in ["torch", *sorted(artifact.files)]]
+        self.events.append(f"measure {artifact.name}")
+        if self.interrupt_at is not None and len(self.seen) == self.interrupt_at:
+            raise Interrupt()
+        low = FAKE_MIN_S[artifact.name]
+        return [LatencyReport(self.id, variant, 2 * low, 3 * low, 1.08, 2.16, 1, artifact.windows_per_night, 1, "fake",
+                              "1", "here", latency_s_per_window_min=low, busy=artifact.name == "sors-seed0",
+                              busy_reasons=["per-window spread (p90 - min) / min = 2.00 > 0.5"]
+                              if artifact.name == "sors-seed0" else [])
+                for variant in ["torch", *sorted(artifact.files)]]
 
 
-def test_pipeline_exports_and_times_every_deployed_model(tmp_path):
-    exporter, runner = FakeExporter(), FakeRunner()
+def fake_plugins(exporter, runner):
     plugin = types.ModuleType("fake_deploy_plugins")
     plugin.register_exporters = hookimpl(lambda register: register(exporter))
     plugin.register_runners = hookimpl(lambda register: register(runner))
-    with registry_with(plugin):
-        run(request(tmp_path / "run", tmp_path / "cache", methods="sors,blanco", exporters=["fake-export"],
+    return plugin
+
+
+def test_pipeline_exports_and_times_every_deployed_model(tmp_path, monkeypatch):
+    events = []
+    exporter, runner = FakeExporter(), FakeRunner(events)
+    real_train, real_fields = steps.train, steps.robustness_fields
+    monkeypatch.setattr(steps, "train", lambda *a, **k: events.append(f"train {a[0]}") or real_train(*a, **k))
+    monkeypatch.setattr(steps, "robustness_fields",
+                        lambda *a, **k: events.append("evaluate") or real_fields(*a, **k))
+    with registry_with(fake_plugins(exporter, runner)):
+        run(request(tmp_path / "run", tmp_path / "cache", methods="blanco,sors", exporters=["fake-export"],
                     runners=["fake-runner"], overrides={}))
     records = records_of(tmp_path / "run")
-    assert sorted(stem.split("-seed")[0] for stem, _, _ in exporter.calls) == ["blanco", "sors"]
+    # the quiet phase: nothing is timed until every model has trained and been evaluated; the
+    # unpruned reference (sors, plain training) is timed first although blanco ran first
+    first = events.index("measure sors-seed0")
+    assert "train liu" in events[:first] and "train sors" in events[:first]
+    assert not any(e.startswith(("train", "evaluate")) for e in events[first:])
+    assert events[first:] == ["measure sors-seed0", "measure blanco-seed0", "measure blanco-transforms"]
+    stems = sorted(stem.split("-seed")[0] for stem, _, _ in exporter.calls)
+    assert stems[:2] == ["blanco", "sors"] and stems[2].startswith("transforms-") and len(stems) == 3
     assert all(cal[1:] == (1, 12000) and chk[1:] == (1, 12000) for _, cal, chk in exporter.calls)
-    assert {a.name for a in runner.seen} == {"sors-seed0", "blanco-seed0"}
-    for artifact in runner.seen:
+    deployed = {a.name: a for a in runner.seen}
+    for name in ("sors-seed0", "blanco-seed0", "blanco-transforms"):
+        artifact = deployed[name]
         assert set(artifact.files) == {"fake-fp32"} and artifact.files["fake-fp32"].is_file()
         assert artifact.module is not None and artifact.input_shape == (1, 1, 12000)
-    blanco = next(a for a in runner.seen if a.name == "blanco-seed0")
-    assert len(blanco.module) == 2, "runners time the deployed pipeline (Blanco's band-pass included)"
+    assert len(deployed["blanco-seed0"].module) == 2, "runners time the deployed pipeline (Blanco's band-pass included)"
+    assert len(deployed["blanco-transforms"].module) == 1, "and the band-pass alone, for its share"
+    eff = {r["method"]: r for r in records if r["record_type"] == "efficiency"}
     for method in ("sors", "blanco"):
-        (eff,) = [r for r in records if r["record_type"] == "efficiency" and r["method"] == method]
-        assert eff["fake_fp32_size_kb"] > 0 and eff["export_check"] == {"fake-fp32": {"passed": True}}
+        assert eff[method]["fake_fp32_size_kb"] > 0 and eff[method]["export_check"] == {"fake-fp32": {"passed": True}}
         latency = {(r["runner"], r["variant"]) for r in records if r["record_type"] == "latency" and r["method"] == method}
         assert latency == {("fake-runner", "torch"), ("fake-runner", "fake-fp32")}
         variants = {r["variant"] for r in records if r["record_type"] == "robustness" and r["method"] == method}
         assert variants == {"torch", "fake-fp32"}
+    # speedups over the unpruned reference, beside the FLOP ratio, in both record types
+    flop_ratio = eff["sors"]["mflops"] / eff["blanco"]["mflops"]
+    assert eff["blanco"]["reference_method"] == "sors" and eff["blanco"]["flop_ratio_vs_reference"] == pytest.approx(flop_ratio)
+    assert eff["blanco"]["latency_speedup_vs_reference"] == {"fake-runner:torch": 2.0, "fake-runner:fake-fp32": 2.0}
+    assert eff["sors"]["flop_ratio_vs_reference"] == 1.0 and eff["sors"]["latency_speedup_vs_reference"]["fake-runner:torch"] == 1.0
+    for r in records:
+        validate_record(r)
+        if r["record_type"] != "latency":
+            continue
+        if r["method"] == "blanco":
+            assert r["speedup_vs_reference"] == pytest.approx(2.0) and r["reference_method"] == "sors"
+            assert r["speedup_over_flop_ratio"] == pytest.approx(2.0 / flop_ratio)
+            assert r["transform_latency_s_per_window_min"] == 0.0005 and r["transform_share"] == pytest.approx(0.25)
+            assert "transforms alone" in r["extra"]["transform_timing"] and r["busy"] is False
+        else:
+            assert r["speedup_vs_reference"] == 1.0 and r["transform_share"] is None
+            assert r["busy"] is True and r["busy_reasons"]
+    # a busy measurement is warned about in the log and in run.json's notes
+    notes = json.loads((tmp_path / "run" / "run.json").read_text())["notes"]
+    assert any("2 of 4 latency measurements were taken on a busy machine" in n for n in notes)
+    assert "WARNING: latency of sors seed 0 on fake-runner torch was measured on a busy machine" in (
+        tmp_path / "run" / "log.txt").read_text()
+
+
+def test_an_interrupted_quiet_phase_resumes_without_retraining_or_retiming(tmp_path, monkeypatch):
+    exporter, runner = FakeExporter(), FakeRunner(interrupt_at=2)  # dies timing blanco, after sors is recorded
+    run_dir = tmp_path / "run"
+    args = dict(methods="sors,blanco", exporters=["fake-export"], runners=["fake-runner"], overrides={})
+    with registry_with(fake_plugins(exporter, runner)), pytest.raises(Interrupt):
+        run(request(run_dir, tmp_path / "cache", **args))
+    assert {(r["method"], r["record_type"]) for r in records_of(run_dir) if r["record_type"] != "robustness"} >= {
+        ("sors", "latency"), ("sors", "efficiency")}
+    assert not [r for r in records_of(run_dir) if r["method"] == "blanco" and r["record_type"] == "latency"]
+    trained = []
+    real_train = steps.train
+    monkeypatch.setattr(steps, "train", lambda *a, **k: trained.append(a[0]) or real_train(*a, **k))
+    again = FakeRunner()
+    with registry_with(fake_plugins(FakeExporter(), again)):
+        run(request(run_dir, tmp_path / "cache", resume=True, **args))
+    assert trained == [] and [a.name for a in again.seen] == ["blanco-seed0", "blanco-transforms"]
+    records = records_of(run_dir)
+    assert duplicate_cells(records) == [], "no cell is written twice"
+    (blanco,) = [r for r in records if r["record_type"] == "efficiency" and r["method"] == "blanco"]
+    assert blanco["latency_speedup_vs_reference"]["fake-runner:torch"] == 2.0, "the reference's record is reused"
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "complete"
 
 
 # ------------------------------------------------------------------ interrupted, then resumed
-
-
-class Interrupt(BaseException):
-    """Stands in for a kill: not an Exception, so nothing on the way catches it."""
 
 
 def numbers(run_dir: Path) -> dict:

@@ -1,7 +1,8 @@
 """From (dataset, model, methods, seeds) to a finished run directory.
 
-Data flows one way: dataset -> model -> method (train, compress, retrain) -> evaluation under
-every corruption -> efficiency (size, FLOPs, export, latency) -> results -> summary. Trained
+Data flows one way: dataset -> model -> method (train, compress, retrain) -> export and evaluation
+under every corruption -> (once every method and seed is done) a quiet phase timing every deployed
+model, with its efficiency (size, FLOPs, speedups) -> results -> summary. Trained
 models are keyed by a hash of everything that determines them, so work shared between
 methods (Blanco deploys Liu's model) runs once and an interrupted run resumes with
 ``--resume``: finished checkpoints and result cells are reused, nothing computed is lost.
@@ -25,7 +26,7 @@ from restbench.deploy.transforms import deploy
 from restbench.errors import did_you_mean
 from restbench.plugins.options import deviations as option_deviations, options_of, resolve_options
 from restbench.plugins.registry import get_registry
-from restbench.run import profiles, steps
+from restbench.run import profiles, steps, timing
 from restbench.run.atomic import atomic_path
 from restbench.run.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from restbench.run.guard import PluginFailure, guarded
@@ -268,6 +269,7 @@ class Pipeline:
                           f"methods={','.join(m.id for m in self.methods)} seeds={self.knobs['seeds']}")
         self.run.write_run(run_info)
         self.done = self.finished_cells() if req.resume else set()
+        self.deployments: list[timing.Deployment] = []  # timed in the quiet phase, after all training
         try:
             for seed in self.knobs["seeds"]:
                 for method in order_methods(self.methods, self.recipes):
@@ -279,6 +281,7 @@ class Pipeline:
                         self.failures.append({"method": method.id, "seed": int(seed), "plugin": exc.plugin,
                                               "error": str(exc)})
                         self.note_once(f"FAILED {method.id} seed {seed}: {exc}")
+            timing.measure_phase(self, self.deployments, data)
         except BaseException:
             run_info.update(status="failed", notes=self.notes, failures=self.failures)
             self.run.write_run(run_info)
@@ -438,15 +441,12 @@ class Pipeline:
             self.note_once(note)
         self.export_failures += [f"{method.id} seed {seed}: {f}" for f in failures]
         windows_per_night = int(self.knobs["windows_per_night"])
-        self.emit({**self.base_record(method.id, seed, trained, "efficiency"),
-                   **steps.efficiency_fields(on_cpu, data.n_times, windows_per_night, trained.compression, exported)})
         artifact = Artifact(name=f"{method.id}-seed{seed}", module=on_cpu, input_shape=(1, 1, data.n_times),
                             files={v.variant: Path(v.path) for _, v in exported}, windows_per_night=windows_per_night)
-        reports, notes = steps.measure(self.runners, self.options, artifact, self.registry)
-        for note in notes:
-            self.note_once(note)
-        for report in reports:
-            self.emit({**self.base_record(method.id, seed, trained, "latency"), **report})
+        efficiency = steps.efficiency_fields(on_cpu, data.n_times, windows_per_night, trained.compression, exported)
+        # latency is timed once all training has finished (timing.measure_phase), never beside it
+        self.deployments.append(timing.Deployment(method.id, seed, trained, artifact, efficiency,
+                                                  list(recipe.test_transforms), float(data.sfreq)))
         self.evaluate(data, method.id, seed, trained, deployed, exported)
 
     def corruption_cells(self):

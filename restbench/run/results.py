@@ -38,7 +38,7 @@ from restbench.run.atomic import write_text_atomic
 
 #: Version of the record and run.json layout. Minor bumps add optional fields only;
 #: the schemas accept any ``1.x``.
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 RECORD_TYPES: tuple[str, ...] = ("robustness", "efficiency", "latency", "training")
 

@@ -1,7 +1,8 @@
 """The steps of a run, each a function with explicit inputs and outputs.
 
-prepare data -> train (train, compress, retrain) -> deploy -> efficiency + export + latency ->
-evaluate under every corruption. The pipeline (restbench.run.pipeline) only sequences these
+prepare data -> train (train, compress, retrain) -> deploy -> export -> evaluate under every
+corruption; once every method and seed is done, efficiency + latency in the quiet phase
+(restbench.run.timing). The pipeline (restbench.run.pipeline) only sequences these
 steps, writes their records and resumes; every plugin call here goes through the guard
 (restbench.run.guard), so a failure names the plugin that failed.
 """
