@@ -15,8 +15,18 @@ from rich.console import Console
 
 from restbench.api import PluginError
 from restbench.plugins.registry import Registry
-from restbench.run.results import RunDir, make_record, new_run_info
-from restbench.report.summary import build_tables, csv_text, format_cell, print_summary, render_markdown, write_summary
+from restbench.run.results import RunDir, make_record, new_run_info, validate_record
+from restbench.report.summary import (
+    BUSY_MARKER,
+    BUSY_NOTE,
+    build_tables,
+    busy_lines,
+    csv_text,
+    format_cell,
+    print_summary,
+    render_markdown,
+    write_summary,
+)
 
 STAGES = ["W", "N1", "N2", "N3", "REM"]
 METHODS = ["sors", "liu", "rest-as"]
@@ -172,6 +182,57 @@ def test_efficiency_table():
     assert format_cell(table.cell("liu", "size_kb"), "size_kb") == "450.0 ± 1.0"
     training = build_tables(all_records())["training"]
     assert training.cell("sors", "train:selected_epoch").mean == pytest.approx(2.0)
+
+
+def quiet_phase_records():
+    """all_records() as the quiet phase writes them: speedups over sors beside the FLOP ratio, Blanco-like
+    transform shares for liu, and one busy measurement (rest-as seed 1)."""
+    records = all_records()
+    for r in records:
+        pruned = r["method"] != "sors"
+        if r["record_type"] == "efficiency":
+            r.update(reference_method="sors", flop_ratio_vs_reference=1451.0 / r["mflops"],
+                     latency_speedup_vs_reference={"tflite-local:fp32": 5.0 if pruned else 1.0})
+        elif r["record_type"] == "latency":
+            r.update(latency_s_per_window_min=0.002 if pruned else 0.01, reference_method="sors",
+                     speedup_vs_reference=(5.0 + r["seed"]) if pruned else 1.0,
+                     transform_share=0.9 if r["method"] == "liu" else None,
+                     busy=r["method"] == "rest-as" and r["seed"] == 1,
+                     busy_reasons=["per-window spread (p90 - min) / min = 3.00 > 0.5"]
+                     if r["method"] == "rest-as" and r["seed"] == 1 else [])
+    return records
+
+
+def test_efficiency_table_speedups_transform_share_and_busy_warning():
+    records = quiet_phase_records()
+    for r in records:
+        validate_record(r)
+    tables = build_tables(records, methods=METHODS)
+    table = tables["efficiency"]
+    keys = [c.key for c in table.columns]
+    assert keys == ["params", "size_kb", "mflops", "macs", "tflite_fp32_size_kb", "flop_ratio_vs_reference",
+                    "latency_s_per_night_median[tflite-local:fp32]", "speedup_vs_reference[tflite-local:fp32]",
+                    "transform_share[tflite-local:fp32]"]
+    assert table.cell("rest-as", "flop_ratio_vs_reference").mean == pytest.approx(1451.0 / 94.0)
+    assert table.cell("rest-as", "speedup_vs_reference[tflite-local:fp32]").mean == pytest.approx(6.0)  # seeds 0, 1, 2
+    assert table.cell("sors", "speedup_vs_reference[tflite-local:fp32]").mean == 1.0
+    assert table.cell("liu", "transform_share[tflite-local:fp32]").mean == pytest.approx(0.9)
+    assert table.cell("sors", "transform_share[tflite-local:fp32]") is None
+    assert "unpruned sors" in table.description and "Transform share" in table.description
+    # the busy measurement marks its method's latency cells and is listed with its reasons
+    busy = table.cell("rest-as", "latency_s_per_night_median[tflite-local:fp32]")
+    assert busy.marker == BUSY_MARKER and table.cell("sors", "latency_s_per_night_median[tflite-local:fp32]").marker is None
+    assert busy_lines(tables) == ["rest-as seed 1 on tflite-local fp32: per-window spread (p90 - min) / min = 3.00 > 0.5"]
+    assert format_cell(table.cell("liu", "transform_share[tflite-local:fp32]"), "transform_share") == "90 %"
+    md = render_markdown(tables, {"name": "t"})
+    assert "## Latency measured on a busy machine" in md and "rest-as seed 1 on tflite-local fp32" in md
+    assert BUSY_NOTE in md and f"11.00 ± 1.00 {BUSY_MARKER}" in md
+    console = Console(file=io.StringIO(), width=300, color_system=None)
+    print_summary(tables, console)
+    assert "Latency measured on a busy machine" in console.file.getvalue()
+    # without busy records and without the new fields, nothing of it appears
+    plain = build_tables(all_records(), methods=METHODS)
+    assert busy_lines(plain) == [] and "busy machine" not in render_markdown(plain, {"name": "t"})
 
 
 def test_undefined_kappa_is_left_out():

@@ -16,8 +16,11 @@ Tables (keys of the dict :func:`build_tables` returns; a table is present only w
 - ``suite-<name>``: any other suite, laid out like ``paper``.
 - ``variants``: when exported models (e.g. ``tflite-int8``) were evaluated too: per method, one
   row per variant and one row per paired difference to the reference variant (same seed).
-- ``efficiency``: Table 5: parameters, size, MFLOPs, MACs, TFLite file sizes, and median latency
-  per night for every runner x variant measured.
+- ``efficiency``: Table 5: parameters, size, MFLOPs, MACs, TFLite file sizes, the FLOP ratio to
+  the unpruned reference, and for every runner x variant measured: median latency per night, the
+  speedup over the reference and the test-time transforms' share of the latency. A latency taken
+  on a busy machine is marked :data:`BUSY_MARKER` and listed in a warning section
+  (:attr:`Table.busy`).
 - ``training``: per training phase, the selected epoch, its selection score and wall time.
 
 Training health: a training record whose ``health`` says ``collapsed`` (restbench.training.health)
@@ -54,7 +57,20 @@ EFFICIENCY_FIELDS: tuple[tuple[str, str], ...] = (
     ("macs", "MMACs"),
     ("tflite_fp32_size_kb", "TFLite fp32 (KB)"),
     ("tflite_int8_size_kb", "TFLite int8 (KB)"),
+    ("flop_ratio_vs_reference", "FLOP ratio (×)"),
 )
+
+#: Per runner x variant latency columns of the efficiency table: (record field, label prefix).
+LATENCY_FIELDS: tuple[tuple[str, str], ...] = (
+    ("latency_s_per_night_median", "s/night"),
+    ("speedup_vs_reference", "speedup (×)"),
+    ("transform_share", "transform share"),
+)
+
+#: After a latency measured while the machine was busy (the record's ``busy``).
+BUSY_MARKER = "(busy)"
+BUSY_NOTE = (f"{BUSY_MARKER}: measured while the machine was busy (spread, other processes or load average; "
+             "see Latency measured on a busy machine): an upper bound rather than the model's latency.")
 
 ROBUSTNESS_METRICS: tuple[str, ...] = ("macro_f1", "accuracy", "kappa")
 
@@ -145,6 +161,7 @@ class Table:
     show: bool = True
     settings: list[dict] = field(default_factory=list)
     health: list[dict] = field(default_factory=list)
+    busy: list[dict] = field(default_factory=list)  # latency records marked busy: label, seed, runner, variant, reasons
 
     def flagged(self, row: Row) -> bool:
         """Whether ``row``'s method has a collapsed training phase."""
@@ -165,6 +182,7 @@ class Table:
             "cells": {r: {c: cell.to_dict() for c, cell in cols.items()} for r, cols in self.cells.items()},
             "settings": self.settings,
             "health": self.health,
+            "busy": self.busy,
         }
 
 
@@ -178,6 +196,7 @@ _FIELDS = [
     "variant", "suite", "corruption", "severity", "severity_name", "severity_value", "severity_unit",
     "corruption_settings", *ROBUSTNESS_METRICS,
     *(f for f, _ in EFFICIENCY_FIELDS), "runner", "latency_s_per_night_median",
+    "speedup_vs_reference", "transform_share", "busy", "busy_reasons", "reference_method",
     "phase", "selected_epoch", "selection_score", "wall_s", "health",
     "per_subject_macro_f1", "macro_f1_ci95",
 ]
@@ -407,21 +426,55 @@ def _efficiency_table(eff: pd.DataFrame, lat: pd.DataFrame, rows: _Rows) -> Tabl
     fields = [fld for fld, _ in EFFICIENCY_FIELDS if fld in eff and eff[fld].notna().any()]
     columns = [Column(fld, label, fld) for fld, label in EFFICIENCY_FIELDS if fld in fields]
     # astype(str): with no latency records the empty columns are float, and str + float fails
-    lat = lat.assign(column="latency_s_per_night_median[" + lat["runner"].astype(str) + ":"
-                     + lat["variant"].astype(str) + "]",
-                     value=lat["latency_s_per_night_median"])
-    pairs = lat[["column", "runner", "variant"]].drop_duplicates().itertuples(index=False)
-    columns += [Column(key, f"s/night {runner} {variant}", "latency_s_per_night_median", runner=runner,
-                       variant=variant) for key, runner, variant in pairs]
-    long = pd.concat([eff.melt(id_vars=["row", "seed"], value_vars=fields, var_name="column"),
-                      lat[["row", "seed", "column", "value"]]])
-    return _table(
-        "efficiency",
-        "Efficiency (Table 5)",
-        "Size and compute per window; latency is the median per night (windows_per_night windows) "
-        "on each runner; mean ± std over seeds (pruned models differ per seed).",
-        columns, long, rows,
-    )
+    pair = "[" + lat["runner"].astype(str) + ":" + lat["variant"].astype(str) + "]"
+    parts = [lat[["row", "seed"]].assign(column=metric + pair, value=lat[metric])
+             for metric, _ in LATENCY_FIELDS]
+    for (runner, variant), _ in lat.groupby(["runner", "variant"], sort=False):
+        mine = lat[(lat["runner"] == runner) & (lat["variant"] == variant)]
+        columns += [Column(f"{metric}[{runner}:{variant}]", f"{label} {runner} {variant}", metric, runner=runner,
+                           variant=variant)
+                    for metric, label in LATENCY_FIELDS
+                    if metric == "latency_s_per_night_median" or mine[metric].notna().any()]
+    long = pd.concat([eff.melt(id_vars=["row", "seed"], value_vars=fields, var_name="column"), *parts])
+    shown = {c.metric for c in columns}
+    description = ("Size and compute per window; latency is the median per night (windows_per_night windows) "
+                   "on each runner; mean ± std over seeds (pruned models differ per seed).")
+    references = sorted({str(r) for r in pd.concat([eff["reference_method"], lat["reference_method"]]).dropna()})
+    if "flop_ratio_vs_reference" in shown or "speedup_vs_reference" in shown:
+        description += (f" Reference: the unpruned {', '.join(references) or 'plain-training model'}; FLOP ratio: "
+                        "its MFLOPs over the model's (the speedup FLOPs alone predict); speedup: its fastest "
+                        "window over the model's, same runner and variant.")
+    if "transform_share" in shown:
+        description += (" Transform share: the test-time transforms, timed alone on the same runner, over the "
+                        "model's fastest window.")
+    table = _table("efficiency", "Efficiency (Table 5)", description, columns, long, rows)
+    table.busy = _busy(lat, rows)
+    for entry in table.busy:
+        for metric, _ in LATENCY_FIELDS:
+            cell = table.cell(entry["row"], f"{metric}[{entry['runner']}:{entry['variant']}]")
+            if cell is not None:
+                cell.marker = BUSY_MARKER
+    return table
+
+
+def _busy(lat: pd.DataFrame, rows: _Rows) -> list[dict]:
+    """The latency records marked busy, in row order: what the warning section lists."""
+    flagged = []
+    for rec in lat.itertuples(index=False):
+        if _given(rec.busy) is True:
+            ident = (rec.dataset, rec.model, rec.method)
+            flagged.append({"row": rows.key(ident), "label": rows.row(ident).label, "seed": int(rec.seed),
+                            "runner": rec.runner, "variant": rec.variant,
+                            "reasons": list(_given(rec.busy_reasons) or ["busy"])})
+    order = {rows.key(ident): i for i, ident in enumerate(rows.idents)}
+    flagged.sort(key=lambda b: (order.get(b["row"], len(order)), b["seed"], b["runner"], b["variant"]))
+    return flagged
+
+
+def busy_lines(tables: dict[str, Table]) -> list[str]:
+    """The latency figures taken on a busy machine, one line each (empty when none)."""
+    return [f"{b['label']} seed {b['seed']} on {b['runner']} {b['variant']}: {'; '.join(b['reasons'])}"
+            for table in tables.values() for b in table.busy]
 
 
 def _training_table(train: pd.DataFrame, rows: _Rows) -> Table | None:
@@ -569,6 +622,8 @@ def _fmt_number(metric: str, value: float, signed: bool = False) -> str:
         return f"{value:{sign},.1f}"
     if metric.startswith("latency_s"):
         return f"{value:{sign},.2f}"
+    if metric == "transform_share":
+        return f"{100 * value:{sign}.0f} %"
     if metric == "selected_epoch":
         return f"{value:{sign}.0f}" if float(value).is_integer() else f"{value:{sign}.1f}"
     if signed:
@@ -700,6 +755,13 @@ def render_markdown(tables: dict[str, Table], run_info: dict | None = None) -> s
     if warning:
         out += ["## Training health", "", f"**{HEALTH_MARKER} Warning:** {_md_escape(warning[0])}", ""]
         out += [f"- {_md_escape(line)}" for line in warning[1:]] + [""]
+    busy = busy_lines(tables)
+    if busy:
+        out += ["## Latency measured on a busy machine", "",
+                f"**Warning:** {len(busy)} latency figure(s) were timed while the machine was busy; they measure "
+                "its load as much as the model. Re-run on a quiet machine (`restbench run --resume` re-times "
+                "nothing that is recorded; a new run directory does).", ""]
+        out += [f"- {_md_escape(line)}" for line in busy] + [""]
 
     shown = [t for t in tables.values() if t.show]
     if not shown:
@@ -714,6 +776,8 @@ def render_markdown(tables: dict[str, Table], run_info: dict | None = None) -> s
         out.append("")
         if any(table.flagged(row) for row in table.rows):
             out += [HEALTH_NOTE, ""]
+        if table.busy:
+            out += [BUSY_NOTE, ""]
 
     setting_lines = [ln for t in shown for ln in _settings_lines(t, all_methods)]
     if setting_lines:
@@ -864,6 +928,8 @@ def print_summary(tables: dict[str, Table], console: Any = None, wide: bool = Fa
         caption = table.description
         if any(table.flagged(row) for row in table.rows):
             caption += "\n" + HEALTH_NOTE
+        if table.busy:
+            caption += "\n" + BUSY_NOTE
         first = max(_text_width(text, wrap=False) for text in [header[0], *(line[0] for line in body)])
         widths = [max(_text_width(header[j], wrap=True), *(_text_width(line[j], wrap=False) for line in body))
                   for j in range(1, len(header))]
@@ -901,6 +967,12 @@ def print_summary(tables: dict[str, Table], console: Any = None, wide: bool = Fa
         console.print(f"[bold red]{HEALTH_MARKER} Training health warning:[/bold red] {escape(warning[0])}")
         for line in warning[1:]:
             console.print(f"  - {escape(line)}", highlight=False)
+    busy = busy_lines(tables)
+    if busy:
+        console.print(f"[bold yellow]Latency measured on a busy machine {BUSY_MARKER}:[/bold yellow] {len(busy)} "
+                      "figure(s) measure the machine's load as much as the model")
+        for line in busy:
+            console.print(f"  - {escape(line)}", highlight=False)
 
 
 def read_summary(run_dir: RunDir | str | os.PathLike) -> tuple[dict[str, Table], dict]:
@@ -926,6 +998,7 @@ def write_summary(run_dir: RunDir | str | os.PathLike) -> dict[str, Table]:
 
 
 __all__ = [
+    "BUSY_MARKER",
     "CSV_FIELDS",
     "HEALTH_MARKER",
     "REFERENCE_VARIANT",
@@ -934,6 +1007,7 @@ __all__ = [
     "Row",
     "Table",
     "build_tables",
+    "busy_lines",
     "csv_text",
     "format_cell",
     "health_flags",
