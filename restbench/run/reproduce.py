@@ -53,7 +53,6 @@ CROSS_MACHINE = {"name": "cross-machine", "macro_f1_abs": 0.01, "window_agreemen
 
 #: Provenance fields whose equality makes a reproduction "the same machine and software".
 _ENV_PACKAGES = ("torch", "numpy", "scipy", "ai-edge-litert", "litert-torch")
-_NOT_PASSED = ("dataset", "model", "protocol", "dataset_options_resolved", "profile", "seeds")
 
 
 def environment(prov: dict) -> dict:
@@ -262,10 +261,14 @@ def _request(info: dict, out: Path, data_dir: Path | None, cache_dir: Path | Non
     """The recorded configuration as a resume request that trains nothing and times nothing."""
     from restbench.data.cache import default_cache_dir
     from restbench.run.pipeline import RunRequest
+    from restbench.run.profiles import CORE_OPTIONS
 
     config = info["config"]
     skip = _runner_ids(info)
-    overrides = {k: v for k, v in config.items() if k not in _NOT_PASSED}
+    # only core knobs are settable; anything else the config records is derived, and checked
+    # against the recorded value when the pipeline resumes
+    knobs = {option.name for option in CORE_OPTIONS} - {"seeds"}
+    overrides = {k: v for k, v in config.items() if k in knobs}
     for oid, options in (info.get("options") or {}).items():
         if oid not in skip:
             overrides.update({f"{oid}.{option}": value for option, value in options.items()})
