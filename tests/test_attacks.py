@@ -180,3 +180,63 @@ def test_pgd_adversarial_augmentation(trained):
     assert int(unchanged.sum()) == 10
     cfg = aug.config()
     assert cfg["eps_uv"] == 5.0 and cfg["steps"] == 3 and cfg["step_size_uv"] == pytest.approx(2.5 * 5 / 3)
+
+
+def test_pgd_adversarial_ramp_grows_the_radius_by_epoch(trained):
+    model, x, y, _ = trained
+    x, y = x[:24].clamp(STATS.min, STATS.max), y[:24]
+    aug = PGDAdversarial(eps=8.0, steps=2, ramp_epochs=4)
+    reached = []
+    for epoch in (1, 2, 4, 6):
+        aug.set_epoch(epoch)
+        out, _ = aug(model, x, y, STATS, torch.Generator().manual_seed(0))
+        reached.append(float((out - x).abs().max()))
+    for got, bound in zip(reached, (2.0, 4.0, 8.0, 8.0)):
+        assert bound * 0.9 <= got <= bound + 1e-4  # the attack uses (nearly) all of the current radius
+    assert aug.config()["ramp_epochs"] == 4 and aug.config()["eps_uv"] == 8.0
+    with pytest.raises(ValueError, match="ramp_epochs"):
+        PGDAdversarial(eps=8.0, ramp_epochs=-1)
+
+
+def test_the_rest_methods_pass_their_attack_options_to_the_training_attack():
+    from restbench.api import MethodContext
+    from restbench.plugins.options import fill_options
+    from restbench.plugins.registry import get_registry
+
+    method = get_registry().get("methods", "rest-a", "--methods")
+    options = fill_options(method.options, {"train_eps": 4.0, "train_mix": 0.5, "train_eps_ramp_epochs": 3,
+                                            "train_step_size": 1.5, "pgd_steps": 3}, "rest-a")
+    recipe = method.recipe(MethodContext(dataset="sleep-synth", profile={}, options=options))
+    for phase in (recipe.train, recipe.retrain):
+        cfg = phase.augmentations[0].config()
+        assert (cfg["eps_uv"], cfg["mix"], cfg["ramp_epochs"], cfg["step_size_uv"], cfg["steps"]) == (4.0, 0.5, 3, 1.5, 3)
+    released = get_registry().get("methods", "rest-a-released", "--methods")
+    cfg = released.recipe(MethodContext(dataset="sleep-synth", profile={}, options=options)).train.augmentations[0].config()
+    assert cfg["step_size_uv"] == 0.01  # the released attack keeps the authors' step whatever the option says
+
+
+def test_the_training_loop_tells_scheduled_augmentations_the_epoch():
+    from restbench.api import Phase
+    from restbench.plugins.testing import make_sleep_data
+    from restbench.training.loop import train_phase
+
+    class Recorder:
+        def __init__(self):
+            self.epochs = []
+
+        def set_epoch(self, epoch):
+            self.epochs.append(epoch)
+
+        def __call__(self, model, x, y, stats, generator=None):
+            return x, y
+
+        def config(self):
+            return {"name": "recorder"}
+
+    recorder = Recorder()
+    net = torch.nn.Sequential(torch.nn.Conv1d(1, 4, 9, stride=8), torch.nn.AdaptiveAvgPool1d(1), torch.nn.Flatten(),
+                              torch.nn.Linear(4, 5))
+    knobs = {"lr": 0.01, "momentum": 0.0, "weight_decay": 0.0, "batch_size": 16, "max_train_windows": 32,
+             "max_val_windows": 16}
+    train_phase(net, make_sleep_data(n_subjects=5, epochs_per_subject=20), Phase(augmentations=[recorder]), knobs, 0, 3, [])
+    assert recorder.epochs == [1, 2, 3]

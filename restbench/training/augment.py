@@ -3,7 +3,8 @@
 Every augmentation is called as ``aug(model, x, y, stats, generator) -> (x, y)`` with a
 float32 batch ``(n, 1, n_times)`` in microvolts, its labels, the training split's
 :class:`restbench.data.sleep_data.TrainingStats` and a ``torch.Generator`` (deterministic given it);
-``config()`` returns the plain-data record stored with results.
+``config()`` returns the plain-data record stored with results. An augmentation with a schedule
+also defines ``set_epoch(epoch)``, which the training loop calls at the start of every epoch.
 """
 
 from __future__ import annotations
@@ -48,7 +49,10 @@ class PGDAdversarial:
     to the training data range. ``mix`` is the fraction of each batch kept clean (chosen at
     random; only the rest is attacked, so mixing also saves time). ``setting`` names an entry of
     :data:`restbench.training.attacks.PGD_SETTINGS` whose step size and random start apply unless
-    given explicitly (``authors-code``: the released 0.01 uV step)."""
+    given explicitly (``authors-code``: the released 0.01 uV step). ``ramp_epochs`` grows the radius
+    linearly from ``eps / ramp_epochs`` in the first epoch to ``eps`` in epoch ``ramp_epochs`` of each
+    training phase (the loop calls :meth:`set_epoch`); the step follows the current radius unless
+    given explicitly."""
 
     def __init__(
         self,
@@ -59,9 +63,12 @@ class PGDAdversarial:
         restarts: int = 0,
         random_start: bool | None = None,
         setting: str = "standard",
+        ramp_epochs: int = 0,
     ) -> None:
         if not 0.0 <= mix < 1.0:
             raise ValueError(f"PGDAdversarial: mix={mix} must be in [0, 1)")
+        if ramp_epochs < 0:
+            raise ValueError(f"PGDAdversarial: ramp_epochs={ramp_epochs} must be >= 0")
         if setting not in PGD_SETTINGS:
             raise ValueError(f"PGDAdversarial: unknown setting {setting!r}; choose from {sorted(PGD_SETTINGS)}")
         base = PGD_SETTINGS[setting]
@@ -70,6 +77,13 @@ class PGDAdversarial:
         self.step_size = step_size if step_size is not None else base["step_size_uv"]
         self.mix, self.restarts = float(mix), int(restarts)
         self.random_start = bool(base["random_start"] if random_start is None else random_start)
+        self.ramp_epochs = int(ramp_epochs)
+        self.current_eps = self.eps if not self.ramp_epochs else self.eps / self.ramp_epochs
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by the training loop at the start of each (1-based) epoch."""
+        if self.ramp_epochs:
+            self.current_eps = self.eps * min(1.0, epoch / self.ramp_epochs)
 
     def __call__(self, model, x, y, stats, generator=None):
         n = x.shape[0]
@@ -84,7 +98,7 @@ class PGDAdversarial:
             model,
             xs,
             ys,
-            eps=self.eps,
+            eps=self.current_eps,
             steps=self.steps,
             step_size=self.step_size,
             clip=(stats.min, stats.max),
@@ -108,4 +122,4 @@ class PGDAdversarial:
             random_start=self.random_start,
         )
         settings["clip_uv"] = "training min/max"
-        return {"name": "pgd-adversarial", "mix": self.mix, **settings}
+        return {"name": "pgd-adversarial", "mix": self.mix, "ramp_epochs": self.ramp_epochs, **settings}

@@ -129,6 +129,9 @@ def train_phase(
     history = []
     for epoch in range(1, epochs + 1):
         ctx = StepContext(data.stats, knobs, generator, epoch, phase.augmentations, phase.regularizers)
+        for augmentation in phase.augmentations:  # schedules (e.g. an eps ramp) follow the epoch
+            if hasattr(augmentation, "set_epoch"):
+                augmentation.set_epoch(epoch)
         ends = subsample(train_ends, knobs.get("max_train_windows"), rng)
         ends = ends[rng.permutation(len(ends))]
         losses = []

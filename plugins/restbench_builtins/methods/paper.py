@@ -37,6 +37,12 @@ ADVERSARIAL = (
            "validation; 4 uV not finished), see docs/eps-search/", minimum=0.0, profiles={"quick": 2.0}),
     Option("pgd_steps", int, None, "PGD training iterations (null: the paper's, 10 on Sleep-EDF, 5 on SHHS)",
            nullable=True, minimum=1, profiles={"quick": 2, "smoke": 2}),
+    Option("train_step_size", float, None, "PGD training step in uV (null: 2.5 x eps / steps, Madry et al.'s rule; "
+           "the as-released variants use the authors' 0.01 uV)", nullable=True, minimum=0.0),
+    Option("train_mix", float, 0.0, "fraction of each training batch kept clean (the rest is attacked); the paper "
+           "trains on adversarial examples only", minimum=0.0, maximum=0.99),
+    Option("train_eps_ramp_epochs", int, 0, "epochs over which the training radius grows linearly from eps / n to "
+           "eps (0: the full radius from the first epoch, as in the paper)", minimum=0),
     Option("selection_eps", float, 6.0, "PGD radius in uV of the validation criterion (clean F1 + PGD F1) / 2",
            minimum=0.0),
     Option("selection_pgd_steps", int, 10, "PGD iterations of the validation criterion", minimum=1,
@@ -75,7 +81,12 @@ def adversarial(context: MethodContext, setting: str = "standard") -> PGDAdversa
     0.01 uV step), both from a uniform random start (restbench.training.attacks.PGD_SETTINGS)."""
     from restbench.training.augment import PGDAdversarial
 
-    return PGDAdversarial(eps=float(context.options["train_eps"]), steps=pgd_train_steps(context), setting=setting)
+    options = context.options
+    step_size = options.get("train_step_size") if setting == "standard" else None
+    return PGDAdversarial(eps=float(options["train_eps"]), steps=pgd_train_steps(context), setting=setting,
+                          step_size=None if step_size is None else float(step_size),
+                          mix=float(options.get("train_mix", 0.0)),
+                          ramp_epochs=int(options.get("train_eps_ramp_epochs", 0)))
 
 
 def adversarial_selection(context: MethodContext) -> dict:
