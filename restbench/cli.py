@@ -316,7 +316,7 @@ def data_info(dataset_id, data_dir, protocol, n_subjects, dataset_option, cache_
     the training split, and every corruption level in uV and relative to that amplitude."""
     from restbench.api import DatasetOptions, STAGES
 
-    from restbench.data.scale import data_scale
+    from restbench.data.scale import data_scale, measured_levels
     from restbench.plugins.options import resolve_options
 
     ds = get_registry().get("datasets", dataset_id, "DATASET_ID")
@@ -329,6 +329,7 @@ def data_info(dataset_id, data_dir, protocol, n_subjects, dataset_option, cache_
               for cid, corruption in sorted(get_registry().all("corruptions").items())
               for sev in getattr(corruption, "severities", ())]
     scale = data_scale(data, levels)
+    scale["measured"] = measured_levels(data, [c for _, c in sorted(get_registry().all("corruptions").items())])
     if as_json:
         _emit_json({"dataset": dataset_id, "fingerprint": data.fingerprint, "sfreq": data.sfreq,
                     "n_times": data.n_times, "split": data.split, "stage_counts": counts,
@@ -362,6 +363,17 @@ def data_info(dataset_id, data_dir, protocol, n_subjects, dataset_option, cache_
     console.print(noise)
     console.print("Per stage: the level in uV as a % of that stage's median 30-s epoch RMS (mean removed). "
                   "An L-inf radius moves every sample by at most that much; a noise std is the noise's RMS.")
+    added = Table(title="What each model-free level adds to training windows: RMS of the change as % of the "
+                        "stage's RMS / its 15-30 Hz power as a multiple of the stage's own")
+    added.add_column("level")
+    for stage in STAGES:
+        added.add_column(stage, justify="right")
+    for level in scale["measured"]:
+        added.add_row(level["label"], *[f"{100 * level['of_stage_rms'][s]:.0f}% {level['beta_power_ratio'][s]:.1f}x"
+                                        if level["of_stage_rms"].get(s) is not None else "–" for s in STAGES])
+    console.print(added)
+    console.print("Broadband noise (Gaussian, shot) fills the beta band that separates wake from sleep: where it "
+                  "adds several times a stage's own beta power, a model reading beta sees wake.")
     for item in data.info.get("skipped", []):
         console.print(f"[yellow]skipped[/yellow] {item.get('file')}: {item.get('reason')}")
 

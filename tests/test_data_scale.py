@@ -99,3 +99,33 @@ def test_data_info_shows_stage_amplitude_and_relative_noise(tmp_path):
             if out["stage_rms_uv"][stage]:
                 assert rel == pytest.approx(level["uv"] / out["stage_rms_uv"][stage])
     assert len(by_label) == len(out["levels"])
+
+
+def test_measured_levels_size_noise_by_what_it_adds():
+    """White noise of std s adds RMS s to every stage and fills 15-30 Hz; a 1 Hz sine adds none
+    there; a white-box attack is left out (it needs a model)."""
+    import torch
+
+    from restbench.api import Severity
+    from restbench.data.scale import measured_levels
+
+    data, amps = toy_data()
+
+    class White:
+        id, needs_model = "white", False
+        severities = (Severity(1, "low", 5.0, "uV"), Severity(3, "high", 20.0, "uV"))
+
+        def apply(self, x, severity, stats, rng, **kwargs):
+            return x + torch.from_numpy(rng.normal(0.0, severity.value, x.shape).astype(np.float32))
+
+    class Attack(White):
+        id, needs_model = "attack", True
+
+    rows = measured_levels(data, [White(), Attack()], per_stage=8)
+    assert [r["label"] for r in rows] == ["white low", "white high"]
+    rms = stage_rms(data)
+    for row, std in zip(rows, (5.0, 20.0)):
+        for stage in STAGES:
+            assert row["added_rms_uv"][stage] == pytest.approx(std, rel=0.1)
+            assert row["of_stage_rms"][stage] == pytest.approx(row["added_rms_uv"][stage] / rms[stage])
+            assert row["beta_power_ratio"][stage] > 1e3  # the toy epochs are pure 1 Hz sines: no beta of their own

@@ -90,3 +90,54 @@ def data_scale(data: SleepData, levels: Iterable[tuple[str, float, str]], split:
         "sigma_train_uv": float(data.stats.sigma),
         "levels": relative_levels(levels, rms, data.stats),
     }
+
+
+#: The band whose power separates wake from sleep in single-channel EEG (and which broadband noise fills).
+BETA_HZ = (15.0, 30.0)
+
+
+def band_power(epochs: np.ndarray, sfreq: float, band: tuple[float, float]) -> np.ndarray:
+    """Mean periodogram power (uV^2 per bin) of each row of ``epochs`` inside ``band`` Hz."""
+    x = np.asarray(epochs, dtype=np.float64)
+    x = x - x.mean(axis=1, keepdims=True)
+    power = np.abs(np.fft.rfft(x, axis=1)) ** 2 / x.shape[1]
+    freqs = np.fft.rfftfreq(x.shape[1], 1.0 / sfreq)
+    inside = (freqs >= band[0]) & (freqs < band[1])
+    return power[:, inside].mean(axis=1)
+
+
+def measured_levels(data: SleepData, corruptions: Iterable[Any], per_stage: int = 48, seed: int = 0) -> list[dict[str, Any]]:
+    """What each model-free corruption level actually adds, measured on ``per_stage`` training windows
+    of every stage (the same windows for every level): the median RMS (uV) of the change in the
+    scored epoch, as a fraction of the stage's median RMS, and the change's beta (15-30 Hz) power
+    as a multiple of the stage's own. Levels whose unit does not convert to uV (shot noise scales
+    with the signal) get a size this way too; white-box attacks (``needs_model``) are left out.
+    """
+    import torch
+
+    rng = np.random.default_rng([seed, 5])
+    ends = data.windows("train")
+    labels = data.labels[ends]
+    chosen = {s: np.sort(rng.choice(ends[labels == i], min(per_stage, int((labels == i).sum())), replace=False))
+              for i, s in enumerate(STAGES) if (labels == i).any()}
+    rms = stage_rms(data)
+    n_epoch = int(data.samples_per_epoch)
+    rows = []
+    for corruption in corruptions:
+        if getattr(corruption, "needs_model", False):
+            continue
+        for severity in corruption.severities:
+            added_rms, beta_ratio = {}, {}
+            for stage, stage_ends in chosen.items():
+                x, _ = data.get(stage_ends)
+                noisy = corruption.apply(torch.from_numpy(x), severity, data.stats, np.random.default_rng([seed, 6]),
+                                         sfreq=float(data.sfreq)).numpy()
+                clean_epoch = x[:, 0, -n_epoch:]
+                change = noisy[:, 0, -n_epoch:].astype(np.float64) - clean_epoch
+                added_rms[stage] = float(np.median(epoch_rms(change)))
+                own = band_power(clean_epoch, float(data.sfreq), BETA_HZ)
+                beta_ratio[stage] = float(np.median(band_power(change, float(data.sfreq), BETA_HZ) / np.maximum(own, 1e-12)))
+            rows.append({"label": f"{corruption.id} {severity.name}", "added_rms_uv": added_rms,
+                         "of_stage_rms": {s: (added_rms[s] / rms[s] if rms.get(s) else None) for s in added_rms},
+                         "beta_power_ratio": beta_ratio})
+    return rows
