@@ -122,19 +122,70 @@ class Dataset(PluginObject, Protocol):
 # --------------------------------------------------------------------------- models
 
 
+#: Seconds per scored sleep epoch: every window is a whole number of these.
+EPOCH_S = 30.0
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """The input contract a model declares (its ``inputs`` attribute), in braindecode's names.
+
+    ``n_chans``: EEG channels per window (every built-in dataset gives 1); ``context_epochs``:
+    30-s epochs per window, the scored epoch last (Sors: 4, i.e. 12,000 samples at 100 Hz; most
+    braindecode stagers: 1); ``sfreq``: the sampling rate the model needs, or None for any rate
+    (it is then built for the data's). The data is windowed to this before anything trains
+    (:meth:`restbench.data.sleep_data.SleepData.with_context`), and the resolved contract,
+    ``{"n_chans", "n_outputs", "n_times", "sfreq", "context_epochs"}``, is recorded in run.json.
+    A model that declares an option named ``context_epochs`` lets the user change it.
+    """
+
+    n_chans: int = 1
+    context_epochs: int = 4
+    sfreq: float | None = None
+
+    def resolve(self, sfreq: float, n_outputs: int, context_epochs: int | None = None) -> dict[str, Any]:
+        """The concrete contract for data at ``sfreq``: braindecode's keywords plus the context."""
+        context = int(context_epochs or self.context_epochs)
+        return {"n_chans": int(self.n_chans), "n_outputs": int(n_outputs),
+                "n_times": int(round(context * EPOCH_S * float(sfreq))), "sfreq": float(sfreq),
+                "context_epochs": context}
+
+
+def model_input(model: Any, options: dict[str, Any] | None = None) -> ModelInput:
+    """What ``model`` declares as its input (:class:`ModelInput`; the default, Sors' 4 x 30 s of one
+    channel at any rate, when it declares nothing), with a declared ``context_epochs`` option applied."""
+    declared = getattr(model, "inputs", None)
+    if declared is None:
+        declared = ModelInput()
+    if not isinstance(declared, ModelInput):
+        raise PluginError(f"model '{getattr(model, 'id', model)}': 'inputs' must be a restbench.api.ModelInput")
+    if options and options.get("context_epochs") is not None:
+        from dataclasses import replace
+
+        declared = replace(declared, context_epochs=int(options["context_epochs"]))
+    return declared
+
+
 @runtime_checkable
 class Model(PluginObject, Protocol):
     """A network family. ``spec`` is plain JSON-able data that fully fixes the architecture,
-    so a (pruned) model is rebuilt from spec + state_dict without executing anything."""
+    so a (pruned) model is rebuilt from spec + state_dict without executing anything.
+
+    Optional attributes: ``inputs`` (a :class:`ModelInput`: channels, context epochs and
+    sampling rate it takes; default one channel, 4 epochs, any rate) and ``options`` (its own
+    settings: a ``width`` channel multiplier, depth, ...). The harness passes nothing blindly:
+    a model that declares options receives them as ``options=``, and the core ``width`` knob
+    reaches only a model that declares an option named ``width`` (run.json records whether it
+    applied)."""
 
     def build(
-        self, n_times: int, sfreq: float, n_classes: int, spec: dict | None = None, width: float = 1.0
+        self, n_times: int, sfreq: float, n_classes: int, spec: dict | None = None, **kwargs: Any
     ) -> tuple["nn.Module", dict]:
-        """Return ``(module, spec)``. With ``spec`` given, rebuild exactly that architecture
-        (``n_times``/``width`` are then ignored); otherwise size it from the input and ``width``
-        (a channel multiplier profiles use to fit a budget). A model that declares ``options``
-        also receives ``options=`` (its resolved values) when built for a run, and must record
-        in ``spec`` whatever of them shapes the architecture."""
+        """Return ``(module, spec)`` for windows of ``n_times`` samples at ``sfreq`` Hz and
+        ``n_classes`` outputs (braindecode's ``n_times``, ``sfreq``, ``n_outputs``). With ``spec``
+        given, rebuild exactly that architecture (the sizing arguments are then ignored). A model
+        that declares ``options`` receives ``options=`` (its resolved values) when built for a
+        run, and must record in ``spec`` whatever of them shapes the architecture."""
         ...
 
 
@@ -345,6 +396,9 @@ class ExportedVariant:
     size_kb: float
     check: dict[str, Any] | None = None
     robustness: str | None = None
+    #: set (one line, why) when the exporter could not write this variant, e.g. an int8 conversion
+    #: the converter or runtime rejects: the harness records it per variant and the run goes on
+    failed: str | None = None
 
 
 @runtime_checkable

@@ -337,6 +337,7 @@ class EpochStore:
             context=context,
             fingerprint=fingerprint(self.key, split, context),
             info=dict(info or {}),
+            contiguous=self.contiguous,
         )
         train_ends = data.windows("train")
         covered = (train_ends[:, None] + np.arange(-context + 1, 1)[None, :]).ravel()

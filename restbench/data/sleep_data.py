@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -44,6 +44,8 @@ class SleepData:
     epochs ``i-context+1 .. i`` are contiguous in time within one recording (no gap left by an
     excluded epoch).
     ``split``: subject ids per split; every subject is in exactly one split.
+    ``contiguous``: optional bool ``(n_epochs,)``, epoch i directly follows epoch i-1 in time;
+    with it the data can be re-windowed to another context (:meth:`with_context`).
     """
 
     name: str
@@ -59,6 +61,7 @@ class SleepData:
     context: int = 4
     fingerprint: str = ""
     info: dict = field(default_factory=dict)  # provenance: files used/skipped, protocol, notes
+    contiguous: np.ndarray | None = None
 
     @property
     def samples_per_epoch(self) -> int:
@@ -68,6 +71,26 @@ class SleepData:
     def n_times(self) -> int:
         """Samples per model input window."""
         return self.samples_per_epoch * self.context
+
+    def with_context(self, context: int) -> "SleepData":
+        """The same data windowed to ``context`` epochs per window (the model's declared input):
+        window ends are recomputed from the epochs' contiguity, the fingerprint names the new
+        context, signal and labels are shared (no copy). The training statistics stay those the
+        dataset computed (the training split's epochs)."""
+        context = int(context)
+        if context == self.context:
+            return self
+        if context < 1:
+            raise ValueError(f"context must be at least 1 epoch, got {context}")
+        if self.contiguous is None:
+            from restbench.errors import PluginError
+
+            raise PluginError(f"dataset '{self.name}' gives windows of {self.context} epochs without epoch contiguity, "
+                              f"so it cannot be windowed to the {context} epochs the model declares; set "
+                              "SleepData.contiguous in the dataset plugin")
+        ends = compute_window_ends(np.ones(len(self.labels), dtype=bool), self.recording, self.contiguous, context)
+        return replace(self, window_end=ends, context=context,
+                       fingerprint=fingerprint(self.fingerprint, "context", context))
 
     def subject_of_epoch(self) -> np.ndarray:
         """Subject id (as an index into ``sorted(set(recording_subject))``) per epoch."""

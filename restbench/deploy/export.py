@@ -147,9 +147,31 @@ def _as_tensor(x: Any) -> "torch.Tensor":
     return x.detach().to(device="cpu", dtype=torch.float32)
 
 
+def copy_module(module: "nn.Module") -> "nn.Module":
+    """``copy.deepcopy(module)``, also for modules holding tensors computed in their last forward
+    pass (``torch.nn.utils.weight_norm`` keeps ``weight`` so; deepcopy refuses such non-leaf
+    tensors): those are copied detached, and the forward pass recomputes them anyway."""
+    try:
+        return copy.deepcopy(module)
+    except RuntimeError:
+        import torch
+
+        saved = []
+        for sub in module.modules():
+            for key, value in list(vars(sub).items()):
+                if isinstance(value, torch.Tensor) and not value.is_leaf:
+                    saved.append((sub, key, value))
+                    sub.__dict__[key] = value.detach()
+        try:
+            return copy.deepcopy(module)
+        finally:
+            for sub, key, value in saved:
+                sub.__dict__[key] = value
+
+
 def _deployable(module: "nn.Module") -> "nn.Module":
     """A CPU copy in eval mode (the caller's module is left as it was)."""
-    return copy.deepcopy(module).cpu().eval()
+    return copy_module(module).cpu().eval()
 
 
 # --------------------------------------------------------------------------- export
@@ -418,16 +440,26 @@ def export_checked(
     """Export ``module`` as ``folder/stem-VARIANT.tflite`` for each variant (int8 calibrated on
     ``calibration``) and check each file against PyTorch on ``check_windows``, reporting rather
     than raising. ``reuse`` keeps a file that already exists (a resumed run).
-    Returns ``{variant: {"path", "size_kb", "check"}}``; callers decide what a failed check means."""
+    Returns ``{variant: {"path", "size_kb", "check", "failed"}}``; callers decide what a failed
+    check means. A variant the converter or the interpreter rejects (an unsupported operator, an
+    int8 graph XNNPACK fails to prepare) does not stop the others: it comes back with ``failed``,
+    the first line of why, and no file (a half-written one is removed)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     sample = _as_tensor(calibration[:1])
     out = {}
     for variant in variants:
         path = folder / f"{stem}-{variant}.tflite"
-        if not (reuse and path.exists()):
-            quantize = "int8" if variant == "int8" else None
-            export_tflite(module, sample, path, quantize=quantize, calibration=calibration if quantize else None)
-        out[variant] = {"path": str(path), "size_kb": path.stat().st_size / 1024,
-                        "check": check_export(module, path, check_windows, report_only=True)}
+        try:
+            if not (reuse and path.exists()):
+                quantize = "int8" if variant == "int8" else None
+                export_tflite(module, sample, path, quantize=quantize, calibration=calibration if quantize else None)
+            out[variant] = {"path": str(path), "size_kb": path.stat().st_size / 1024,
+                            "check": check_export(module, path, check_windows, report_only=True), "failed": None}
+        except UsageError:
+            raise  # a bad argument is the caller's fault, not the variant's
+        except Exception as exc:
+            reason = str(exc) if isinstance(exc, PluginError) else f"the {variant} graph does not run ({_first_line(exc)})"
+            path.unlink(missing_ok=True)
+            out[variant] = {"path": None, "size_kb": None, "check": None, "failed": reason}
     return out

@@ -36,7 +36,8 @@ def register_models(register: Register) -> None:
     Called once when the plugin manager loads.
 
     :param register: call ``register(model)`` for each :class:`restbench.api.Model`
-        (``build(n_times, sfreq, n_classes, spec=None, width=1.0) -> (module, spec)``).
+        (``build(n_times, sfreq, n_classes, spec=None, options=...) -> (module, spec)``; its
+        ``inputs`` say the window it takes, its ``options`` its own settings, ``width`` among them).
     """
 
 

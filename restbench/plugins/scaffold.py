@@ -360,6 +360,9 @@ TEMPLATES["models"] = {
     "singular": "model",
     "description": "A small two-layer convolutional sleep stager",
     "module": '''\
+from restbench.api import ModelInput
+from restbench.plugins.options import NOT_IN_PAPER, Option
+
 __version__ = "0.1.0"
 
 
@@ -377,16 +380,21 @@ def _network(spec: dict):
 
 
 class $cls:
-    """Model plugins declare no options: ``build`` receives the input size, classes and width
-    only, and ``spec`` (plain JSON) must fix the architecture so checkpoints reload from it."""
+    """``build`` receives the window (``n_times`` samples at ``sfreq`` Hz, the ``inputs`` it
+    declares: one channel, 4 x 30 s) and the classes, plus its own ``options``; declaring
+    ``width`` lets the core width knob (profiles) shrink it. ``spec`` (plain JSON) must fix the
+    architecture so checkpoints reload from it."""
 
     id = "$id"
     version = __version__
     description = "$description"
     citation = None
+    inputs = ModelInput(n_chans=1, context_epochs=4, sfreq=None)
+    options = (Option("width", float, 1.0, "channel multiplier", minimum=0.01, paper=NOT_IN_PAPER),)
 
-    def build(self, n_times, sfreq, n_classes, spec=None, width=1.0):
+    def build(self, n_times, sfreq, n_classes, spec=None, width=None, options=None):
         if spec is None:
+            width = width if width is not None else (options or {}).get("width", 1.0)
             spec = {"n_times": int(n_times), "n_classes": int(n_classes), "channels": max(2, round(16 * width)),
                     "kernel": 7}
         return _network(spec), dict(spec)

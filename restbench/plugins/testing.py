@@ -65,7 +65,7 @@ def make_sleep_data(n_subjects: int = 6, epochs_per_subject: int = 40, samples_p
         name="toy", signal=signal, labels=labels, recording=recording, recordings=recordings,
         recording_subject=list(recordings), window_end=ends, split=split, stats=stats, sfreq=sfreq,
         context=context, fingerprint=fingerprint("toy", n_subjects, epochs_per_subject, samples_per_epoch, seed),
-        info={"generator": "restbench.plugins.testing.make_sleep_data"},
+        info={"generator": "restbench.plugins.testing.make_sleep_data"}, contiguous=contiguous,
     )
 
 
@@ -365,17 +365,46 @@ def check_sleep_data(data: SleepData) -> CheckResult:
 # ---------------------------------------------------------------------- models
 
 
+def _model_window(model, sfreq: float = SFREQ) -> tuple[int, float]:
+    """``(n_times, sfreq)`` of the window ``model`` declares (:class:`restbench.api.ModelInput`)
+    for data at ``sfreq`` (its own rate when it declares one): 1,200 samples at 10 Hz for Sors'
+    4 x 30 s toy windows."""
+    from restbench.api import model_input
+
+    declared = model_input(model, plugin_options(model))
+    contract = declared.resolve(declared.sfreq or sfreq, N_CLASSES)
+    return contract["n_times"], contract["sfreq"]
+
+
+def build_for_check(model, n_times: int, sfreq: float, n_classes: int = N_CLASSES):
+    """``model.build`` as the harness calls it under the smoke profile: a model that declares
+    options gets them (``width`` 0.125 where it declares width); a model that declares none
+    but takes a ``width`` keyword (older plugins) gets ``width=0.125``."""
+    import inspect
+
+    options = plugin_options(model, {"width": 0.125})
+    if options is not None:
+        return model.build(n_times, sfreq, n_classes, options=options)
+    try:
+        takes_width = "width" in inspect.signature(model.build).parameters
+    except (TypeError, ValueError):
+        takes_width = False
+    return model.build(n_times, sfreq, n_classes, **({"width": 0.125} if takes_width else {}))
+
+
 def check_model(model) -> CheckResult:
-    """Build a small network for the toy windows and check: JSON-able spec; ``(n, 1, 1200)`` ->
-    finite float32 ``(n, 5)`` logits; a window's eval output independent of its batch;
-    ``build(spec=spec)`` rebuilds the same state_dict and, with the weights loaded, the same
-    outputs; ``n_classes`` and the Sleep-EDF input size (12,000 samples at 100 Hz) honoured; a
-    training step gives finite gradients."""
+    """Build a small network for the toy windows it declares (``inputs``: 4 x 30 s at 10 Hz,
+    1,200 samples, by default; a model that needs 100 Hz is built for 100 Hz) and check:
+    JSON-able spec; ``(n, 1, n_times)`` -> finite float32 ``(n, 5)`` logits; a window's eval
+    output independent of its batch; ``build(spec=spec)`` rebuilds the same state_dict and, with
+    the weights loaded, the same outputs; ``n_classes`` and the Sleep-EDF rate (its window at
+    100 Hz, 12,000 samples for 4 epochs) honoured; a training step gives finite gradients."""
     import torch
 
     problems = CheckResult()
     torch.manual_seed(0)
-    built = model.build(N_TIMES, SFREQ, N_CLASSES, width=0.125)
+    n_times, sfreq = _model_window(model)
+    built = build_for_check(model, n_times, sfreq)
     if not isinstance(built, tuple) or len(built) != 2 or not isinstance(built[0], torch.nn.Module):
         return CheckResult(["build must return (torch.nn.Module, spec)"])
     net, spec = built
@@ -386,12 +415,12 @@ def check_model(model) -> CheckResult:
         spec_json = spec
     if not isinstance(spec, dict):
         problems.append("spec must be a dict")
-    x = torch.from_numpy(np.random.default_rng(0).normal(0.0, 30.0, (3, 1, N_TIMES)).astype(np.float32))
+    x = torch.from_numpy(np.random.default_rng(0).normal(0.0, 30.0, (3, 1, n_times)).astype(np.float32))
     net.eval()
     with torch.no_grad():
         out = net(x)
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (3, N_CLASSES):
-        return problems.merge([f"forward of (3, 1, {N_TIMES}) must give (3, {N_CLASSES}) logits, "
+        return problems.merge([f"forward of (3, 1, {n_times}) must give (3, {N_CLASSES}) logits, "
                                f"got {tuple(getattr(out, 'shape', ()))}"])
     if out.dtype != torch.float32 or not torch.isfinite(out).all():
         problems.append("logits must be finite float32")
@@ -400,7 +429,7 @@ def check_model(model) -> CheckResult:
     if not torch.allclose(alone[0], out[0], rtol=1e-4, atol=1e-4):
         problems.append("in eval mode a window's logits must not depend on the other windows of the batch")
 
-    rebuilt, spec2 = model.build(N_TIMES, SFREQ, N_CLASSES, spec=spec_json)
+    rebuilt, spec2 = model.build(n_times, sfreq, N_CLASSES, spec=spec_json)
     if _shapes(rebuilt) != _shapes(net):
         problems.append("build(spec=spec) must rebuild the same architecture (state_dict keys and shapes)")
     else:
@@ -415,16 +444,18 @@ def check_model(model) -> CheckResult:
     except (TypeError, ValueError):
         problems.append("build(spec=spec) must return a JSON-able spec")
 
-    three, _ = model.build(N_TIMES, SFREQ, 3, width=0.125)
+    three, _ = build_for_check(model, n_times, sfreq, 3)
     with torch.no_grad():
         shape = tuple(three.eval()(x).shape)
     if shape != (3, 3):
         problems.append(f"build(n_classes=3) must give (3, 3) logits for 3 windows, got {shape}")
-    edf, _ = model.build(12000, 100.0, N_CLASSES, width=0.125)
+    edf_times, _ = _model_window(model, 100.0)
+    edf, _ = build_for_check(model, edf_times, 100.0)
     with torch.no_grad():
-        shape = tuple(edf.eval()(torch.zeros(2, 1, 12000)).shape)
+        shape = tuple(edf.eval()(torch.zeros(2, 1, edf_times)).shape)
     if shape != (2, N_CLASSES):
-        problems.append(f"a model built for (12000 samples, 100 Hz) must map (2, 1, 12000) to (2, 5), got {shape}")
+        problems.append(f"a model built for ({edf_times} samples, 100 Hz) must map (2, 1, {edf_times}) to (2, 5), "
+                        f"got {shape}")
 
     net.train()
     loss = torch.nn.functional.cross_entropy(net(x), torch.tensor([0, 2, 4]))
@@ -657,21 +688,28 @@ def check_corruption(corruption) -> CheckResult:
 # ---------------------------------------------------------------------- compressors
 
 
-def _subject_models(registry) -> list:
-    """Registered models to compress, channel-prunable ones (e.g. with BN channel groups) and
-    defaults first, each freshly built small for the toy windows."""
+def _subject_models(registry):
+    """Registered models to compress, for the toy windows: the default models first, then the
+    others, channel-prunable ones with their own groups first. A generator, so the models after
+    the one a compressor accepts are never built."""
     import torch
 
-    candidates = []
-    for position, model in enumerate(registry.all("models").values()):
+    own_groups: dict[str, bool] = {}
+
+    def built(model) -> bool:
         try:
             torch.manual_seed(0)
-            net, _ = model.build(N_TIMES, SFREQ, N_CLASSES, width=0.125)
+            net, _ = build_for_check(model, N_TIMES, SFREQ)
         except Exception:
-            continue
-        prunable = callable(getattr(net, "channel_groups", None)) and callable(getattr(net, "channel_spec", None))
-        candidates.append((not prunable, not getattr(model, "default", False), position, model))
-    return [c[-1] for c in sorted(candidates, key=lambda c: c[:3])]
+            return False
+        own_groups[model.id] = callable(getattr(net, "channel_groups", None))
+        return True
+
+    models = list(registry.all("models").values())
+    defaults = [m for m in models if getattr(m, "default", False)]
+    yield from (m for m in defaults if built(m))
+    rest = [m for m in models if m not in defaults and built(m)]
+    yield from sorted(rest, key=lambda m: not own_groups[m.id])
 
 
 def _fresh_subject(model):
@@ -681,7 +719,7 @@ def _fresh_subject(model):
     from torch.nn.modules.batchnorm import _BatchNorm
 
     torch.manual_seed(0)
-    net, spec = model.build(N_TIMES, SFREQ, N_CLASSES, width=0.125)
+    net, spec = build_for_check(model, N_TIMES, SFREQ)
     with torch.no_grad():
         for m in net.modules():
             if isinstance(m, _BatchNorm):
@@ -705,8 +743,6 @@ def check_compressor(compressor) -> CheckResult:
     import torch
 
     models = _subject_models(get_registry())
-    if not models:
-        return CheckResult(["no model registered to compress"])
     declared = {o.name: o for o in _declared_options(compressor)}
     if "sparsity" in declared:
         option = declared["sparsity"]
@@ -747,6 +783,8 @@ def check_compressor(compressor) -> CheckResult:
             problems.append(f"{compressor.id} on {model.id}: sparsity {settings[1]['sparsity']:g} leaves more parameters "
                             f"({counts[1]:,}) than sparsity {settings[0]['sparsity']:g} ({counts[0]:,})")
         return problems
+    if not refused:
+        return CheckResult(["no model registered to compress"])
     return CheckResult([f"compress failed on every registered model: {'; '.join(refused)}"])
 
 
@@ -773,8 +811,10 @@ def _check_compressed(out, before: int, model, x, where: str) -> tuple[list[str]
     if not torch.isfinite(y).all():
         problems.append(f"{where}: compressed model gives NaN/inf")
     try:
+        from restbench.training.pruning import build_from_spec
+
         spec_json = json.loads(json.dumps(small_spec))
-        rebuilt, _ = model.build(N_TIMES, SFREQ, N_CLASSES, spec=spec_json)
+        rebuilt, _ = build_from_spec(model, spec_json)
     except Exception as exc:
         problems.append(f"{where}: the returned spec does not rebuild through model '{model.id}': {type(exc).__name__}: {exc}")
         return problems, after

@@ -89,7 +89,9 @@ def load_checkpoint(path: Path, registry=None, expected_key: str | None = None) 
         )
     try:
         model = registry.get("models", ckpt["model"])
-        net, spec = model.build(int(ckpt["spec"].get("n_times", 0)), 0.0, 5, spec=ckpt["spec"])
+        from restbench.training.pruning import build_from_spec
+
+        net, spec = build_from_spec(model, ckpt["spec"])  # also networks pruned through derived groups
         net.load_state_dict(ckpt["state_dict"])
     except PluginError:  # e.g. its model plugin is not installed: not a fault of the file
         raise

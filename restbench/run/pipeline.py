@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from restbench.api import Artifact, DatasetOptions, MethodContext, PluginError, Recipe, UsageError
+from restbench.api import Artifact, DatasetOptions, MethodContext, ModelInput, PluginError, Recipe, UsageError, model_input
 from restbench.data.cache import default_cache_dir
 from restbench.data.sleep_data import SleepData
 from restbench.deploy.transforms import deploy
@@ -102,6 +102,8 @@ class Plan:
     options: dict[str, dict[str, Any]]  # plugin id -> its resolved options
     deviations: list[str]
     participants: list  # every plugin object the run uses (reused methods and compressors included)
+    model_input: ModelInput = field(default_factory=ModelInput)  # what the model declares it takes
+    width_applied: bool = True  # the core width knob reached the model (it declares a width option)
 
 
 def _select(registry, kind: str, ids, option: str) -> list:
@@ -178,12 +180,20 @@ def resolve_plan(request: RunRequest, registry) -> Plan:
                else "is not an installed plugin or core knob" + did_you_mean(unused[0], installed))
         raise UsageError(f"{where}: '{unused[0]}' {why}; plugins in this run: {', '.join(options)}")
     participants = [dataset, model, *selected.values(), *corruptions, *compressors.values(), *exporters, *runners]
-    deviation_lines = profiles.deviations(knobs)
+    # The core width knob reaches only a model that declares a width option (unless set as MODEL.width).
+    width_applied = any(o.name == "width" for o in options_of(model))
+    if width_applied and "width" not in per_plugin.get(model.id, {}):
+        options[model.id]["width"] = float(knobs["width"])
+    # the model's width line says it (with the model's name); unapplied, the knob changed nothing
+    deviation_lines = [line for line in profiles.deviations(knobs) if not line.startswith("width:")]
     for obj in participants:
         deviation_lines += option_deviations(options_of(obj), options[obj.id], prefix=f"{obj.id}.")
+    contract = model_input(model, options[model.id])
+    steps.check_compressors(model, options[model.id], contract, recipes, compressors, registry)
     return Plan(knobs=knobs, dataset=dataset, model=model, methods=methods, corruptions=corruptions,
                 exporters=exporters, runners=runners, recipes=recipes, compressors=compressors, options=options,
-                deviations=deviation_lines, participants=participants)
+                deviations=deviation_lines, participants=participants, model_input=contract,
+                width_applied=width_applied)
 
 
 RESUME_EXTENDABLE = ("methods", "corruptions", "seeds", "exporters", "runners")
@@ -313,7 +323,11 @@ class Pipeline:
             extra=self.dataset_extra(),
         )
         self.reporter.log(f"preparing dataset {self.dataset.id}")
-        data = steps.prepare_data(self.dataset, options, self.registry)
+        data = steps.fit_to_model(steps.prepare_data(self.dataset, options, self.registry), self.model,
+                                  self.plan.model_input)
+        if not self.plan.width_applied:
+            self.notes.append(f"width {self.knobs['width']:g} not applied: model '{self.model.id}' declares no width "
+                              "option")
         for item in data.info.get("skipped") or []:
             self.notes.append(f"skipped input {item.get('file')}: {item.get('reason')}")
         return data
@@ -327,7 +341,8 @@ class Pipeline:
         return new_run_info(
             Path(self.request.run_dir).name,
             config={**self.knobs, "dataset": self.dataset.id, "model": self.model.id, "protocol": self.request.protocol,
-                    "dataset_options_resolved": self.dataset_extra()},
+                    "dataset_options_resolved": self.dataset_extra(), "width_applied": self.plan.width_applied,
+                    "model_input": self.plan.model_input.resolve(data.sfreq, steps.N_CLASSES)},
             seeds=[int(s) for s in self.knobs["seeds"]],
             methods=[m.id for m in self.methods],
             corruptions=[c.id for c in self.corruptions],

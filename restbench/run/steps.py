@@ -60,6 +60,54 @@ def test_set(data: SleepData, max_test_windows: int | None) -> tuple[np.ndarray,
     return ends, x, y, subjects
 
 
+def fit_to_model(data: SleepData, model: Any, model_input: Any) -> SleepData:
+    """``data`` windowed to what the model declares (:class:`restbench.api.ModelInput`): its
+    context epochs; a UsageError when its channels or sampling rate cannot be met."""
+    from restbench.api import UsageError
+
+    if model_input.n_chans != 1:
+        raise UsageError(f"--model {model.id}: it takes {model_input.n_chans} EEG channels; dataset "
+                         f"'{data.name}' gives one")
+    if model_input.sfreq is not None and abs(float(model_input.sfreq) - float(data.sfreq)) > 1e-6:
+        raise UsageError(f"--model {model.id}: it needs {model_input.sfreq:g} Hz input; dataset '{data.name}' gives "
+                         f"{data.sfreq:g} Hz (resample the recordings, e.g. edf-folder's sfreq option)")
+    return data.with_context(model_input.context_epochs)
+
+
+def build_model(model: Any, n_times: int, sfreq: float, model_options: dict | None) -> tuple[torch.nn.Module, dict]:
+    """``model.build`` for windows of ``n_times`` samples at ``sfreq``: a model that declares
+    options receives them (``width`` among them only if it declares it); nothing else is passed."""
+    extra = {"options": dict(model_options or {})} if options_of(model) else {}
+    return model.build(int(n_times), float(sfreq), N_CLASSES, **extra)
+
+
+def check_compressors(model: Any, model_options: dict, model_input: Any, recipes: dict[str, Recipe],
+                      compressors: dict[str, Any], registry: Any = None) -> None:
+    """Before anything trains: every compressor a selected method needs can handle the model.
+
+    A compressor may define ``supports(module, spec, model) -> (ok, reason)``; the model is built
+    once (at its declared rate, 100 Hz when it takes any) and each such compressor is asked. A
+    UsageError of one line names the method, the compressor, the model and why."""
+    from restbench.api import UsageError
+
+    needed = [(mid, compressors[r.compressor]) for mid, r in recipes.items()
+              if r.compressor and callable(getattr(compressors.get(r.compressor), "supports", None))]
+    if not needed:
+        return
+    contract = model_input.resolve(model_input.sfreq or 100.0, N_CLASSES)
+    with guarded(model, "models", "build", registry):
+        net, spec = build_model(model, contract["n_times"], contract["sfreq"], model_options)
+    verdicts: dict[str, tuple[bool, str]] = {}
+    for method_id, compressor in needed:
+        if compressor.id not in verdicts:
+            with guarded(compressor, "compressors", "supports", registry):
+                verdicts[compressor.id] = compressor.supports(net, spec, model)
+        ok, reason = verdicts[compressor.id]
+        if not ok:
+            raise UsageError(f"--methods: method '{method_id}' compresses with '{compressor.id}', which cannot prune "
+                             f"model '{model.id}': {reason}")
+
+
 # --------------------------------------------------------------------------- training
 
 
@@ -79,9 +127,8 @@ def train(method_id: str, recipe: Recipe, model: Any, compressor: Any, compresso
           model_options: dict | None = None) -> TrainedModel:
     """Build the model, run the recipe's train phase, compress, retrain; returns the result."""
     torch.manual_seed(seed)
-    extra = {"options": model_options} if options_of(model) else {}  # only models that declare options take it
     with guarded(model, "models", "build", registry):
-        net, spec = model.build(data.n_times, data.sfreq, N_CLASSES, width=float(knobs["width"]), **extra)
+        net, spec = build_model(model, data.n_times, data.sfreq, model_options)
     net.to(device)
     records: list[dict] = []
     compression = None
@@ -140,6 +187,9 @@ def export(exporters: list, options: dict[str, dict], deployed: torch.nn.Module,
             variants = exporter.export(deployed, calibration, check_windows, Path(folder) / exporter.id, stem,
                                        options[exporter.id])
         for variant in variants:
+            if getattr(variant, "failed", None):  # recorded per variant; the others go on
+                notes.append(f"{stem} {variant.variant} not exported ({exporter.id}): {variant.failed}")
+                continue
             if not Path(variant.path).is_file():
                 raise PluginFailure(f"{describe(exporter, registry, 'exporters')} reported {variant.path}, which does "
                                     "not exist", exporter.id)

@@ -1,7 +1,21 @@
 """Generic channel surgery: shrink a network by physically removing channels.
 
-A model plugin makes its networks prunable by giving the module two methods (the
-:class:`ChannelPrunable` protocol):
+Any model is prunable: when its module offers no channel groups of its own, they are derived
+automatically from torch-pruning's dependency graph (:func:`derive_channel_groups`): every Conv
+or Linear layer's output channels together with everything coupled to them (BatchNorm, the
+consumers' input channels, concatenations, residual sums), the network's output layer left
+alone, each group checked by pruning a copy before it is offered. Slimming then scores a group by
+its BatchNorm scales (torch-pruning's ``BNScaleImportance``, un-normalised so layers compare
+globally), filter pruning by the L1 norm of the root layer's filters (``MagnitudeImportance(p=1,
+group_reduction="first")``), and torch-pruning removes the channels. The pruned architecture is
+recorded as data, ``{"restbench_pruned": 1, "base": <the model's spec>, "steps": [[layer, n], ...]}``,
+which :func:`build_from_spec` rebuilds (the model plugin builds the base, the same groups lose as
+many channels) so checkpoints reload from spec + state_dict as before.
+
+A model plugin may instead give its module two methods (the :class:`ChannelPrunable`
+protocol); hand-written groups win over derived ones, and are worth writing where they add
+something: they declare the activation after each BatchNorm, so surgery folds a removed channel's
+constant output into the next layer's bias (below), which derived groups cannot:
 
 - ``channel_groups() -> list[ChannelGroup]``: every set of channels that can be removed
   together (typically one per BatchNorm layer), each listing the state-dict tensors to index
@@ -56,8 +70,8 @@ batch mean, so the fold matters for evaluation and for consumers without BN.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
 
 from restbench.api import CompressionReport, PluginError
 from restbench.deploy.efficiency import count_params, size_kb
@@ -104,6 +118,8 @@ class ChannelGroup:
     filter_key: str | None = None
     kind: str = "conv"
     activation: str | None = None
+    #: set on groups derived by torch-pruning (:func:`derive_channel_groups`): its dependency group
+    auto: Any = field(default=None, compare=False, hash=False, repr=False)
 
 
 @runtime_checkable
@@ -115,20 +131,42 @@ class ChannelPrunable(Protocol):
     def channel_spec(self, spec: dict, kept: dict[str, int]) -> dict: ...
 
 
-def require_prunable(module: nn.Module, who: str) -> list[ChannelGroup]:
-    """The module's channel groups, or a PluginError naming the compressor ``who``."""
-    if not isinstance(module, ChannelPrunable):
+def require_prunable(module: nn.Module, who: str, spec: dict | None = None,
+                     model_plugin: "Model | None" = None) -> list[ChannelGroup]:
+    """The module's channel groups: its own (:class:`ChannelPrunable`), else derived with
+    torch-pruning when ``spec`` says the input size (``n_times``, optional ``n_chans``); a
+    PluginError naming the compressor ``who`` when there are none."""
+    if isinstance(module, ChannelPrunable):
+        return list(module.channel_groups())
+    if spec is None:
         raise PluginError(
-            f"{who}: the model {type(module).__name__} is not channel-prunable; its model plugin must give the "
-            "module channel_groups() and channel_spec() (see restbench.training.pruning)"
+            f"{who}: the model {type(module).__name__} has no channel groups of its own and no spec to derive them "
+            "from; pass spec (and the model plugin) to require_prunable (see restbench.training.pruning)"
         )
-    return list(module.channel_groups())
+    groups = derive_channel_groups(module, spec, model_plugin)
+    if not groups:
+        raise PluginError(f"{who}: the model {type(module).__name__} has no channel group torch-pruning can remove "
+                          "without changing its output")
+    return groups
 
 
 def gamma_scores(module: nn.Module, groups: list[ChannelGroup]) -> dict[str, torch.Tensor]:
-    """``|gamma|`` per channel for every group that has a BN scale (CPU float tensors)."""
+    """``|gamma|`` per channel for every group that has a BN scale (CPU float tensors); for a
+    derived group, the mean ``|gamma|`` over the BatchNorms coupled in it."""
     state = module.state_dict()
-    return {g.name: state[g.gamma_key].detach().abs().float().cpu() for g in groups if g.gamma_key is not None}
+    out = {}
+    for g in groups:
+        if g.gamma_key is None:
+            continue
+        if g.auto is not None:
+            import torch_pruning as tp
+
+            score = tp.importance.BNScaleImportance(normalizer=None)(g.auto.group)
+            if score is not None:
+                out[g.name] = score.detach().float().cpu()
+        else:
+            out[g.name] = state[g.gamma_key].detach().abs().float().cpu()
+    return out
 
 
 def l1_filter_scores(module: nn.Module, groups: list[ChannelGroup]) -> dict[str, torch.Tensor]:
@@ -136,10 +174,241 @@ def l1_filter_scores(module: nn.Module, groups: list[ChannelGroup]) -> dict[str,
     state = module.state_dict()
     out = {}
     for g in groups:
-        if g.filter_key is not None:
+        if g.filter_key is None:
+            continue
+        if g.auto is not None:
+            import torch_pruning as tp
+
+            imp = tp.importance.MagnitudeImportance(p=1, group_reduction="first", normalizer=None)
+            out[g.name] = imp(g.auto.group).detach().float().cpu()
+        else:
             w = state[g.filter_key].detach().float().cpu()
             out[g.name] = w.abs().reshape(w.shape[0], -1).sum(dim=1)
     return out
+
+
+# ------------------------------------------------------------------ groups derived with torch-pruning
+
+
+@dataclass
+class _AutoGroup:
+    """torch-pruning's dependency group behind a derived :class:`ChannelGroup`."""
+
+    group: Any
+    root: Any
+
+
+PRUNED_SPEC_KEY = "restbench_pruned"
+
+
+def is_pruned_spec(spec: Any) -> bool:
+    """Whether ``spec`` records a network pruned through derived channel groups."""
+    return isinstance(spec, dict) and bool(spec.get(PRUNED_SPEC_KEY))
+
+
+def base_spec(spec: dict) -> dict:
+    """The model plugin's own spec under a pruned one (``spec`` itself otherwise)."""
+    return spec["base"] if is_pruned_spec(spec) else spec
+
+
+def example_input(module: nn.Module, spec: dict | None) -> torch.Tensor:
+    """A zero batch ``(1, n_chans, n_times)`` the network takes: sizes from the spec
+    (``n_times``, ``n_chans``) or, failing that, the module's own ``n_times``/``n_chans``."""
+    import torch
+
+    spec = base_spec(spec or {})
+    n_times = spec.get("n_times") or getattr(module, "n_times", None)
+    n_chans = spec.get("n_chans") or getattr(module, "n_chans", None) or 1
+    if not isinstance(n_times, int) or n_times < 1:
+        raise PluginError(f"channel pruning: cannot tell the input size of {type(module).__name__}: its spec has no "
+                          "'n_times' (and the module no n_times attribute)")
+    return torch.zeros(1, int(n_chans), int(n_times))
+
+
+def _dependency_graph(module: nn.Module, x: torch.Tensor):
+    import warnings
+
+    import torch_pruning as tp
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return tp.DependencyGraph().build_dependency(module, example_inputs=x, verbose=False)
+
+
+def _output_layers(module: nn.Module, x: torch.Tensor) -> list:
+    """The Conv/Linear layers whose output is the network's output (never pruned): the last
+    such layer called, and any whose output tensor shares storage with the final output."""
+    import torch
+    from torch import nn
+
+    calls: list[tuple[nn.Module, torch.Tensor]] = []
+    hooks = [m.register_forward_hook(lambda m, i, o: calls.append((m, o)))
+             for m in module.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))]
+    try:
+        with torch.no_grad():
+            out = module(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    if not calls:
+        return []
+    layers = [calls[-1][0]]
+    if isinstance(out, torch.Tensor):
+        ptr = out.untyped_storage().data_ptr()
+        layers += [m for m, o in calls if isinstance(o, torch.Tensor) and o.untyped_storage().data_ptr() == ptr]
+    return list(dict.fromkeys(layers))
+
+
+def _prune_fn(layer):
+    import torch_pruning as tp
+    from torch import nn
+
+    return tp.prune_linear_out_channels if isinstance(layer, nn.Linear) else tp.prune_conv_out_channels
+
+
+def _prune_steps(module: nn.Module, x: torch.Tensor, steps: list[tuple[str, list[int]]]) -> None:
+    """Remove channels in place: ``steps`` lists (root layer name, channel indices)."""
+    if not steps:
+        return
+    dg = _dependency_graph(module, x)
+    named = dict(module.named_modules())
+    for name, idxs in steps:
+        if not idxs:
+            continue
+        root = named.get(name)
+        if root is None:
+            raise PluginError(f"channel pruning: the network has no layer '{name}' to prune")
+        dg.get_pruning_group(root, _prune_fn(root), idxs=list(idxs)).prune()
+
+
+def _output_shape(module: nn.Module, x: torch.Tensor) -> tuple | None:
+    import torch
+
+    try:
+        with torch.no_grad():
+            out = module(x)
+        return tuple(out.shape) if isinstance(out, torch.Tensor) else None
+    except Exception:
+        return None
+
+
+def derive_channel_groups(module: nn.Module, spec: dict, model_plugin: "Model | None" = None,
+                          fresh: "Callable[[], nn.Module] | None" = None) -> list[ChannelGroup]:
+    """Channel groups of any network, from torch-pruning's dependency graph (module docstring).
+
+    Each group is named after its root layer (``encoder.0.conv``), and lists the BatchNorm
+    weight that scales it (slimming needs one) and the root's weight (L1 filter pruning). A group
+    is offered only if removing one of its channels from a copy (``fresh()``, or the model plugin
+    rebuilding ``spec``) keeps the network's output shape, so a group torch-pruning cannot handle
+    (an attention head split, a recurrent layer) is left out instead of breaking the network."""
+    from torch import nn
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    if fresh is None and model_plugin is not None:
+        def fresh():
+            return build_from_spec(model_plugin, spec)[0]
+    x = example_input(module, spec)
+    was_training = module.training
+    module.eval()
+    try:
+        reference = _output_shape(module, x)
+        ignored = _output_layers(module, x)
+        dg = _dependency_graph(module, x)
+        names = {m: n for n, m in module.named_modules()}
+        candidates = []
+        for group in dg.get_all_groups(ignored_layers=ignored, root_module_types=(nn.Conv1d, nn.Conv2d, nn.Linear)):
+            root = group[0].dep.target.module
+            size = len(group[0].idxs)
+            if size < 2 or root not in names:
+                continue
+            bns = [names[item.dep.target.module] for item in group
+                   if isinstance(item.dep.target.module, _BatchNorm) and item.dep.target.module.affine]
+            candidates.append(ChannelGroup(
+                name=names[root], size=size, members=(), gamma_key=f"{bns[0]}.weight" if bns else None,
+                filter_key=f"{names[root]}.weight", kind="linear" if isinstance(root, nn.Linear) else "conv",
+                activation=None, auto=_AutoGroup(group, root)))
+    finally:
+        module.train(was_training)
+    order = {n: i for i, (n, _) in enumerate(module.named_modules())}
+    candidates.sort(key=lambda g: order[g.name])  # in the network's order, as hand-written groups are
+    if not candidates or fresh is None:
+        return candidates
+
+    def survives(groups: list[ChannelGroup]) -> bool:
+        copy_ = fresh().eval()
+        try:
+            _prune_steps(copy_, x, [(g.name, [0]) for g in groups])
+        except Exception:
+            return False
+        return _output_shape(copy_, x) == reference
+
+    if survives(candidates):
+        return candidates
+    kept = [g for g in candidates if survives([g])]
+    while kept and not survives(kept):  # each works alone but not together: drop from the end
+        kept.pop()
+    return kept
+
+
+def build_from_spec(model_plugin: "Model", spec: dict) -> tuple[nn.Module, dict]:
+    """Rebuild the network ``spec`` describes through its model plugin, including networks pruned
+    through derived channel groups (``spec["restbench_pruned"]``): the plugin builds the base
+    architecture and the same layers lose as many channels. Every place that reloads a network
+    from a spec (checkpoints, surgery) goes through here."""
+    import copy
+
+    if not is_pruned_spec(spec):
+        return model_plugin.build(spec.get("n_times", 0), spec.get("sfreq", 0.0), spec.get("n_classes", 0), spec=spec)
+    base = spec["base"]
+    module, _ = model_plugin.build(base.get("n_times", 0), base.get("sfreq", 0.0), base.get("n_classes", 0), spec=base)
+    was_training = module.training
+    module.eval()
+    _prune_steps(module, example_input(module, base), [(name, list(range(int(n)))) for name, n in spec["steps"]])
+    module.train(was_training)
+    return module, copy.deepcopy(spec)
+
+
+def _auto_surgery(module: nn.Module, spec: dict, model_plugin: "Model", groups: dict[str, ChannelGroup],
+                  index: dict[str, torch.Tensor]) -> tuple[nn.Module, dict, dict[str, Any]]:
+    """Channel removal for derived groups: a copy rebuilt from ``spec`` with ``module``'s weights
+    loses the removed channels through torch-pruning."""
+    new_module, _ = build_from_spec(model_plugin, spec)
+    new_module.load_state_dict(module.state_dict())
+    new_module.eval()
+    steps, per_group = [], {}
+    for name, kept in index.items():
+        removed = sorted(set(range(groups[name].size)) - set(int(i) for i in kept))
+        if removed:
+            steps.append((name, removed))
+            per_group[name] = {"channels": len(removed), "not_folded": "derived group (torch-pruning): the activation "
+                               "after its BatchNorm is not known, so nothing is folded"}
+    _prune_steps(new_module, example_input(module, spec), steps)
+    ref = next(iter(module.parameters()), None)
+    if ref is not None:
+        new_module = new_module.to(ref.device)
+    new_module.train(module.training)
+    base = base_spec(spec)
+    previous = list(spec["steps"]) if is_pruned_spec(spec) else []
+    new_spec = {PRUNED_SPEC_KEY: 1, "base": base, "steps": previous + [[n, len(r)] for n, r in steps],
+                "n_times": base.get("n_times"), "sfreq": base.get("sfreq"), "n_classes": base.get("n_classes")}
+    summary = {"mode": "none", "channels_folded": 0, "constant_max": 0.0, "bias_shift_max": 0.0,
+               "edge_error_max": 0.0, "groups": per_group, "derived": "torch-pruning dependency graph"}
+    return new_module, new_spec, summary
+
+
+def check_prunable(module: nn.Module, spec: dict, model_plugin: "Model", need: str) -> tuple[bool, str]:
+    """Whether a channel compressor can prune this network, before any training: ``need`` is
+    ``"bn-scale"`` (slimming: a group scaled by BatchNorm) or ``"conv-filter"`` (filter pruning:
+    a convolutional group). Returns ``(True, "")`` or ``(False, one-line reason)``."""
+    try:
+        groups = require_prunable(module, "check", spec, model_plugin)
+    except PluginError as exc:
+        return False, str(exc).removeprefix("check: ")
+    if need == "bn-scale" and not any(g.gamma_key for g in groups):
+        return False, f"no prunable channel group of {type(module).__name__} is scaled by a BatchNorm"
+    if need == "conv-filter" and not any(g.kind == "conv" and g.filter_key for g in groups):
+        return False, f"{type(module).__name__} has no prunable convolutional channel group"
+    return True, ""
 
 
 def top_k_sorted(scores: torch.Tensor, k: int) -> torch.Tensor:
@@ -326,11 +595,12 @@ def fold_removed_channels(
 
 
 def _surgery(
-    module: nn.Module, spec: dict, model_plugin: "Model", keep: dict[str, Any], fold: str
+    module: nn.Module, spec: dict, model_plugin: "Model", keep: dict[str, Any], fold: str,
+    given_groups: list[ChannelGroup] | None = None,
 ) -> tuple[nn.Module, dict, dict[str, Any]]:
     import torch
 
-    groups = {g.name: g for g in require_prunable(module, "channel surgery")}
+    groups = {g.name: g for g in (given_groups or require_prunable(module, "channel surgery", spec, model_plugin))}
     unknown = sorted(set(keep) - set(groups))
     if unknown:
         raise PluginError(f"channel surgery: unknown channel group(s) {unknown}; known: {sorted(groups)}")
@@ -345,6 +615,8 @@ def _surgery(
             raise PluginError(f"channel surgery: group '{name}' keep indices must be distinct and in [0, {size})")
         index[name] = torch.sort(idx).values
 
+    if any(g.auto is not None for g in groups.values()):
+        return _auto_surgery(module, spec, model_plugin, groups, index)
     new_spec = module.channel_spec(spec, {name: int(idx.numel()) for name, idx in index.items()})
     # with a spec, build() ignores the sizing arguments; pass the spec's own when it has them
     new_module, new_spec = model_plugin.build(
@@ -425,7 +697,7 @@ def prune_and_report(
 
     ``details["fold"]`` says how much of the removed channels' output was folded into biases
     (:func:`fold_removed_channels`' summary)."""
-    new_module, new_spec, fold_summary = _surgery(module, spec, model_plugin, keep, fold)
+    new_module, new_spec, fold_summary = _surgery(module, spec, model_plugin, keep, fold, groups)
     kept = kept_channels_report(groups, keep)
     total = sum(t for _, t in kept.values())
     removed = sum(t - k for k, t in kept.values())

@@ -15,6 +15,7 @@ from restbench.api import CompressionReport, Model
 from restbench.plugins.options import NOT_IN_PAPER, Option, fill_options
 from restbench.training.pruning import (
     channel_pruning_options,
+    check_prunable,
     l1_filter_scores,
     min_keep_count,
     prune_and_report,
@@ -30,7 +31,7 @@ class L1Filter:
     """Compressor plugin: uniform per-layer pruning of the smallest-L1 conv filters."""
 
     id = "l1-filter"
-    version = "1.1.0"
+    version = "1.2.0"
     description = "Magnitude pruning: each conv layer keeps its largest-L1-norm filters, a uniform 1 - sparsity fraction"
     citation = "Li et al. 2017, Pruning Filters for Efficient ConvNets (ICLR)"
     options = (
@@ -38,13 +39,17 @@ class L1Filter:
         Option("include_linear", bool, False, "also prune the hidden units of linear layers", paper=NOT_IN_PAPER),
     )
 
+    def supports(self, module: nn.Module, spec: dict, model: Model) -> tuple[bool, str]:
+        """Whether the network has convolutional channel groups (its own or derived)."""
+        return check_prunable(module, spec, model, "conv-filter")
+
     def compress(
         self, module: nn.Module, spec: dict, model: Model, options: dict[str, Any]
     ) -> tuple[nn.Module, dict, CompressionReport]:
         """Return the pruned ``(module, spec, report)``; ``options``: ``sparsity``, ``min_keep``,
         ``include_linear`` (also prune hidden linear units, default False), ``fold``."""
         opts = fill_options(self.options, options, self.id)
-        groups = require_prunable(module, "compressor l1-filter")
+        groups = require_prunable(module, "compressor l1-filter", spec, model)
         kinds = {"conv", "linear"} if opts["include_linear"] else {"conv"}
         scores = l1_filter_scores(module, [g for g in groups if g.kind in kinds])
         keep = {}

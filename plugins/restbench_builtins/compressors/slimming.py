@@ -2,7 +2,9 @@
 
 Every BatchNorm gamma of the network is ranked by magnitude across all layers; the smallest
 are pruned until ``sparsity`` of all BN channels are gone, while every layer keeps at least
-``min_keep`` of its channels (docs/PROTOCOL.md, "Pruning"). The channels are then physically
+``min_keep`` of its channels (docs/PROTOCOL.md, "Pruning"). Any model with BatchNorm can be slimmed:
+its channel groups are its own or derived with torch-pruning (mean |gamma| over a group's coupled
+BatchNorms), and a model without any is refused before training starts (``supports``). The channels are then physically
 removed by :func:`restbench.training.pruning.apply_channel_surgery`, BN affine parameters and running
 statistics preserved (the public REST code lost them), and each removed channel's constant output
 (``relu(beta)`` when its gamma is 0) folded into the next layer's bias (option ``fold``).
@@ -15,7 +17,14 @@ from typing import TYPE_CHECKING, Any
 from restbench import hookimpl
 from restbench.api import CompressionReport, Model
 from restbench.plugins.options import fill_options
-from restbench.training.pruning import channel_pruning_options, gamma_scores, min_keep_count, prune_and_report, require_prunable
+from restbench.training.pruning import (
+    channel_pruning_options,
+    check_prunable,
+    gamma_scores,
+    min_keep_count,
+    prune_and_report,
+    require_prunable,
+)
 
 if TYPE_CHECKING:  # torch is imported where a network is pruned, not to list compressors
     import torch
@@ -60,17 +69,21 @@ class Slimming:
     """Compressor plugin: global |gamma| ranking over every BN layer, then channel surgery."""
 
     id = "slimming"
-    version = "1.1.0"
+    version = "1.2.0"
     description = "Network slimming: prune the globally smallest BN |gamma| to a target sparsity (default 0.8), each layer keeps >= 10 %"
     citation = "Liu et al. 2017, Learning Efficient Convolutional Networks through Network Slimming (ICCV)"
     options = channel_pruning_options()
+
+    def supports(self, module: nn.Module, spec: dict, model: Model) -> tuple[bool, str]:
+        """Whether the network has channel groups scaled by BatchNorm (its own or derived)."""
+        return check_prunable(module, spec, model, "bn-scale")
 
     def compress(
         self, module: nn.Module, spec: dict, model: Model, options: dict[str, Any]
     ) -> tuple[nn.Module, dict, CompressionReport]:
         """Return the pruned ``(module, spec, report)``; ``options``: ``sparsity``, ``min_keep``, ``fold``."""
         opts = fill_options(self.options, options, self.id)
-        groups = require_prunable(module, "compressor slimming")
+        groups = require_prunable(module, "compressor slimming", spec, model)
         scores = gamma_scores(module, groups)
         keep, threshold = slimming_keep(scores, opts["sparsity"], opts["min_keep"])
         return prune_and_report(

@@ -3,7 +3,9 @@
 fp32 is a plain conversion; int8 is full-integer post-training quantisation calibrated on
 training windows (restbench.deploy.export). Each file is checked on held-out validation windows
 (logit difference, top-1 agreement); a failed check is recorded and fails the run at its end,
-after every result is written. The int8 graph is also evaluated under corruption (``int8_robustness``),
+after every result is written. A graph the converter or the interpreter rejects (e.g. an int8 graph
+XNNPACK fails to prepare) is returned as a failed variant with its reason: the run records it and
+goes on with the other variant. The int8 graph is also evaluated under corruption (``int8_robustness``),
 since a phone runs it, not the PyTorch model.
 """
 
@@ -27,7 +29,7 @@ class TFLite:
     """Exporter plugin: fp32 and int8 .tflite graphs through litert-torch."""
 
     id = "tflite"
-    version = "1.0.0"
+    version = "1.1.0"
     description = "TFLite fp32 and int8 (PT2E full-integer) graphs via litert-torch, each checked against PyTorch"
     citation = "Duggal et al. 2020, Sec. 5.4 (TensorFlow Lite on a Pixel 2)"
     default = True
@@ -68,8 +70,9 @@ class TFLite:
         files = export_checked(module, calibration[: opts["calibration_windows"]], check_windows[: opts["check_windows"]],
                                folder, stem, variants=tuple(opts["variants"]), reuse=True)
         scope = None if opts["int8_robustness"] == "none" else opts["int8_robustness"]
-        return [ExportedVariant(variant=VARIANTS[v], path=Path(f["path"]), size_kb=float(f["size_kb"]), check=f["check"],
-                                robustness=scope if v == "int8" else None)
+        return [ExportedVariant(variant=VARIANTS[v], path=Path(f["path"] or Path(folder) / f"{stem}-{v}.tflite"),
+                                size_kb=float(f["size_kb"] or 0.0), check=f["check"],
+                                robustness=scope if v == "int8" else None, failed=f.get("failed"))
                 for v, f in files.items()]
 
     def predict(self, variant: ExportedVariant, windows: np.ndarray) -> np.ndarray:

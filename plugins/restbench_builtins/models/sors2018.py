@@ -14,7 +14,8 @@ import copy
 from typing import TYPE_CHECKING, Any
 
 from restbench import hookimpl
-from restbench.api import PluginError
+from restbench.api import ModelInput, PluginError
+from restbench.plugins.options import Option
 
 if TYPE_CHECKING:  # the network (torch) lives in sors2018_net, imported when one is built
     from torch import nn
@@ -117,18 +118,29 @@ class Sors2018:
     """Model plugin: the Sors et al. 2018 CNN used by every REST configuration."""
 
     id = "sors2018"
-    version = "1.0.0"
     description = "Sors et al. 2018 CNN: 12 x (Conv1d stride 2 -> BN -> ReLU), Linear 100 -> BN -> Linear; channel-prunable"
     citation = "Sors et al. 2018, Biomedical Signal Processing and Control 42:107-114"
     default = True
+    version = "1.1.0"
+    #: 4 x 30 s of one EEG channel (12,000 samples at 100 Hz), at whatever rate the data has
+    inputs = ModelInput(n_chans=1, context_epochs=4, sfreq=None)
+    # the core `width` knob sets this option (profiles shrink the network with it)
+    options = (
+        Option("width", float, 1.0, "channel multiplier of every layer (set by the core width knob unless given "
+               "as sors2018.width)", minimum=0.01, maximum=4.0, paper=1.0, profiles={"quick": 0.125, "smoke": 0.0625}),
+    )
 
     def build(
-        self, n_times: int, sfreq: float, n_classes: int, spec: dict | None = None, width: float = 1.0
+        self, n_times: int, sfreq: float, n_classes: int, spec: dict | None = None, width: float | None = None,
+        options: dict | None = None,
     ) -> tuple[nn.Module, dict]:
-        """Return ``(SorsNet, spec)``: rebuilt from ``spec`` when given, else sized from the input."""
+        """Return ``(SorsNet, spec)``: rebuilt from ``spec`` when given, else sized from the input
+        and ``width`` (the keyword, else ``options["width"]``, else 1.0)."""
         from restbench_builtins.models.sors2018_net import SorsNet
 
         if spec is None:
+            if width is None:
+                width = float((options or {}).get("width", 1.0))
             if not width > 0:
                 raise PluginError(f"sors2018: width must be positive, got {width!r}")
             spec = paper_spec(n_times, sfreq, n_classes, width)
