@@ -69,6 +69,19 @@ EVAL_ONLY_KNOBS = frozenset({"max_test_windows", "corruption_batch_size", "boots
                              "windows_per_night", "export", "seeds"})
 
 
+#: Knobs whose profile value is resolved on the machine when a run is planned (``auto``), so a run
+#: records the outcome (restbench.training.precision).
+RESOLVED_WHEN_PLANNED = frozenset({"precision"})
+
+
+def same_setting(knob: str, profile_value: Any, recorded: Any) -> bool:
+    """Whether a run that recorded ``recorded`` used the profile's ``profile_value`` of ``knob``
+    (``auto`` matches whatever it resolved to on the machine that ran)."""
+    if knob in RESOLVED_WHEN_PLANNED and profile_value == "auto":
+        return recorded in PRECISIONS and recorded != "auto"
+    return profile_value == recorded
+
+
 def check_profile(name: str) -> str:
     if name not in PROFILES:
         raise UsageError(f"--profile: unknown profile '{name}'; valid profiles: {', '.join(PROFILES)}")
