@@ -239,6 +239,16 @@ class Recipe:
     ``test_transforms``: fixed input transforms put in front of the model at test time, each an
     object with ``build(sfreq) -> nn.Module`` and ``config() -> dict`` (restbench.deploy.transforms);
     they are part of the deployed pipeline, so white-box attacks go through them.
+    ``reference``: a fixed, already-trained predictor deployed instead of a trained network (a
+    reference such as YASA's classifier): nothing trains, compresses or exports; it is evaluated
+    on the same test windows under the same corrupted arrays, except corruptions that need the
+    model (white-box attacks need gradients), and timed by runners that time a PyTorch module.
+    It offers ``config() -> dict``; ``available(sfreq) -> (ok, reason)``; ``predict(x, windows)
+    -> stage indices (n,)`` for float32 windows ``(n, 1, n_times)`` in microvolts, ``windows`` =
+    ``{"night", "epoch", "night_epochs", "sfreq", "context_epochs"}`` (each window's recording
+    index, its scored epoch's index in that recording, the recording's epochs); ``module(sfreq,
+    context_epochs) -> nn.Module | None`` (what runners time); ``efficiency() -> dict`` (the
+    efficiency record's size fields).
     """
 
     train: Phase | None = None
@@ -248,6 +258,7 @@ class Recipe:
     test_transforms: list[Any] = field(default_factory=list)
     reuse: str | None = None
     description: str = ""
+    reference: Any = None
 
     def to_dict(self) -> dict:
         """Plain-data view for hashing and results (objects describe themselves via ``config()``)."""
@@ -267,7 +278,7 @@ class Recipe:
                 }
             return obj
 
-        return {
+        out = {
             "train": part(self.train),
             "compressor": self.compressor,
             "compressor_options": self.compressor_options,
@@ -275,6 +286,9 @@ class Recipe:
             "test_transforms": [part(t) for t in self.test_transforms],
             "reuse": self.reuse,
         }
+        if self.reference is not None:  # only then: every other recipe keeps its identity (and job keys)
+            out["reference"] = part(self.reference)
+        return out
 
 
 def _step_identity(step: Callable[..., Any]) -> Any:

@@ -183,12 +183,15 @@ class Registry:
 
     def resolve(self, kind: str, ids: str | list[str], option: str | None = None) -> list:
         """Objects for a comma-separated id list or ``all``: every object of ``kind`` except those
-        that set ``in_all = False`` (an alias that would repeat another's work); naming one selects it."""
+        that set ``in_all = False`` (an alias that would repeat another's work, or a reference
+        such as YASA); naming one selects it, also beside ``all`` (``all,yasa``)."""
         if isinstance(ids, str):
             ids = [i.strip() for i in ids.split(",") if i.strip()]
-        if ids == ["all"]:
-            return [obj for obj in self.all(kind).values() if in_all(obj)]
-        return [self.get(kind, i, option) for i in ids]
+        out: list = []
+        for i in ids:
+            chosen = [obj for obj in self.all(kind).values() if in_all(obj)] if i == "all" else [self.get(kind, i, option)]
+            out += [obj for obj in chosen if obj not in out]
+        return out
 
     def defaults(self, kind: str) -> list:
         """Objects of ``kind`` that mark themselves ``default = True``, in registration order."""

@@ -506,6 +506,8 @@ def check_method(method) -> CheckResult:
             same = False
         if not same:
             problems.append("recipe() must be deterministic: the same context must give the same recipe")
+    if getattr(recipe, "reference", None) is not None:
+        return problems.merge(_check_reference(recipe))
     if recipe.train is None and recipe.reuse is None:
         problems.append("a recipe needs a train phase or reuse=<method id>")
     registry = get_registry()
@@ -532,6 +534,32 @@ def check_method(method) -> CheckResult:
             problems.merge(_check_phase(name, phase, x, y, data))
     for transform in recipe.test_transforms:
         problems.merge(_check_transform(transform, x, data.sfreq))
+    return problems
+
+
+def _check_reference(recipe) -> list[str]:
+    """A reference recipe (``Recipe.reference``) trains, compresses and reuses nothing, and its
+    predictor answers ``available`` with ``(bool, reason)``; where it is available at 100 Hz it
+    predicts stage indices for 4 x 30 s windows of two nights."""
+    problems = []
+    if recipe.train is not None or recipe.retrain is not None or recipe.compressor or recipe.reuse:
+        problems.append("a reference recipe must not train, compress, retrain or reuse (the harness would ignore it)")
+    reference = recipe.reference
+    missing = [m for m in ("config", "available", "predict", "module", "efficiency")
+               if not callable(getattr(reference, m, None))]
+    if missing:
+        return problems + [f"the reference lacks {', '.join(missing)}() (restbench.api.Recipe.reference)"]
+    answer = reference.available(100.0)
+    if not (isinstance(answer, tuple) and len(answer) == 2 and isinstance(answer[0], bool)):
+        return problems + ["reference.available(sfreq) must return (bool, reason)"]
+    if answer[0]:
+        x = np.random.default_rng(0).normal(0.0, 30.0, (4, 1, 12000)).astype(np.float32)
+        windows = {"night": np.array([0, 0, 1, 1]), "epoch": np.array([10, 11, 10, 11]),
+                   "night_epochs": np.array([40, 40, 40, 40]), "sfreq": 100.0, "context_epochs": 4}
+        pred = np.asarray(reference.predict(x, windows))
+        if pred.shape != (4,) or not np.issubdtype(pred.dtype, np.integer) or pred.min() < 0 or pred.max() >= N_CLASSES:
+            problems.append(f"reference.predict must give ({len(x)},) stage indices 0..{N_CLASSES - 1}, got "
+                            f"{pred.shape} {pred.dtype}")
     return problems
 
 

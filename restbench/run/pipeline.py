@@ -325,6 +325,11 @@ class Pipeline:
         self.reporter.log(f"preparing dataset {self.dataset.id}")
         data = steps.fit_to_model(steps.prepare_data(self.dataset, options, self.registry), self.model,
                                   self.plan.model_input)
+        for method_id, recipe in self.recipes.items():  # a reference that cannot stage this data: refuse now
+            if recipe.reference is not None:
+                ok, why = recipe.reference.available(float(data.sfreq))
+                if not ok:
+                    raise UsageError(f"--methods: method '{method_id}' cannot run on dataset '{self.dataset.id}': {why}")
         if not self.plan.width_applied:
             self.notes.append(f"width {self.knobs['width']:g} not applied: model '{self.model.id}' declares no width "
                               "option")
@@ -444,6 +449,9 @@ class Pipeline:
 
     def run_method(self, data: SleepData, method, seed: int) -> None:
         recipe = self.recipes[method.id]
+        if recipe.reference is not None:
+            self.run_reference(data, method, seed)
+            return
         trained = self.trained_model(method.id, data, seed)
         for rec in trained.records:
             self.emit({**self.base_record(method.id, seed, trained, "training"), **rec, "reused_from": recipe.reuse})
@@ -464,16 +472,42 @@ class Pipeline:
                                                   list(recipe.test_transforms), float(data.sfreq)))
         self.evaluate(data, method.id, seed, trained, deployed, exported)
 
+    def run_reference(self, data: SleepData, method, seed: int) -> None:
+        """A reference method (``Recipe.reference``, e.g. YASA): nothing trains or exports; it is
+        evaluated on the same test windows and corrupted arrays, and timed where a runner can."""
+        from restbench.data.sleep_data import fingerprint
+
+        reference = self.recipes[method.id].reference
+        with guarded(method, "methods", "reference", self.registry):
+            config = reference.config()
+            module = reference.module(float(data.sfreq), int(data.context))
+            sizes = reference.efficiency()
+        key = fingerprint("reference", data.fingerprint, method.id, str(method.version), self.options[method.id],
+                          config, seed)
+        trained = steps.TrainedModel(key, module, {"reference": config}, [], None)
+        self.note_once(f"{method.id}: a reference (no training, no export); corruptions that need the model's "
+                       "gradients are left out for it")
+        if module is not None:
+            windows_per_night = int(self.knobs["windows_per_night"])
+            efficiency = {**sizes, "input_shape": [1, 1, int(data.n_times)], "kept_channels": {}, "export_check": None}
+            artifact = Artifact(name=f"{method.id}-seed{seed}", module=module, input_shape=(1, 1, data.n_times),
+                                files={}, windows_per_night=windows_per_night)
+            self.deployments.append(timing.Deployment(method.id, seed, trained, artifact, efficiency, [],
+                                                      float(data.sfreq)))
+        self.evaluate(data, method.id, seed, trained, module, [], reference=reference)
+
     def corruption_cells(self):
         yield None, None
         for corruption in self.corruptions:
             for severity in corruption.severities:
                 yield corruption, severity
 
-    def evaluate(self, data, method_id, seed, trained, deployed, exported) -> None:
+    def evaluate(self, data, method_id, seed, trained, deployed, exported, reference=None) -> None:
         """Every (corruption, severity) cell on the PyTorch pipeline, and on each exported variant
-        whose exporter asks for it (e.g. the int8 graph a phone runs)."""
+        whose exporter asks for it (e.g. the int8 graph a phone runs); a ``reference`` predicts
+        every cell itself, seeing which night each window comes from."""
         ends, x, y, subjects = steps.test_set(data, self.knobs.get("max_test_windows"))
+        windows = None if reference is None else steps.window_info(data, ends)
         batch = int(self.knobs["corruption_batch_size"])
         evaluated = [(exporter, v) for exporter, v in exported if v.robustness]
         out = self.run.artifacts / "predictions" / f"{method_id}-seed{seed}.npz"
@@ -485,6 +519,9 @@ class Pipeline:
         cells = list(self.corruption_cells())
         with self.reporter.phase(f"{method_id} evaluate", total=len(cells)) as rep:
             for corruption, severity in cells:
+                if reference is not None and corruption is not None and corruption.needs_model:
+                    rep.advance(corruption.id)  # a white-box attack needs the model's gradients
+                    continue
                 name = "clean" if corruption is None else corruption.id
                 level = 0 if severity is None else severity.level
                 options = None if corruption is None else self.options[corruption.id]
@@ -505,7 +542,11 @@ class Pipeline:
                 xc = x if corruption is None else steps.corrupt(corruption, severity, options, x, y, deployed, data,
                                                                 seed, batch, self.device, self.registry)
                 for exporter, variant, label, eval_key in wanted:
-                    pred = steps.predict_variant(exporter, variant, deployed, xc, batch, self.registry)
+                    if reference is not None:
+                        pred = steps.predict_reference(self.registry.get("methods", method_id), reference, xc, windows,
+                                                       self.registry)
+                    else:
+                        pred = steps.predict_variant(exporter, variant, deployed, xc, batch, self.registry)
                     predictions[f"{label}/{name}/{level}"] = pred.astype(np.int8)
                     self.emit({**self.base_record(method_id, seed, trained, "robustness"), "eval_key": eval_key,
                                **steps.robustness_fields(corruption, severity, options, label, y, pred, subjects,

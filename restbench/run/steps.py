@@ -281,6 +281,31 @@ def predict_variant(exporter: Any, variant: Any, deployed: torch.nn.Module, x: n
     return check_logits(logits, len(x), N_CLASSES, describe(exporter, registry, "exporters"), exporter.id).argmax(1)
 
 
+def window_info(data: SleepData, ends: np.ndarray) -> dict:
+    """Where each test window comes from, for a reference that stages nights (``Recipe.reference``):
+    its recording (``night``), its scored epoch's index in that recording (``epoch``), the
+    recording's epochs (``night_epochs``), the rate and the context."""
+    ends = np.asarray(ends, dtype=np.int64)
+    night = data.recording[ends].astype(np.int64)
+    starts = np.zeros(len(data.recordings), dtype=np.int64)  # a recording's epochs are stored together
+    present, first = np.unique(data.recording, return_index=True)
+    starts[present] = first
+    counts = np.bincount(data.recording, minlength=len(data.recordings))
+    return {"night": night, "epoch": ends - starts[night], "night_epochs": counts[night],
+            "sfreq": float(data.sfreq), "context_epochs": int(data.context)}
+
+
+def predict_reference(method: Any, reference: Any, x: np.ndarray, windows: dict, registry: Any = None) -> np.ndarray:
+    """Stage indices a reference predictor gives the windows ``x`` (checked like logits' argmax)."""
+    with guarded(method, "methods", "reference predict", registry):
+        pred = np.asarray(reference.predict(x, windows))
+    if pred.shape != (len(x),) or not np.issubdtype(pred.dtype, np.integer) or pred.min(initial=0) < 0 \
+            or pred.max(initial=0) >= N_CLASSES:
+        raise PluginFailure(f"{describe(method, registry, 'methods')}: its reference predicted {pred.shape} "
+                            f"{pred.dtype} values; expected ({len(x)},) stage indices 0..{N_CLASSES - 1}", method.id)
+    return pred
+
+
 def robustness_fields(corruption: Any, severity: Any, options: dict | None, variant: str, y: np.ndarray,
                       pred: np.ndarray, subjects: np.ndarray, bootstrap_samples: int, seed: int) -> dict:
     """The metrics of one (corruption, severity, variant) cell, with the settings behind them."""
