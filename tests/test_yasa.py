@@ -102,3 +102,13 @@ def test_all_with_yasa_selects_every_entry_and_the_reference():
     everything = [m.id for m in registry.resolve("methods", "all,yasa")]
     assert "yasa" in everything and "yasa" not in [m.id for m in registry.resolve("methods", "all")]
     assert everything[:-1] == [m.id for m in registry.resolve("methods", "all")]
+
+
+def test_yasas_row_appears_in_a_leaderboard(yasa_run, tmp_path):
+    run_dir, _ = yasa_run
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["method_recipes"]["yasa"]["corruptions_left_out"] == ["pgd"]
+    result = CliRunner().invoke(cli, ["leaderboard", "build", str(run_dir), "--out", str(tmp_path / "board")])
+    assert result.exit_code == 0, (result.output[-2000:], result.exception)
+    board = (tmp_path / "board" / "leaderboard.md").read_text()
+    assert any(line.startswith("| yasa |") for line in board.splitlines())

@@ -233,11 +233,15 @@ def check_complete(run: LoadedRun) -> list[str]:
     levels = sorted({(r["corruption"], r["severity"], r["severity_name"]) for r in rob}, key=str)
     have = {(r["method"], r["seed"], r["corruption"], r["severity"]) for r in rob}
     eff = {(r["method"], r["seed"]) for r in run.records if r.get("record_type") == "efficiency"}
+    recipes = run.info.get("method_recipes") or {}
     for method in run.info.get("methods", []):
+        # a reference method (YASA) records which corruptions do not apply to it (white-box attacks)
+        left_out = set((recipes.get(method) or {}).get("corruptions_left_out") or ())
         for seed in run.info.get("seeds", []):
             if (method, seed) not in eff:
                 problems.append(f"{run.name}: incomplete: no efficiency record for {method} seed {seed}")
-            missing = [f"{c}/{name}" if c != "clean" else c for c, s, name in levels if (method, seed, c, s) not in have]
+            missing = [f"{c}/{name}" if c != "clean" else c for c, s, name in levels
+                       if (method, seed, c, s) not in have and c not in left_out]
             if missing:
                 problems.append(f"{run.name}: incomplete: {method} seed {seed} has no {REFERENCE_VARIANT} record for "
                                 + ", ".join(missing))

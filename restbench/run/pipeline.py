@@ -359,7 +359,10 @@ class Pipeline:
             options=self.options,
             plugin_versions={obj.id: str(obj.version) for obj in self.plan.participants},
             method_recipes={m.id: {**self.recipes[m.id].to_dict(),
-                                   "description": self.recipes[m.id].description or m.description}
+                                   "description": self.recipes[m.id].description or m.description,
+                                   # a reference is not attacked through gradients it does not have
+                                   **({"corruptions_left_out": [c.id for c in self.corruptions if c.needs_model]}
+                                      if self.recipes[m.id].reference is not None else {})}
                             for m in self.methods},
             exporters=[e.id for e in self.exporters],
             runners=[r.id for r in self.runners],
