@@ -130,7 +130,8 @@ class FakeExporter:
 
 
 #: Per-window minimum the fake runner reports per artifact: the deployed models and Blanco's band-pass alone.
-FAKE_MIN_S = {"sors-seed0": 0.004, "blanco-seed0": 0.002, "blanco-transforms": 0.0005}
+FAKE_MIN_S = {"sors-seed0": 0.004, "blanco-seed0": 0.002, "blanco-transforms": 0.0005, "liu-seed0": 0.001,
+              "sors2018-uncompressed": 0.003}
 
 
 class FakeRunner:
@@ -218,6 +219,35 @@ def test_pipeline_exports_and_times_every_deployed_model(tmp_path, monkeypatch):
     assert any("2 of 4 latency measurements were taken on a busy machine" in n for n in notes)
     assert "WARNING: latency of sors seed 0 on fake-runner torch was measured on a busy machine" in (
         tmp_path / "run" / "log.txt").read_text()
+
+
+def test_without_a_plain_method_the_reference_is_the_architecture_before_compression(tmp_path):
+    events = []
+    runner = FakeRunner(events)
+    run_dir = tmp_path / "run"
+    with registry_with(fake_plugins(FakeExporter(), runner)):
+        run(request(run_dir, tmp_path / "cache", methods="liu", exporters=["fake-export"], runners=["fake-runner"],
+                    overrides={}))
+    assert events == ["measure sors2018-uncompressed", "measure liu-seed0"]
+    uncompressed = runner.seen[0]
+    assert isinstance(uncompressed.module[-1], torch.nn.Module) and uncompressed.files["fake-fp32"].is_file()
+    records = records_of(run_dir)
+    (eff,) = [r for r in records if r["record_type"] == "efficiency"]
+    from restbench.deploy.efficiency import efficiency_report
+
+    full = efficiency_report(uncompressed.module, (1, 1, 12000))["mflops"]
+    # the same architecture liu trained before slimming (same width and options)
+    (checkpoint,) = (run_dir / "artifacts" / "models").glob("liu-seed0-*.pt")
+    before = json.loads(torch.load(checkpoint, weights_only=True)["meta"])["compression"]["params_before"]
+    assert sum(p.numel() for p in uncompressed.module.parameters()) == before
+    assert eff["reference_method"] == "sors2018-uncompressed"
+    assert eff["flop_ratio_vs_reference"] == pytest.approx(full / eff["mflops"]) and eff["flop_ratio_vs_reference"] > 1
+    assert eff["latency_speedup_vs_reference"] == {"fake-runner:torch": 3.0, "fake-runner:fake-fp32": 3.0}
+    for r in (r for r in records if r["record_type"] == "latency"):
+        validate_record(r)
+        assert r["reference_method"] == "sors2018-uncompressed" and r["speedup_vs_reference"] == pytest.approx(3.0)
+    notes = json.loads((run_dir / "run.json").read_text())["notes"]
+    assert any("sors2018 before compression" in n for n in notes)
 
 
 def test_an_interrupted_quiet_phase_resumes_without_retraining_or_retiming(tmp_path, monkeypatch):

@@ -9,6 +9,8 @@ either: its refresh thread would share the CPU). In it:
 
 - the unpruned reference (the run's plain-training method, :func:`reference_method`) is timed
   first, so every other model's speedup over it is known when that model's record is written;
+  a run without one times, for its compressed models, the same architecture before compression
+  (``MODEL-uncompressed``: the model plugin's fresh build, untrained, with the same transforms);
   the speedup divides the per-window minima (the statistic least moved by load) on the same
   runner and variant, same seed, and is set beside the FLOP ratio, the speedup the FLOPs alone
   would predict (``speedup_over_flop_ratio``: 1 when every saved FLOP became saved time);
@@ -100,6 +102,16 @@ def transform_key(transforms: list, sfreq: float) -> str:
     return json.dumps([[t.config() for t in transforms], float(sfreq)], sort_keys=True)
 
 
+@dataclass
+class _Uncompressed:
+    """The fallback reference of compressed models in a run without a plain-training method."""
+
+    name: str
+    artifact: Artifact
+    efficiency: dict
+    rows: dict = field(default_factory=dict)  # (runner, variant) -> latency row, timed once per runner
+
+
 def measure_phase(pipe: Any, deployments: list[Deployment], data: Any) -> None:
     """Time every deployment on every runner of ``pipe`` (the :class:`restbench.run.pipeline.Pipeline`),
     write its latency records and then its efficiency record (see the module docstring)."""
@@ -108,9 +120,10 @@ def measure_phase(pipe: Any, deployments: list[Deployment], data: Any) -> None:
     if not deployments:
         return
     reference = reference_method({d.method: pipe.recipes[d.method] for d in deployments})
-    if reference is None:
-        pipe.note_once("no single plain-training method among the measured ones: speedups versus an unpruned "
-                       "reference are not reported")
+    if reference is None and any(d.trained.compression for d in deployments):
+        pipe.note_once(f"no single plain-training method in this run: compressed models' speedups are against "
+                       f"{pipe.model.id} before compression (built untrained: a dense network's latency and FLOPs do "
+                       "not depend on its weights)")
     ordered = sorted(deployments, key=lambda d: d.method != reference)  # stable: otherwise run order
     by_method_seed = {(d.method, d.seed): d for d in deployments}
     keys = {(d.method, d.seed): d.trained.key for d in deployments}
@@ -126,15 +139,34 @@ def measure_phase(pipe: Any, deployments: list[Deployment], data: Any) -> None:
         else:
             pipe.note_once(f"runner {runner.id} unavailable: {reason}")
     transform_artifacts: dict[str, Artifact] = {}
+    uncompressed: dict[str, _Uncompressed] = {}
     busy: list[dict] = []
     timed = 0
     pipe.reporter.log(f"quiet phase: timing {len(ordered)} deployed model(s) on "
                       f"{', '.join(r.id for r in available) or 'no runner'} after all training")
     for d in ordered:
-        ref = by_method_seed.get((reference, d.seed)) or next((x for x in ordered if x.method == reference), None)
-        ratio = flop_ratio(d.efficiency, ref.efficiency if ref is not None else None)
         todo = [r for r in available
                 if not any(k[:3] == (d.method, d.seed, r.id) for k in latency)]
+        # the reference: the plain-training method's model (same seed), else the same architecture
+        # before compression; its rows are keyed (runner, variant)
+        ref_name, ref_eff, ref_rows = None, None, {}
+        if reference is not None:
+            ref = by_method_seed.get((reference, d.seed)) or next(x for x in ordered if x.method == reference)
+            ref_name, ref_eff = reference, ref.efficiency
+            ref_rows = {k[2:]: r for k, r in latency.items() if k[:2] == (ref.method, ref.seed)}
+        elif d.trained.compression:
+            key = transform_key(d.transforms, d.sfreq)
+            if key not in uncompressed:
+                uncompressed[key] = uncompressed_reference(pipe, d, data)
+            u = uncompressed[key]
+            need = [r for r in todo if not any(k[0] == r.id for k in u.rows)]
+            if need:
+                rows, notes = steps.measure(need, pipe.options, u.artifact, pipe.registry)
+                for note in notes:
+                    pipe.note_once(note)
+                u.rows.update({(row["runner"], row["variant"]): row for row in rows})
+            ref_name, ref_eff, ref_rows = u.name, u.efficiency, u.rows
+        ratio = flop_ratio(d.efficiency, ref_eff)
         if todo:
             rows, notes = steps.measure(todo, pipe.options, d.artifact, pipe.registry)
             for note in notes:
@@ -151,12 +183,11 @@ def measure_phase(pipe: Any, deployments: list[Deployment], data: Any) -> None:
                     pipe.note_once(note)
                 alone = {(row["runner"], row["variant"]): row for row in t_rows}
             for row in rows:
-                ref_row = latency.get((reference, ref.seed, row["runner"], row["variant"])) if ref is not None else None
-                if ref is d:
-                    ref_row = row
-                t_row = alone.get((row["runner"], row["variant"]))
+                pair = (row["runner"], row["variant"])
+                ref_row = row if d.method == reference and ref_name == reference else ref_rows.get(pair)
+                t_row = alone.get(pair)
                 record = {**pipe.base_record(d.method, d.seed, d.trained, "latency"), **row,
-                          **speedup_fields(row, ref_row, ratio, reference), **transform_fields(row, t_row)}
+                          **speedup_fields(row, ref_row, ratio, ref_name), **transform_fields(row, t_row)}
                 record["extra"] = {**(record.get("extra") or {}),
                                    **({"transform_timing": TRANSFORM_TIMING} if t_row is not None else {})}
                 if record.get("busy"):
@@ -166,18 +197,46 @@ def measure_phase(pipe: Any, deployments: list[Deployment], data: Any) -> None:
                                       f"{'; '.join(record.get('busy_reasons') or [])}")
                 timed += 1
                 pipe.emit(record)
-                latency[(d.method, d.seed, row["runner"], row["variant"])] = record
+                latency[(d.method, d.seed, *pair)] = record
         speedups = {f"{k[2]}:{k[3]}": r["speedup_vs_reference"] for k, r in latency.items()
                     if k[:2] == (d.method, d.seed) and r.get("speedup_vs_reference") is not None}
         pipe.emit({**pipe.base_record(d.method, d.seed, d.trained, "efficiency"), **d.efficiency,
-                   "reference_method": reference if ratio is not None else None,
+                   "reference_method": ref_name if ratio is not None else None,
                    "flop_ratio_vs_reference": ratio, "latency_speedup_vs_reference": speedups})
         pipe.reporter.log(f"quiet phase: {d.method} seed {d.seed} timed"
-                          + (f" (speedup vs {reference}: " + ", ".join(f"{k} {v:.2f}x" for k, v in speedups.items())
+                          + (f" (speedup vs {ref_name}: " + ", ".join(f"{k} {v:.2f}x" for k, v in speedups.items())
                              + f"; FLOP ratio {ratio:.2f}x)" if speedups and ratio else ""))
     if busy:
         pipe.note_once(f"{len(busy)} of {timed} latency measurements were taken on a busy machine (their records' "
                        "busy_reasons say why; the summary marks them): treat those figures as upper bounds")
+
+
+def uncompressed_reference(pipe: Any, d: Deployment, data: Any) -> _Uncompressed:
+    """``d``'s architecture before compression, deployed with ``d``'s transforms and exported by
+    the run's exporters: the model plugin's fresh build at the run's options, untrained."""
+    import torch
+
+    from restbench.data.sleep_data import fingerprint
+    from restbench.deploy.transforms import deploy
+    from restbench.run import steps
+    from restbench.run.guard import guarded
+
+    n_times = int(d.artifact.input_shape[-1])
+    with guarded(pipe.model, "models", "build", pipe.registry):
+        torch.manual_seed(0)
+        net, _spec = steps.build_model(pipe.model, n_times, d.sfreq, pipe.options[pipe.model.id])
+    module = deploy(net.cpu(), d.transforms, d.sfreq).eval()
+    stem = f"uncompressed-{fingerprint('uncompressed', pipe.model.id, transform_key(d.transforms, d.sfreq))}"
+    exported, notes, _failed = steps.export(pipe.exporters, pipe.options, module, data, d.seed,
+                                            Path(pipe.run.artifacts) / "uncompressed", stem, pipe.registry)
+    for note in notes:
+        pipe.note_once(note)
+    efficiency = steps.efficiency_fields(module, n_times, d.artifact.windows_per_night, None, exported)
+    name = f"{pipe.model.id}-uncompressed"
+    artifact = Artifact(name=name, module=module, input_shape=d.artifact.input_shape,
+                        files={v.variant: Path(v.path) for _, v in exported},
+                        windows_per_night=d.artifact.windows_per_night)
+    return _Uncompressed(name, artifact, efficiency)
 
 
 def transform_artifact(pipe: Any, d: Deployment, data: Any) -> Artifact:
