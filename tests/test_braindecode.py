@@ -5,7 +5,6 @@ import json
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -166,7 +165,7 @@ def test_derived_groups_of_sors_match_its_hand_written_ones():
 
 
 @pytest.mark.parametrize("model_id", ["bd-chambon2018", "bd-usleep"])
-def test_slimming_prunes_a_braindecode_model_and_its_spec_rebuilds(model_id):
+def test_slimming_prunes_a_braindecode_model_and_its_spec_rebuilds(model_id, tmp_path):
     from restbench.run.checkpoints import load_checkpoint, save_checkpoint
     from restbench.training.pruning import build_from_spec
 
@@ -191,7 +190,7 @@ def test_slimming_prunes_a_braindecode_model_and_its_spec_rebuilds(model_id):
     rebuilt.load_state_dict(small.state_dict())
     assert torch.allclose(rebuilt.eval()(x), small.eval()(x), atol=1e-5)
     # a pruned checkpoint reloads through the model plugin, as resume and reproduce load it
-    path = Path(__import__("tempfile").mkdtemp()) / "pruned.pt"
+    path = tmp_path / "pruned.pt"
     save_checkpoint(path, model.id, small_spec, small, method="liu", seed=0, dataset="toy", dataset_options={},
                     key="k", knobs={}, method_options={}, records=[], compression=None)
     loaded, _, _ = load_checkpoint(path, registry, expected_key="k")
