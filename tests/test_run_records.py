@@ -248,6 +248,13 @@ def test_without_a_plain_method_the_reference_is_the_architecture_before_compres
         assert r["reference_method"] == "sors2018-uncompressed" and r["speedup_vs_reference"] == pytest.approx(3.0)
     notes = json.loads((run_dir / "run.json").read_text())["notes"]
     assert any("sors2018 before compression" in n for n in notes)
+    # with no runner nothing is timed, so the reference is not exported; its FLOP ratio still is recorded
+    untimed = tmp_path / "untimed"
+    with registry_with(fake_plugins(FakeExporter(), FakeRunner())):
+        run(request(untimed, tmp_path / "cache", methods="liu", exporters=["fake-export"], runners=[], overrides={}))
+    (eff,) = [r for r in records_of(untimed) if r["record_type"] == "efficiency"]
+    assert eff["flop_ratio_vs_reference"] == pytest.approx(full / eff["mflops"]) and eff["latency_speedup_vs_reference"] == {}
+    assert not (untimed / "artifacts" / "uncompressed").exists()
 
 
 def test_an_interrupted_quiet_phase_resumes_without_retraining_or_retiming(tmp_path, monkeypatch):

@@ -110,6 +110,7 @@ class _Uncompressed:
     artifact: Artifact
     efficiency: dict
     rows: dict = field(default_factory=dict)  # (runner, variant) -> latency row, timed once per runner
+    exported: bool = False  # files exported (only once a runner is to time it)
 
 
 def measure_phase(pipe: Any, deployments: list[Deployment], data: Any) -> None:
@@ -161,6 +162,7 @@ def measure_phase(pipe: Any, deployments: list[Deployment], data: Any) -> None:
             u = uncompressed[key]
             need = [r for r in todo if not any(k[0] == r.id for k in u.rows)]
             if need:
+                export_uncompressed(pipe, u, d, data)
                 rows, notes = steps.measure(need, pipe.options, u.artifact, pipe.registry)
                 for note in notes:
                     pipe.note_once(note)
@@ -212,11 +214,11 @@ def measure_phase(pipe: Any, deployments: list[Deployment], data: Any) -> None:
 
 
 def uncompressed_reference(pipe: Any, d: Deployment, data: Any) -> _Uncompressed:
-    """``d``'s architecture before compression, deployed with ``d``'s transforms and exported by
-    the run's exporters: the model plugin's fresh build at the run's options, untrained."""
+    """``d``'s architecture before compression, deployed with ``d``'s transforms: the model
+    plugin's fresh build at the run's options, untrained (exported by :func:`export_uncompressed`
+    only when a runner is to time it; its FLOPs need no export)."""
     import torch
 
-    from restbench.data.sleep_data import fingerprint
     from restbench.deploy.transforms import deploy
     from restbench.run import steps
     from restbench.run.guard import guarded
@@ -226,17 +228,27 @@ def uncompressed_reference(pipe: Any, d: Deployment, data: Any) -> _Uncompressed
         torch.manual_seed(0)
         net, _spec = steps.build_model(pipe.model, n_times, d.sfreq, pipe.options[pipe.model.id])
     module = deploy(net.cpu(), d.transforms, d.sfreq).eval()
+    efficiency = steps.efficiency_fields(module, n_times, d.artifact.windows_per_night, None, [])
+    name = f"{pipe.model.id}-uncompressed"
+    artifact = Artifact(name=name, module=module, input_shape=d.artifact.input_shape,
+                        windows_per_night=d.artifact.windows_per_night)
+    return _Uncompressed(name, artifact, efficiency)
+
+
+def export_uncompressed(pipe: Any, u: _Uncompressed, d: Deployment, data: Any) -> None:
+    """Export the fallback reference with the run's exporters, once, when a runner is to time it."""
+    from restbench.data.sleep_data import fingerprint
+    from restbench.run import steps
+
+    if u.exported:
+        return
     stem = f"uncompressed-{fingerprint('uncompressed', pipe.model.id, transform_key(d.transforms, d.sfreq))}"
-    exported, notes, _failed = steps.export(pipe.exporters, pipe.options, module, data, d.seed,
+    exported, notes, _failed = steps.export(pipe.exporters, pipe.options, u.artifact.module, data, d.seed,
                                             Path(pipe.run.artifacts) / "uncompressed", stem, pipe.registry)
     for note in notes:
         pipe.note_once(note)
-    efficiency = steps.efficiency_fields(module, n_times, d.artifact.windows_per_night, None, exported)
-    name = f"{pipe.model.id}-uncompressed"
-    artifact = Artifact(name=name, module=module, input_shape=d.artifact.input_shape,
-                        files={v.variant: Path(v.path) for _, v in exported},
-                        windows_per_night=d.artifact.windows_per_night)
-    return _Uncompressed(name, artifact, efficiency)
+    u.artifact.files = {v.variant: Path(v.path) for _, v in exported}
+    u.exported = True
 
 
 def transform_artifact(pipe: Any, d: Deployment, data: Any) -> Artifact:
