@@ -46,7 +46,7 @@ def test_deviations_compare_with_the_paper_value_only():
 
 
 def test_core_knobs_are_typed_and_ranged():
-    assert profiles.resolve("quick")["epochs"] == 6 and profiles.resolve("paper")["epochs"] == 30
+    assert profiles.resolve("quick")["epochs"] == 10 and profiles.resolve("paper")["epochs"] == 30
     for knob, value in (("epochs", "abc"), ("epochs", -1), ("lr", -1), ("batch_size", 0), ("epochs", 1.5)):
         with pytest.raises(UsageError, match=f"--set {knob}:"):
             profiles.resolve("smoke", {knob: ("--set", value)})

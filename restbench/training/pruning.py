@@ -436,7 +436,9 @@ def channel_pruning_options():
     from restbench.plugins.options import NOT_IN_PAPER, Option
 
     return (
-        Option("sparsity", float, 0.8, "fraction of prunable channels removed", minimum=0.0, maximum=0.99),
+        Option("sparsity", float, 0.8, "fraction of prunable channels removed (quick: 0.5, since 80 % of a 1/8-width "
+               "network leaves ~1.5 k parameters, 70x fewer than the paper's pruned model)", minimum=0.0, maximum=0.99,
+               profiles={"quick": 0.5}),
         Option("min_keep", float, 0.1, "fraction of its channels every layer keeps", minimum=0.01, maximum=1.0),
         Option("fold", str, "expected", "what replaces a removed channel's output in the next layer's bias: expected = "
                "E[relu(BN)] from BN's running statistics, beta = relu(beta), none = nothing (restbench.training.pruning)",
