@@ -234,6 +234,9 @@ class Pipeline:
     checks the directory, locks it, resumes only the same experiment, writes every record."""
 
     def __init__(self, request: RunRequest, console=None):
+        from restbench.run.allocator import tune_allocator
+
+        tune_allocator()  # tensor buffers reused from the heap: same numbers, far fewer page faults
         self.request = request
         self.registry = get_registry()
         self.plan = plan = resolve_plan(request, self.registry)
