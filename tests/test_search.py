@@ -108,3 +108,51 @@ def test_quick_train_eps_comes_from_the_search_and_the_paper_profile_keeps_10_uv
             assert option.default_for("quick") == table["chosen"], method_id
         else:
             assert option.default_for("quick") == 2.0 and (folder / "README.md").exists()
+
+
+def test_search_trains_the_network_restbench_run_trains(tmp_path, monkeypatch):
+    """The search builds the model as restbench run does: with the run's resolved model options
+    (the profile's width) on windows of the model's declared context. It used to build the class
+    defaults (Sors at width 1: 567 k parameters where quick trains 9.6 k, one epoch 6 min instead of
+    9 s) on the dataset's windows."""
+    from restbench import hookimpl
+    from restbench.api import DatasetOptions, ModelInput
+    from restbench.plugins.testing import registry_with
+    from restbench.run import steps
+    from restbench.run.pipeline import RunRequest, resolve_plan
+    from restbench_builtins.models.sors2018 import Sors2018
+
+    class TwoEpochSors(Sors2018):  # a context unlike the dataset's 4 epochs, so fitting shows
+        id, default = "sors2018-2epochs", False
+        inputs = ModelInput(n_chans=1, context_epochs=2, sfreq=None)
+
+    class Plugin:
+        @staticmethod
+        @hookimpl
+        def register_models(register):
+            register(TwoEpochSors())
+
+    built: list[dict] = []
+    original_build = steps.build_model
+
+    def recording_build(model, n_times, sfreq, model_options):
+        net, spec = original_build(model, n_times, sfreq, model_options)
+        built.append(spec)
+        return net, spec
+
+    monkeypatch.setattr(steps, "build_model", recording_build)
+    with registry_with(Plugin) as registry:
+        result, out = search(tmp_path, "model", "--model", TwoEpochSors.id)
+        assert result.exit_code == 0, result.output + repr(result.exception)
+        plan = resolve_plan(RunRequest(model=TwoEpochSors.id, methods=["rest-a"], corruptions=["pgd"], runners=[],
+                                       exporters=[], profile="smoke"), registry)
+    options = plan.options[TwoEpochSors.id]
+    assert options["width"] < 1.0, "the profile's width differs from the class default"
+    table = json.loads(out.read_text())
+    data = plan.dataset.prepare(DatasetOptions(cache_dir=tmp_path / "cache", seed=0, n_subjects=plan.knobs["n_subjects"],
+                                               extra=table["dataset"]["options"]))
+    fitted = steps.fit_to_model(data, plan.model, plan.model_input)
+    assert fitted.context == 2 != data.context and table["dataset"]["fingerprint"] == fitted.fingerprint
+    _, expected = original_build(plan.model, fitted.n_times, fitted.sfreq, options)
+    # every network built (each plan's compressor check, then one per searched value) is the run's
+    assert len(built) >= 2 and all(spec == expected for spec in built), [(s["n_times"], s["hidden_units"]) for s in built]

@@ -147,7 +147,9 @@ def search(request: SearchRequest, console=None) -> dict:
         n_subjects=knobs.get("n_subjects"), skip_bad=False, allow_download=False, extra=first.options[dataset.id],
     )
     reporter.log(f"preparing dataset {dataset.id}")
-    data = WithoutTest(steps.prepare_data(dataset, data_options, registry))
+    # windowed to the model and built with its resolved options below, exactly as restbench run does
+    data = WithoutTest(steps.fit_to_model(steps.prepare_data(dataset, data_options, registry), first.model,
+                                          first.model_input))
 
     limit = request.max_windows if request.max_windows is not None else knobs.get("max_test_windows")
     ends = subsample(data.windows("val"), limit, np.random.default_rng([0, 4]))
@@ -168,7 +170,8 @@ def search(request: SearchRequest, console=None) -> dict:
                               plan.options[method.id], recipe, compressor_options, plan.knobs, seed)
         reporter.log(f"search {target}={json.dumps(value)}: training")
         trained = steps.train(f"{method.id} [{request.option}={value}]", recipe, plan.model, compressor,
-                              compressor_options, data, plan.knobs, seed, key, device, reporter, registry)
+                              compressor_options, data, plan.knobs, seed, key, device, reporter, registry,
+                              model_options=plan.options[plan.model.id])
         deployed = deploy(trained.net, recipe.test_transforms, data.sfreq).to(device)
         clean = classification_metrics(y, steps.predict_variant(None, None, deployed, x, batch))["macro_f1"]
         attacked = {}
