@@ -46,7 +46,7 @@ def test_list_profiles_shows_knobs():
     listing = json.loads(out.output)
     assert {"paper", "quick", "smoke"} <= {p["id"] for p in listing["profiles"]}
     epochs = next(k for k in listing["knobs"] if k["name"] == "epochs")
-    assert (epochs["default"], epochs["paper"], epochs["profiles"]) == (30, 30, {"quick": 6, "smoke": 1})
+    assert (epochs["default"], epochs["paper"], epochs["profiles"]) == (30, 30, {"quick": 10, "smoke": 1})
     assert not {"train_eps", "gaussian_c", "prune_sparsity", "pgd_eval_steps"} & {k["name"] for k in listing["knobs"]}
     text = CliRunner().invoke(cli, ["list", "profiles"]).output
     assert "epochs" in text and "quick (default)" in text
