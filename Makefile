@@ -30,9 +30,20 @@ leaderboard: $(STAMP)
 validate-leaderboards: $(STAMP)
 	for board in leaderboards/*/leaderboard.json; do $(VENV)/bin/restbench leaderboard validate $$(dirname $$board) || exit 1; done
 
+# Speed benchmarks (benchmarks/README.md): each times restbench against a reference in the same run and
+# writes benchmarks/results/NAME.json; BENCH_ARGS=--smoke runs each in seconds. The default job's wall time
+# (bench_quick_run.py, 10+ minutes) runs last.
 bench: $(STAMP)
-	$(VENV)/bin/python benchmarks/bench_dataset_cache.py
-	$(VENV)/bin/python benchmarks/bench_latency.py --quick
+	$(VENV)/bin/python benchmarks/bench_cli_start.py $(BENCH_ARGS)
+	$(VENV)/bin/python benchmarks/bench_training_loop.py $(BENCH_ARGS)
+	$(VENV)/bin/python benchmarks/bench_pgd_step.py $(BENCH_ARGS)
+	$(VENV)/bin/python benchmarks/bench_precision.py $(BENCH_ARGS)
+	$(VENV)/bin/python benchmarks/bench_eval_pass.py $(BENCH_ARGS)
+	$(VENV)/bin/python benchmarks/bench_corruptions.py $(BENCH_ARGS)
+	$(VENV)/bin/python benchmarks/bench_dataset_cache.py $(BENCH_ARGS)
+	$(VENV)/bin/python benchmarks/bench_latency.py $(BENCH_ARGS)
+	$(VENV)/bin/python benchmarks/bench_braindecode.py $(BENCH_ARGS)
+	$(VENV)/bin/python benchmarks/bench_quick_run.py $(BENCH_ARGS)
 
 # Semantic mutation testing (scripts/mutate.py, scripts/mutations.json): each deliberate defect is
 # applied to a temporary copy of the checkout and its fast test selection must fail. Prints the

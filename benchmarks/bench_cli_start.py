@@ -10,22 +10,23 @@ the same way. CPU time, not wall time, so a busy shared machine changes the numb
     python benchmarks/bench_cli_start.py                 # 11 repetitions each
     python benchmarks/bench_cli_start.py --smoke --out /tmp/cli_start.json   # 2 repetitions, 2 commands
 
-Prints one JSON object and writes it to ``--out`` (default benchmarks/results/cli_start.json).
+Prints one JSON object and writes it to ``--out`` (default benchmarks/results/cli_start.json), in
+the shape every benchmark here writes (benchmarks/_common.py): ``ratios`` (each command's median
+CPU / ``python -c pass``'s) and ``targets`` (each command's median CPU seconds <= 0.3).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import platform
 import resource
 import shutil
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
 
 #: The commands timed (arguments after ``restbench``).
 COMMANDS: tuple[tuple[str, ...], ...] = (
@@ -38,7 +39,6 @@ COMMANDS: tuple[tuple[str, ...], ...] = (
 )
 SMOKE_COMMANDS: tuple[tuple[str, ...], ...] = (("--version",), ("list", "methods"))
 TARGET_CPU_S = 0.3
-DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "cli_start.json"
 
 
 def restbench_command() -> list[str]:
@@ -82,34 +82,29 @@ def measure(repetitions: int, commands: tuple[tuple[str, ...], ...]) -> dict:
             "within_target": median < TARGET_CPU_S,
         })
     return {
-        "benchmark": "cli_start",
         "repetitions": repetitions,
         "target_cpu_s": TARGET_CPU_S,
         "python_start_cpu_s_median": python_median,
         "commands": rows,
         "restbench": " ".join(restbench),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repetitions", type=int, default=11, help="runs per command; the median is reported")
-    parser.add_argument("--smoke", action="store_true", help="2 repetitions of 2 commands (for the test suite)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON file to write (default {DEFAULT_OUT})")
+    parser = _common.parser(__doc__, default_repetitions=11)
     args = parser.parse_args(argv)
     if args.repetitions < 1:
         parser.error("--repetitions must be at least 1")
-    result = measure(2 if args.smoke else args.repetitions, SMOKE_COMMANDS if args.smoke else COMMANDS)
-    result["smoke"] = args.smoke
-    text = json.dumps(result, indent=2)
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text + "\n", encoding="utf-8")
+    measured = measure(2 if args.smoke else args.repetitions, SMOKE_COMMANDS if args.smoke else COMMANDS)
+    rows = measured["commands"]
+    ratios = {row["command"].removeprefix("restbench ").replace(" ", "_") + "_vs_python_start":
+              row["ratio_to_python_start"] for row in rows}
+    targets = [_common.target(f"{row['command']}: CPU s (median)", row["cpu_s_median"], TARGET_CPU_S,
+                              f"{row['ratio_to_python_start']:.1f}x python -c pass") for row in rows]
+    record = _common.result("cli_start", args.smoke, {"repetitions": measured["repetitions"],
+                                                      "restbench": measured["restbench"]},
+                            ratios, targets, **{k: v for k, v in measured.items() if k not in ("repetitions", "restbench")})
+    _common.write(record, args.out)
     return 0
 
 
