@@ -4,11 +4,12 @@ glibc's malloc serves each request above its mmap threshold (128 KiB, adapting u
 with a fresh ``mmap`` and returns it with ``munmap`` when freed; every page of it is then
 faulted in again on the next pass. A Sors activation tensor at the quick profile's evaluation
 batch (256 windows x 16 channels x 6,000 samples x 4 bytes = 98 MB) is above any threshold, so
-every forward and backward pass maps, faults in and unmaps it: 414,000 minor page faults per
+every forward and backward pass maps, faults in and unmaps it: 416,000 minor page faults per
 PGD iteration measured here (benchmarks/bench_eval_pass.py). With the mmap and trim thresholds
-raised to 1 GiB the buffers are reused from the heap: 8,000 faults and 0.35x the time per PGD
+raised to 1 GiB the buffers are reused from the heap: no faults and 0.33x the time per PGD
 iteration on the project's 2-core machine. The arithmetic is untouched, so every number a run
-produces is identical; the cost is that freed memory stays with the process until it exits.
+produces is identical; the cost is that freed memory stays with the process until it exits
+(peak RSS of that workload 1.36 GB instead of 1.00 GB).
 
 :func:`tune_allocator` applies this once per process (runs, reproductions, searches call it);
 ``RESTBENCH_MALLOC=default`` leaves the allocator alone, and so does a user who set glibc's

@@ -2,8 +2,9 @@
 
 bf16 autocast runs the convolutions of a training step (the PGD attack's too) in bfloat16 and
 keeps weights, optimiser state, losses and every evaluation in float32. On CPUs with native
-bf16 instructions (AVX512-BF16 or AMX) it measured 2.4x (width 1/8) to 3.2x (width 1/4) faster
-per Sors training step than float32 (benchmarks/README.md); without them it is emulated and
+bf16 instructions (AVX512-BF16 or AMX) it measured 1.6x (PGD-2 step, width 1/8) to 1.9x (clean
+step, widths 1/8 and 1/4) faster per Sors training step than float32 (benchmarks/README.md,
+bench_precision.py); without them it is emulated and
 slower, so ``auto`` only picks it where the CPU (or GPU) has it. Same seed, same machine: same
 numbers in either precision; the resolved precision is recorded with the run and is part of
 every trained model's key.
