@@ -123,7 +123,7 @@ def test_top_level_help_shows_whole_command_summaries():
     (["run", "--model", "sors-2018"], "--model: unknown model id 'sors-2018' (did you mean 'sors2018'?)"),
     (["run", "--corruptions", "gausian,pgd"], "--corruptions: unknown corruption id 'gausian' (did you mean 'gaussian'"),
     (["run", "--set", "epoch=3"], "--set: unknown knob 'epoch' (did you mean 'epochs'?)"),
-    (["run", "--set", "rest-a.train_epz=4"], "--set: plugin 'rest-a' has no option 'train_epz' (did you mean 'rest-a.train_eps'?)"),
+    (["run", "--set", "rest-a.train_epz=4"], "--set: plugin 'rest-a' has no option 'train_epz' (did you mean 'rest-a.train_eps'"),
     (["run", "--set", "rest-x.train_eps=4"], "--set: 'rest-x' is not an installed plugin or core knob (did you mean 'rest-a'"),
     (["run", "--profile", "quik"], "--profile: unknown value 'quik' (did you mean 'quick'?)"),
     (["list", "method"], "KIND: unknown value 'method' (did you mean 'methods'?)"),
