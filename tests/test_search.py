@@ -108,6 +108,17 @@ def test_quick_train_eps_comes_from_the_search_and_the_paper_profile_keeps_10_uv
             assert option.default_for("quick") == table["chosen"], method_id
         else:
             assert option.default_for("quick") == 2.0 and (folder / "README.md").exists()
+    if table is not None:  # and it was made at the quick profile as it is now, not another one
+        from restbench.plugins.options import options_of, resolve_options
+        from restbench.run import profiles
+
+        current = profiles.resolve("quick")
+        for knob, value in table["knobs"].items():
+            assert profiles.same_setting(knob, current.get(knob), value), f"quick's {knob} changed since the search"
+        method = get_registry().get("methods", table["method"])
+        options = resolve_options(options_of(method), "quick", {}, method.id)
+        assert {k: v for k, v in options.items() if k != table["option"]} == table["method_options"], \
+            "the searched method's quick options changed since the search: rerun it (docs/eps-search/README.md)"
 
 
 def test_search_trains_the_network_restbench_run_trains(tmp_path, monkeypatch):

@@ -35,8 +35,8 @@ ADVERSARIAL = (
     # quick: from `restbench search` on the embedded data (docs/eps-search/); 10 uV is as large as the cues that
     # separate W, N1 and REM there, and REST trained at it collapses (issue 11)
     Option("train_eps", float, 10.0, "PGD training radius in uV (L-inf). Default and paper profile: 10 uV, the "
-           "paper's value; quick: 2 uV, chosen by restbench search on sleep-synth (best of 0/1/2 uV on "
-           "validation; 4 uV not finished), see docs/eps-search/", minimum=0.0, profiles={"quick": 2.0}),
+           "paper's value; quick: 2 uV, chosen by restbench search on sleep-synth (best of 1/2/4 uV on "
+           "validation at the quick profile), see docs/eps-search/", minimum=0.0, profiles={"quick": 2.0}),
     Option("pgd_steps", int, None, "PGD training iterations (null: the paper's, 10 on Sleep-EDF, 5 on SHHS)",
            nullable=True, minimum=1, profiles={"quick": 2, "smoke": 2}),
     Option("train_step_size", float, None, "PGD training step in uV (null: 2.5 x eps / steps, Madry et al.'s rule; "
