@@ -20,7 +20,7 @@ from restbench.cli import cli, main
 from restbench.report.summary import _grid, print_summary, read_summary
 
 ROOT = Path(__file__).resolve().parents[1]
-RUN = ROOT / "leaderboards" / "sleep-synth-quick-seed0"  # a committed run folder with every table
+RUN = ROOT / "leaderboards" / "sleep-synth-quick" / "runs" / "leaderboard-quick"  # a committed run with every table
 NUMBER = re.compile(r"[-+]?\d[\d,]*(?:\.\d+)?")
 
 
@@ -61,15 +61,15 @@ def test_summary_at_80_columns_splits_wide_tables_and_cuts_nothing():
             for column in table.columns:  # a header may wrap between its words, never inside one
                 assert all(words[w] for w in re.findall(r"[\w./()%-]+", column.label)), column.label
     assert "Robustness (Table 4, macro-F1) (1/3)" in out and "Robustness (Table 4, macro-F1) (3/3)" in out
-    assert "│ sors    │         0.59 │" in out  # the value, its interval on the line below
-    assert "│         │ [0.57, 0.59] │" in out
+    assert "│ sors    │  0.59 ± 0.01 │" in out  # the value (mean ± std over seeds), its interval below
+    assert "│         │ [0.57, 0.61] │" in out
     assert "--wide prints each whole" in out
 
 
 def test_summary_wide_prints_each_table_whole():
     out = at_80("summary", str(RUN), "--wide")
     assert "…" not in out and "(1/" not in out
-    assert "│ sors    │ 0.59 [0.57, 0.59] │ 0.59 [0.55, 0.61] │" in out
+    assert "│ sors    │ 0.59 ± 0.01 [0.57, 0.61] │ 0.60 ± 0.03 [0.52, 0.68] │" in out
     assert max(cell_len(line) for line in out.splitlines()) > 80
 
 
