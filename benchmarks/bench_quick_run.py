@@ -6,16 +6,20 @@ bench_dataset_cache.py) and splits its wall time by phase from the timestamps of
 log.txt: startup (before the first line: interpreter, imports, plugins), setup, data, train (training and retraining phases), deploy and export (compression,
 TFLite export, FLOP counting: from a phase's end to the next start), evaluate (every corruption
 cell), latency (the quiet timing phase) and report (summary, figures: after the last log line).
-``ratios`` holds ``wall_vs_budget`` (wall / 600 s) and each phase's share of the wall time.
+``ratios`` holds ``wall_vs_budget`` (wall / 600 s) and each phase's share of the wall time; the
+run's CPU seconds (user + system, all threads), system seconds and minor page faults are recorded
+beside it (the CPU time changes least when the machine is shared).
 
     python benchmarks/bench_quick_run.py                # the default job, 10+ minutes
     python benchmarks/bench_quick_run.py --smoke        # smoke profile, sors only, no export: under a minute
-    python benchmarks/bench_quick_run.py --methods sors,rest-a --keep
+    python benchmarks/bench_quick_run.py --methods sors,rest-a --set epochs=2 --keep
+    RESTBENCH_MALLOC=default python benchmarks/bench_quick_run.py ...   # glibc's allocator as it is
 """
 
 from __future__ import annotations
 
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -77,7 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--methods", default=None, help="default: all (sors with --smoke)")
     p.add_argument("--cache-dir", default=None,
                    help="dataset cache to reuse (default: RESTBENCH_CACHE_DIR, else .restbench-cache)")
+    p.add_argument("--corruptions", default=None, help="default: all (gaussian with --smoke)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KNOB=VALUE",
+                   help="passed to restbench run --set (repeatable)")
     p.add_argument("--keep", action="store_true", help="keep the run directory")
+    p.set_defaults(threads=None)  # the run's own default unless given (then OMP_NUM_THREADS for the run)
     args = p.parse_args(argv)
     import os
 
@@ -90,13 +98,25 @@ def main(argv: list[str] | None = None) -> int:
     command = [str(exe) if exe.exists() else sys.executable, *([] if exe.exists() else ["-m", "restbench.cli"]),
                "run", "--methods", methods, "--profile", profile, "--run-dir", str(run_dir), "--cache-dir", cache,
                "--quiet"]
+    corruptions = args.corruptions or ("gaussian" if args.smoke else None)
+    if corruptions:
+        command += ["--corruptions", corruptions]
     if args.smoke:
-        command += ["--set", "export=false", "--corruptions", "gaussian", "--no-figures"]
+        command += ["--set", "export=false", "--no-figures"]
+    for item in args.sets:
+        command += ["--set", item]
     load_before = _common.load_average()
     begin = datetime.now()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
+    env = {**os.environ, **({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {})}
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # CPU seconds of the run (all its threads): what a busy machine changes least
+    cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    system_s = after.ru_stime - before.ru_stime
+    minor_faults = after.ru_minflt - before.ru_minflt
     end = datetime.now()
     if done.returncode != 0:
         print(done.stderr[-3000:], file=sys.stderr)
@@ -106,11 +126,14 @@ def main(argv: list[str] | None = None) -> int:
     ratios.update({f"share_{k}": v / wall for k, v in phases.items()})
     record = _common.result(
         "quick_run", args.smoke,
-        {"profile": profile, "methods": methods, "command": " ".join(command[1:]), "budget_s": BUDGET_S},
+        {"profile": profile, "methods": methods, "command": " ".join(command[1:]), "budget_s": BUDGET_S,
+         "restbench_malloc": os.environ.get("RESTBENCH_MALLOC", "tuned"),
+         "omp_num_threads": env.get("OMP_NUM_THREADS")},
         ratios,
         [_common.target(f"restbench run --methods {methods} --profile {profile}: wall s", wall, BUDGET_S,
                         "the quick profile's budget; smoke runs are measured against it too")],
-        wall_s=wall, phase_s=phases, load_average_before=load_before,
+        wall_s=wall, cpu_s=cpu_s, system_cpu_s=system_s, minor_page_faults=minor_faults, phase_s=phases,
+        load_average_before=load_before,
     )
     _common.write(record, args.out)
     if args.keep:
