@@ -195,3 +195,14 @@ def quick_knobs(**overrides) -> dict:
     knobs = resolve("quick")
     knobs.update(overrides)
     return knobs
+
+
+def training_case(smoke: bool, train_windows: int, val_windows: int):
+    """One clean training epoch's inputs shared by the training-loop benchmarks: ``(n_times, width,
+    knobs, data, template network)`` at the quick profile's shape (fp32), or a seconds-long one."""
+    n_times, width = (1200, 0.0625) if smoke else (12000, 0.125)
+    knobs = quick_knobs(max_train_windows=64 if smoke else train_windows,
+                        max_val_windows=32 if smoke else val_windows,
+                        batch_size=16 if smoke else 64, precision="fp32", lr_milestones=[4, 5])
+    data = sleep_data(n_times, n_subjects=8 if smoke else 20, epochs_per_subject=30 if smoke else 60)
+    return n_times, width, knobs, data, sors(width, n_times)

@@ -70,13 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     from restbench.training.loop import subsample, train_phase
 
     _common.runtime(args.threads)
-    n_times, width = (1200, 0.0625) if smoke else (12000, 0.125)
     reps = 2 if smoke else args.repetitions
-    knobs = _common.quick_knobs(max_train_windows=64 if smoke else args.train_windows,
-                                max_val_windows=32 if smoke else args.val_windows,
-                                batch_size=16 if smoke else 64, precision="fp32", lr_milestones=[4, 5])
-    data = _common.sleep_data(n_times, n_subjects=8 if smoke else 20, epochs_per_subject=30 if smoke else 60)
-    template = _common.sors(width, n_times)
+    n_times, width, knobs, data, template = _common.training_case(smoke, args.train_windows, args.val_windows)
     # the windows train_phase's epoch 1 draws, in memory for skorch
     ends = subsample(data.windows("train"), knobs["max_train_windows"], np.random.default_rng([0, 1]))
     x, y = data.get(ends)

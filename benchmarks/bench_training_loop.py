@@ -97,13 +97,8 @@ def main(argv: list[str] | None = None) -> int:
 
     _common.runtime(args.threads)
     smoke = args.smoke
-    n_times, width = (1200, 0.0625) if smoke else (12000, 0.125)
     reps = 3 if smoke else args.repetitions
-    knobs = _common.quick_knobs(max_train_windows=64 if smoke else args.train_windows,
-                                max_val_windows=32 if smoke else args.val_windows,
-                                batch_size=16 if smoke else 64, precision="fp32", lr_milestones=[4, 5])
-    data = _common.sleep_data(n_times, n_subjects=8 if smoke else 20, epochs_per_subject=30 if smoke else 60)
-    template = _common.sors(width, n_times)
+    n_times, width, knobs, data, template = _common.training_case(smoke, args.train_windows, args.val_windows)
     phase = Phase(selection="clean")
     fns = {
         "train_phase": lambda: train_phase(copy.deepcopy(template), data, phase, knobs, 0, 1, knobs["lr_milestones"]),

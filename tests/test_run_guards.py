@@ -125,3 +125,19 @@ def test_a_runner_that_declines_an_artifact_is_a_note_and_a_crash_is_a_failure()
     assert reports == [] and notes == ["runner needs-file skipped for m-seed0: artifact m-seed0 has no exported .tflite graph"]
     with pytest.raises(PluginFailure, match="needs-file.*failed in measure.*ZeroDivisionError"):
         steps.measure([Runner("needs-file", ZeroDivisionError("boom"))], {"needs-file": {}}, artifact)
+
+
+def test_a_bad_data_directory_is_one_line_exit_2_and_leaves_no_run_directory(tmp_path, capsys):
+    """The dataset's UsageError reaches the user as it is (not wrapped as a plugin failure), and the
+    run directory the start created is removed again: nothing was written."""
+    from restbench.cli import main
+
+    run_dir = tmp_path / "runs" / "r"
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "--dataset", "edf-folder", "--data-dir", str(tmp_path / "absent"), "--profile", "smoke",
+              "--methods", "sors", "--run-dir", str(run_dir), "-q"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert err == f"error: dataset 'edf-folder': no data directory at {tmp_path / 'absent'}; pass the folder of " \
+                  "your recordings with --data-dir\n"
+    assert not run_dir.exists()

@@ -75,6 +75,7 @@ from restbench.api import PluginError
 from restbench.report.summary import HEALTH_MARKER, Cell, format_cell
 from restbench.run.results import (
     RunDir,
+    machine_of,
     load_json,
     to_jsonable,
     validate_run,
@@ -556,15 +557,7 @@ def _run_summary(run: LoadedRun, rel_path: str, files: dict[str, str], published
         "finished": info.get("finished"),
         "dataset": {"id": config.get("dataset") or dataset.get("name"), "fingerprint": dataset.get("fingerprint"),
                     "split": dataset.get("split") or {}},
-        "hardware": {
-            "cpu_model": prov.get("cpu_model"),
-            "cpu_count": prov.get("cpu_count"),
-            "cpu_count_usable": prov.get("cpu_count_usable"),
-            "torch_threads": prov.get("torch_threads"),
-            "accelerator": prov.get("accelerator"),
-            "platform": (prov.get("platform") or {}).get("platform"),
-            "latency_devices": devices,
-        },
+        "hardware": {**machine_of(prov), "latency_devices": devices},
         "runtime": {
             "python_version": prov.get("python_version"),
             "python_implementation": prov.get("python_implementation"),

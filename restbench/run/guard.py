@@ -8,7 +8,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from restbench.errors import PluginError
+from restbench.errors import PluginError, UsageError
 
 
 class PluginFailure(PluginError):
@@ -32,10 +32,12 @@ def describe(obj: Any, registry: Any = None, kind: str | None = None) -> str:
 
 @contextlib.contextmanager
 def guarded(obj: Any, kind: str, action: str, registry: Any = None) -> Iterator[None]:
-    """Run a plugin call; anything it raises becomes a :class:`PluginFailure` naming it."""
+    """Run a plugin call; anything it raises becomes a :class:`PluginFailure` naming it, except a
+    :class:`UsageError`: the plugin says the user's input is wrong (a missing data directory, a
+    bad option value), and that one line, exit 2, is what the user should see."""
     try:
         yield
-    except PluginFailure:
+    except (PluginFailure, UsageError):
         raise
     except (KeyboardInterrupt, SystemExit):
         raise

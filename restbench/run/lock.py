@@ -18,8 +18,10 @@ from restbench.errors import UsageError
 class RunLock:
     """``with RunLock(run_dir):`` holds the directory's lock for the block."""
 
+    FILE = ".lock"
+
     def __init__(self, run_dir: str | os.PathLike):
-        self.path = Path(run_dir) / ".lock"
+        self.path = Path(run_dir) / self.FILE
         self._fd: int | None = None
 
     def acquire(self) -> "RunLock":

@@ -428,6 +428,19 @@ def provenance(registry: Any = None) -> dict:
     }
 
 
+def machine_of(prov: dict) -> dict:
+    """The machine part of a provenance record (:func:`provenance`): CPU, cores, threads,
+    accelerator and platform string; no host or user name."""
+    return {
+        "cpu_model": prov.get("cpu_model"),
+        "cpu_count": prov.get("cpu_count"),
+        "cpu_count_usable": prov.get("cpu_count_usable"),
+        "torch_threads": prov.get("torch_threads"),
+        "accelerator": prov.get("accelerator"),
+        "platform": (prov.get("platform") or {}).get("platform"),
+    }
+
+
 def new_run_info(
     name: str,
     *,

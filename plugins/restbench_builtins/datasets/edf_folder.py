@@ -499,7 +499,7 @@ class EdfFolder:
             raise UsageError(f"dataset '{ID}': no protocols; drop --protocol {options.protocol}")
         if options.data_dir is None or not Path(options.data_dir).expanduser().is_dir():
             where = "" if options.data_dir is None else f" at {options.data_dir}"
-            raise PluginError(f"dataset '{ID}': no data directory{where}; pass the folder of your recordings "
+            raise UsageError(f"dataset '{ID}': no data directory{where}; pass the folder of your recordings "
                               "with --data-dir")
         root = Path(options.data_dir).expanduser()
         suffixes = [str(s) for s in extra["hypnogram_suffixes"]]

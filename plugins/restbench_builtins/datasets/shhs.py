@@ -258,7 +258,7 @@ class SHHS:
             "polysomnography/annotations-events-nsrr/shhs1/*-nsrr.xml as the data directory (--data-dir)"
         )
         if options.data_dir is None or not Path(options.data_dir).expanduser().is_dir():
-            raise PluginError(f"dataset 'shhs': no data directory{'' if options.data_dir is None else f' at {options.data_dir}'}; {where}")
+            raise UsageError(f"dataset 'shhs': no data directory{'' if options.data_dir is None else f' at {options.data_dir}'}; {where}")
         root = Path(options.data_dir).expanduser()
         found = find_files(root)
         if not found:

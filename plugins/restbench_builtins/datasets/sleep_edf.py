@@ -402,7 +402,7 @@ class SleepEDF:
             missing = [(s, n) for s, n in wanted if recording_id(s, n) not in found]
         if missing:
             names = ", ".join(recording_id(s, n) for s, n in missing[:5]) + (" ..." if len(missing) > 5 else "")
-            raise PluginError(
+            raise UsageError(
                 f"dataset 'sleep-edf': {len(missing)} of {len(wanted)} recordings of protocol '{protocol}' are not in {root} "
                 f"({names}); put the sleep-cassette files (SC4ssNE0-PSG.edf and SC4ssNE?-Hypnogram.edf from "
                 "https://physionet.org/content/sleep-edfx/1.0.0/) in the data directory (--data-dir), "

@@ -186,6 +186,11 @@ class BraindecodeStager:
         return net, copy.deepcopy(spec)
 
 
+#: braindecode's BatchNorm switch, on: slimming ranks channels by BatchNorm scale
+BATCH_NORM = Option("apply_batch_norm", bool, True, "BatchNorm after each convolution (slimming needs it)",
+                    paper=NOT_IN_PAPER)
+
+
 class Chambon2018(BraindecodeStager):
     id = "bd-chambon2018"
     description = "braindecode SleepStagerChambon2018: two conv + max-pool blocks, one linear layer (BatchNorm on)"
@@ -195,8 +200,7 @@ class Chambon2018(BraindecodeStager):
     options = (
         _context_option(1),
         Option("n_conv_chs", int, 8, "filters of each convolution", minimum=2, paper=8),
-        Option("apply_batch_norm", bool, True, "BatchNorm after each convolution (slimming needs it)",
-               paper=NOT_IN_PAPER),
+        BATCH_NORM,
     )
     passed = ("n_conv_chs", "apply_batch_norm")
 
@@ -212,8 +216,7 @@ class Blanco2020(BraindecodeStager):
     options = (
         _context_option(1),
         Option("n_conv_chans", int, 20, "filters of each convolution", minimum=2, paper=20),
-        Option("apply_batch_norm", bool, True, "BatchNorm after each convolution (slimming needs it)",
-               paper=NOT_IN_PAPER),
+        BATCH_NORM,
     )
     passed = ("n_conv_chans", "apply_batch_norm")
 
