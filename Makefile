@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml constraints.txt scripts/setup-env
 env: $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/restbench run --methods all
+	$(VENV)/bin/restbench run --methods all --jobs auto
 
 test: $(STAMP)
 	RESTBENCH_STRICT_PLUGINS=1 $(VENV)/bin/python -m pytest -q
@@ -32,7 +32,8 @@ validate-leaderboards: $(STAMP)
 
 # Speed benchmarks (benchmarks/README.md): each times restbench against a reference in the same run and
 # writes benchmarks/results/NAME.json; BENCH_ARGS=--smoke runs each in seconds. The default job's wall time
-# (bench_quick_run.py, 10+ minutes) runs last.
+# (bench_quick_run.py, 10+ minutes) and the same run sequential vs --jobs 2 vs from the store
+# (bench_scaleout.py, three runs) run last.
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/bench_cli_start.py $(BENCH_ARGS)
 	$(VENV)/bin/python benchmarks/bench_training_loop.py $(BENCH_ARGS)
@@ -44,6 +45,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/bench_latency.py $(BENCH_ARGS)
 	$(VENV)/bin/python benchmarks/bench_braindecode.py $(BENCH_ARGS)
 	$(VENV)/bin/python benchmarks/bench_quick_run.py $(BENCH_ARGS)
+	$(VENV)/bin/python benchmarks/bench_scaleout.py $(BENCH_ARGS)
 
 # Semantic mutation testing (scripts/mutate.py, scripts/mutations.json): each deliberate defect is
 # applied to a temporary copy of the checkout and its fast test selection must fail. Prints the

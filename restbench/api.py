@@ -433,7 +433,11 @@ class Exporter(PluginObject, Protocol):
         ...
 
     def predict(self, variant: ExportedVariant, windows: np.ndarray) -> np.ndarray:
-        """Logits ``(n, n_classes)`` of the exported file on float32 ``windows`` ``(n, 1, n_times)``."""
+        """Logits ``(n, n_classes)`` of the exported file on float32 ``windows`` ``(n, 1, n_times)``.
+
+        Read the file at ``variant.path``: exported files are kept in the job store
+        (restbench.run.store) and may be evaluated from another folder, process or machine than
+        the one :meth:`export` wrote them in."""
         ...
 
 

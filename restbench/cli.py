@@ -226,9 +226,21 @@ def list_cmd(kind: str, show_options: bool, as_json: bool) -> None:
 @click.option("--quiet", "-q", is_flag=True, default=None, help="No progress bars (default in CI).")
 @click.option("--figures/--no-figures", default=True, show_default=True,
               help="Draw the run's figures into RUN_DIR/figures/ at the end (as restbench plot does).")
+@click.option("--jobs", "n_jobs", default="1", show_default=True,
+              help="Worker processes for the run's jobs, each computing with the threads knob (same numbers "
+                   "for any N); 'auto': cores / threads. With --executor ray, the local cluster's size.")
+@click.option("--executor", default="local", show_default=True, type=_Choice(["local", "ray"]),
+              help="Where jobs run: local (this process, or a pool with --jobs N) or ray (restbench[ray]).")
+@click.option("--address", "ray_address", default=None,
+              help="With --executor ray: an existing cluster's address (default: start a local one on 127.0.0.1).")
+@click.option("--store", "store_dir", type=click.Path(path_type=Path), default=None,
+              help="Job store shared by runs and sweeps (default: $RESTBENCH_STORE or CACHE_DIR/store).")
+@click.option("--no-store", is_flag=True, help="Share nothing: compute every job, keep them only in this run.")
+@click.option("--from-sweep", "from_sweep_dir", type=click.Path(path_type=Path), default=None,
+              help="Take the options a restbench sweep chose (its --out folder); --set still overrides them.")
 def run_cmd(dataset, data_dir, protocol, dataset_option, model, methods, corruptions, runners, exporters, profile, sets,
             config_file, seeds, name, run_dir, cache_dir, resume, allow_extend, keep_going, skip_bad, download,
-            quiet, figures) -> None:
+            quiet, figures, n_jobs, executor, ray_address, store_dir, no_store, from_sweep_dir) -> None:
     """Train, compress, evaluate and measure METHODS on a dataset; write a run directory."""
     from restbench.run.pipeline import RunRequest, run
     from restbench.run.results import check_run_name
@@ -250,17 +262,27 @@ def run_cmd(dataset, data_dir, protocol, dataset_option, model, methods, corrupt
         except PluginError as exc:
             raise UsageError(f"--name: {exc}; it names a folder under runs/ (use --run-dir for another place)") from None
     run_dir = run_dir or Path("runs") / (name or f"{dataset or 'default'}-{profile}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if no_store and store_dir is not None:
+        raise UsageError("--store and --no-store: choose one")
+    overrides = _key_values(sets, "--set")
+    if from_sweep_dir is not None:
+        from restbench.run.sweep import from_sweep
+
+        overrides = {**from_sweep(from_sweep_dir), **overrides}
     request = RunRequest(
         dataset=dataset, model=model, methods=methods, corruptions=corruptions,
         runners=_id_list(runners), exporters=_id_list(exporters),
-        profile=profile, overrides=_key_values(sets, "--set"), config_file=config_file, seeds=seed_list,
+        profile=profile, overrides=overrides, config_file=config_file, seeds=seed_list,
         data_dir=data_dir, cache_dir=cache_dir, protocol=protocol,
         dataset_options=_key_values(dataset_option, "--dataset-option"), skip_bad=skip_bad,
         allow_download=download, run_dir=run_dir, resume=resume, allow_extend=allow_extend, keep_going=keep_going,
-        quiet=quiet_by_default() if quiet is None else quiet,
+        quiet=quiet_by_default() if quiet is None else quiet, jobs=_jobs(n_jobs), executor=executor,
+        ray_address=ray_address, store=store_dir, use_store=not no_store,
     )
     result = run(request, console=err_console)
     print_summary(result.tables, console)
+    if result.jobs:
+        console.print(result.jobs, highlight=False, soft_wrap=True)
     if figures:
         _draw_figures(result.run_dir.path)
     console.print(f"run directory: {result.run_dir.path}")
@@ -288,6 +310,19 @@ def _draw_figures(run_dir: Path) -> None:
         return
     for path in paths:
         click.echo(f"figure: {path}")  # plain echo: rich would wrap long paths over lines
+
+
+def _jobs(text: str) -> int | str:
+    """``--jobs``: a positive number of workers, or ``auto``."""
+    if text.strip() == "auto":
+        return "auto"
+    try:
+        jobs = int(text)
+    except ValueError:
+        raise UsageError(f"--jobs: expected a positive number of workers or auto, got '{text}'") from None
+    if jobs < 1:
+        raise UsageError(f"--jobs: expected a positive number of workers or auto, got '{text}'")
+    return jobs
 
 
 def _id_list(text: str | None) -> list[str] | None:
@@ -593,6 +628,77 @@ def leaderboard_publish(run_dir, to, baseline, noise, reproduce, data_dir, cache
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
     console.print(f"{to}: run {outcome}; {len(data['entries'])} entries from {len(data['runs'])} run(s)",
+                  highlight=False, soft_wrap=True)
+
+
+@cli.command("sweep")
+@click.argument("method")
+@click.option("--grid", "axes", multiple=True, required=True, metavar="ID.NAME=VALUES",
+              help="An option and its values: START:STOP:STEP (inclusive) or V1,V2,...; repeat for a product grid.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Folder for sweep.json/.md/.png/.svg and chosen.json (default: sweeps/METHOD-OPTIONS).")
+@click.option("--profile", default=profiles.DEFAULT_PROFILE, show_default=True,
+              type=_Choice(list(profiles.PROFILES)), help="Knob set (restbench list profiles).")
+@click.option("--corruption", default=None,
+              help="White-box attack corruption to score with (default: the one registered white-box corruption of the paper suite).")
+@click.option("--seed", type=int, default=None, help="Training seed (default: the profile's first).")
+@click.option("--max-windows", type=int, default=None, help="Validation windows scored (default: the profile's max_test_windows).")
+@click.option("--dataset", default=None, help="Dataset id (default: the one marked default).")
+@click.option("--model", default=None, help="Model id (default: the one marked default).")
+@click.option("--set", "sets", multiple=True, metavar="KNOB=VALUE", help="Core knob or plugin option, as for restbench run.")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Local dataset files.")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=_cache_dir, show_default=".restbench-cache or $RESTBENCH_CACHE_DIR")
+@click.option("--jobs", "n_jobs", default="1", show_default=True, help="Worker processes (or auto), as for restbench run.")
+@click.option("--executor", default="local", show_default=True, type=_Choice(["local", "ray"]), help="local or ray, as for restbench run.")
+@click.option("--address", "ray_address", default=None, help="With --executor ray: an existing cluster's address.")
+@click.option("--store", "store_dir", type=click.Path(path_type=Path), default=None,
+              help="Job store (default: $RESTBENCH_STORE or CACHE_DIR/store); a point trained before is not trained again.")
+@click.option("--quiet", "-q", is_flag=True, default=None, help="No progress bars (default in CI).")
+def sweep_cmd(method, axes, out, profile, corruption, seed, max_windows, dataset, model, sets, data_dir, cache_dir,
+              n_jobs, executor, ray_address, store_dir, quiet) -> None:
+    """The paper's searches on validation (section 4.4) over any declared option: train METHOD at
+    every grid point, score it by the mean of clean macro-F1 and macro-F1 under the attack at each
+    of its severities, choose the best; e.g. restbench sweep rest-a --grid rest-a.train_eps=0:30:2.
+    Pass the result to a run with restbench run --from-sweep OUT."""
+    import shlex
+
+    from restbench.run.progress import quiet_by_default
+    from restbench.run.sweep import SweepRequest, parse_axis, sweep
+
+    if seed is not None and seed < 0:
+        raise UsageError(f"--seed: expected a non-negative integer, got {seed}")
+    if max_windows is not None and max_windows < 1:
+        raise UsageError(f"--max-windows: expected a positive integer, got {max_windows}")
+    grid = dict(parse_axis(a) for a in axes)
+    if len(grid) != len(axes):
+        raise UsageError("--grid: an option is given twice")
+    out = out or Path("sweeps") / "-".join([method, *[t.split(".", 1)[1] for t in grid]])
+    words = ["restbench", "sweep", method, *[w for a in axes for w in ("--grid", a)], "--profile", profile]
+    for flag, given in (("--corruption", corruption), ("--seed", seed), ("--max-windows", max_windows),
+                        ("--dataset", dataset), ("--model", model)):
+        if given is not None:
+            words += [flag, str(given)]
+    for pair in sets:
+        words += ["--set", pair]
+    words += ["--out", str(out)]
+    request = SweepRequest(
+        method=method, grid=grid, out=out, profile=profile, corruption=corruption, dataset=dataset, model=model,
+        overrides=_key_values(sets, "--set"), seed=seed, max_windows=max_windows, data_dir=data_dir,
+        cache_dir=cache_dir, jobs=_jobs(n_jobs), executor=executor, ray_address=ray_address, store=store_dir,
+        command=" ".join(shlex.quote(w) for w in words), quiet=quiet_by_default() if quiet is None else quiet)
+    table = sweep(request, console=err_console)
+    names, levels = list(table["grid"]), list(table["attack"]["settings"])
+    shown = Table(title=f"{table['method']} sweep on validation ({table['profile']}, seed {table['seed']})")
+    for col in [*names, "clean F1", *[f"{table['attack']['corruption']} {lv} {table['attack']['unit']}" for lv in levels],
+                "score", "chosen"]:
+        shown.add_column(col, justify="right")
+    for row in table["rows"]:
+        shown.add_row(*[json.dumps(row["point"][n]) for n in names], f"{row['clean_f1']:.3f}",
+                      *[f"{row['attack_f1'][lv]:.3f}" for lv in levels], f"{row['score']:.4f}",
+                      "yes" if row["chosen"] else "")
+    console.print(shown)
+    console.print(f"chosen {json.dumps(table['chosen'])}; {table['trained_now']} of {len(table['rows'])} points trained "
+                  f"now (the rest from the store); written to {out}; use it with restbench run --from-sweep {out}",
                   highlight=False, soft_wrap=True)
 
 

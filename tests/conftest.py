@@ -28,6 +28,14 @@ def lenient_plugins(monkeypatch):
     monkeypatch.delenv("RESTBENCH_STRICT_PLUGINS", raising=False)
 
 
+@pytest.fixture(autouse=True)
+def own_job_store(monkeypatch, tmp_path_factory):
+    """Each test gets its own job store (restbench.run.store), so what a test trains is never
+    served from another test's work; tests of sharing pass one store explicitly. Module-scoped
+    fixtures use the session's store under RESTBENCH_CACHE_DIR."""
+    monkeypatch.setenv("RESTBENCH_STORE", str(tmp_path_factory.mktemp("store")))
+
+
 # --------------------------------------------------------------------------- shared fixtures
 #
 # Real-format fixtures too large or too licensed for this repository live in ../shared/fixtures

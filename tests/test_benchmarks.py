@@ -25,7 +25,7 @@ BENCHMARKS = sorted(p.stem for p in (ROOT / "benchmarks").glob("bench_*.py"))
 
 def test_benchmarks_are_found():
     assert {"bench_training_loop", "bench_pgd_step", "bench_corruptions", "bench_dataset_cache", "bench_latency",
-            "bench_cli_start", "bench_quick_run", "bench_precision", "bench_braindecode",
+            "bench_cli_start", "bench_quick_run", "bench_precision", "bench_braindecode", "bench_scaleout",
             "bench_eval_pass"} <= set(BENCHMARKS)
 
 

@@ -23,6 +23,7 @@ import torch
 from restbench import hookimpl
 from restbench.api import ExportedVariant, LatencyReport
 from restbench.plugins.testing import registry_with
+from restbench.run.checkpoints import load_checkpoint
 from restbench.run import steps
 from restbench.run.pipeline import RunRequest, run
 from restbench.run.results import duplicate_cells, validate_record
@@ -121,12 +122,12 @@ class FakeExporter:
         path = folder / f"{stem}-fake.pt"
         torch.save(module.state_dict(), path)
         self.calls.append((stem, calibration.shape, check_windows.shape))
-        self.modules[str(path)] = module
+        self.modules[path.name] = module  # the file moves into the job store; its name stays
         return [ExportedVariant("fake-fp32", path, path.stat().st_size / 1024, {"passed": True}, "all")]
 
     def predict(self, variant, windows):
         with torch.no_grad():
-            return self.modules[str(variant.path)](torch.from_numpy(windows)).numpy()
+            return self.modules[Path(variant.path).name](torch.from_numpy(windows)).numpy()
 
 
 #: Per-window minimum the fake runner reports per artifact: the deployed models and Blanco's band-pass alone.
@@ -295,7 +296,7 @@ def numbers(run_dir: Path) -> dict:
 
 def test_resume_after_an_interruption_reuses_checkpoints_and_gives_the_same_numbers(tmp_path, monkeypatch):
     cache = tmp_path / "cache"
-    run(request(tmp_path / "reference", cache, methods="sors,liu"))
+    run(request(tmp_path / "reference", cache, methods="sors,liu", use_store=False))  # shares nothing with the run
     expected = numbers(tmp_path / "reference")
 
     real_fields = steps.robustness_fields
@@ -328,9 +329,12 @@ def test_resume_after_an_interruption_reuses_checkpoints_and_gives_the_same_numb
     assert len(keys) == len(set(keys)), "no cell is written twice"
 
 
-def test_a_tampered_checkpoint_is_retrained_on_resume(tmp_path, monkeypatch):
+@pytest.mark.parametrize("use_store", [False, True])
+def test_a_tampered_checkpoint_is_retrained_on_resume(tmp_path, monkeypatch, use_store):
+    """Never trusted: retrained, or (when the job store holds the job) replaced by the store's
+    checked copy."""
     run_dir = tmp_path / "run"
-    run(request(run_dir, tmp_path / "cache"))
+    run(request(run_dir, tmp_path / "cache", use_store=use_store))
     (path,) = (run_dir / "artifacts" / "models").glob("sors-*.pt")
     path.write_bytes(path.read_bytes()[:-100])
     (run_dir / "results.jsonl").write_text("")  # nothing recorded yet: the run is redone
@@ -341,6 +345,9 @@ def test_a_tampered_checkpoint_is_retrained_on_resume(tmp_path, monkeypatch):
     trained = []
     real_train = steps.train
     monkeypatch.setattr(steps, "train", lambda *a, **k: trained.append(a[0]) or real_train(*a, **k))
-    run(request(run_dir, tmp_path / "cache", resume=True))
-    assert trained == ["sors"]
+    run(request(run_dir, tmp_path / "cache", resume=True, use_store=use_store))
+    assert trained == ([] if use_store else ["sors"])
+    if use_store:
+        assert "replaced by the store's checked copy" in (run_dir / "log.txt").read_text()
+    assert load_checkpoint(path, expected_key=path.stem.rsplit("-", 1)[1])
     assert np.isfinite([r["macro_f1"] for r in records_of(run_dir) if r["record_type"] == "robustness"]).all()

@@ -12,6 +12,9 @@ PNG and SVG. A leaderboard draws them into its ``plots/`` (:func:`write_plots`);
   the lowest seed; drawn only when predictions were published with the run.
 - ``pareto``: robust macro-F1 against MFLOPs per window and against latency per night, with
   the Pareto front (no other entry is both more robust and cheaper) drawn as a line.
+- ``sweep`` (:func:`sweep_figure`, ``restbench sweep``): for one option, the validation score,
+  clean F1 and F1 under each attack strength against the value (the paper's Figure 3); for two,
+  a heat map of the score (its Tables 2-3), the chosen point marked.
 
 The noise corruption is the ``noise`` argument, else the first corruption of Table 4 (the
 ``paper`` suite), else the first corruption recorded. Figures are deterministic (fixed SVG id
@@ -274,6 +277,53 @@ def write_plots(data: dict, runs: list[Any], folder: Path, noise: str | None = N
     paths += plot_confusions(data, runs, folder, noise)
     paths += plot_hypnograms(data, runs, folder, noise)
     paths += plot_pareto(data, folder)
+    return paths
+
+
+def sweep_figure(table: dict, stem: Path) -> list[str]:
+    """``stem``.png and .svg of a sweep table (restbench.run.sweep)."""
+    plt = _pyplot()
+    plt.rcParams["svg.hashsalt"] = "restbench"
+    names, rows = list(table["grid"]), table["rows"]
+    unit = table["attack"]["unit"]
+    if len(names) == 1:
+        name = names[0]
+        xs = [row["point"][name] for row in rows]
+        numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs)
+        pos = xs if numeric else list(range(len(xs)))
+        fig, ax = plt.subplots(figsize=(6.4, 4.0))
+        ax.plot(pos, [r["score"] for r in rows], "k-o", lw=2, label="score")
+        ax.plot(pos, [r["clean_f1"] for r in rows], "--", label="clean")
+        for level in table["attack"]["settings"]:
+            ax.plot(pos, [r["attack_f1"][level] for r in rows], ":", marker=".", label=f"attack {level} {unit}")
+        best = next(i for i, r in enumerate(rows) if r["chosen"])
+        ax.axvline(pos[best], color="grey", lw=0.8)
+        if not numeric:
+            ax.set_xticks(pos, [str(x) for x in xs])
+        ax.set_xlabel(name)
+        ax.set_ylabel("validation macro-F1")
+        ax.legend(fontsize=8)
+    else:
+        a, b = names[:2]
+        av = list(dict.fromkeys(r["point"][a] for r in rows))
+        bv = list(dict.fromkeys(r["point"][b] for r in rows))
+        grid = np.full((len(av), len(bv)), np.nan)
+        for r in rows:  # further options, if any, keep their best score per (a, b)
+            i, j = av.index(r["point"][a]), bv.index(r["point"][b])
+            grid[i, j] = r["score"] if np.isnan(grid[i, j]) else max(grid[i, j], r["score"])
+        fig, ax = plt.subplots(figsize=(1.2 * len(bv) + 2.5, 0.8 * len(av) + 1.8))
+        image = ax.imshow(grid, cmap="viridis", aspect="auto")
+        for i in range(len(av)):
+            for j in range(len(bv)):
+                ax.text(j, i, f"{grid[i, j]:.3f}", ha="center", va="center", color="w", fontsize=8)
+        ax.set_xticks(range(len(bv)), [str(v) for v in bv])
+        ax.set_yticks(range(len(av)), [str(v) for v in av])
+        ax.set_xlabel(b)
+        ax.set_ylabel(a)
+        fig.colorbar(image, ax=ax, label="validation score")
+    ax.set_title(f"{table['method']}: sweep on validation (chosen {table['chosen']})", fontsize=9)
+    paths = _save(fig, stem.parent, stem.name)
+    plt.close(fig)
     return paths
 
 

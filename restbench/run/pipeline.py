@@ -11,7 +11,9 @@ methods (Blanco deploys Liu's model) runs once and an interrupted run resumes wi
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,13 +28,14 @@ from restbench.deploy.transforms import deploy
 from restbench.errors import did_you_mean
 from restbench.plugins.options import deviations as option_deviations, options_of, resolve_options
 from restbench.plugins.registry import get_registry
-from restbench.run import profiles, steps, timing
+from restbench.run import jobs, profiles, steps, timing
 from restbench.run.atomic import atomic_path
-from restbench.run.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from restbench.run.checkpoints import CheckpointError, load_checkpoint
 from restbench.run.guard import PluginFailure, guarded
 from restbench.run.lock import RunLock
 from restbench.run.progress import Reporter
 from restbench.run.results import RunDir, cell_of, load_json, make_record, new_run_info, utc_now
+from restbench.run.store import Store, default_store_dir
 from restbench.run.verify import integrity, verify
 from restbench.training.precision import resolve_precision
 
@@ -65,6 +68,16 @@ class RunRequest:
     # one is an error (restbench reproduce re-evaluates a run's stored models this way)
     train: bool = True
     quiet: bool = False
+    # the shared job store (restbench.run.store): None = RESTBENCH_STORE or CACHE_DIR/store;
+    # use_store False: a private store removed after the run (nothing shared, nothing reused)
+    store: Path | None = None
+    use_store: bool = True
+    jobs: int | str = 1  # >1: jobs run on a process pool of that many workers; "auto": cores / threads
+    executor: str = "local"  # local (in this process, or a pool with jobs > 1) or ray
+    ray_address: str | None = None  # executor ray: an existing cluster (None starts a local one)
+    # a sweep's view of the data: asking for test windows raises (restbench.run.search.WithoutTest)
+    validation_only: bool = False
+    max_validation_windows: int | None = None  # a sweep's scored validation windows (None: max_test_windows)
 
 
 def order_methods(methods: list, recipes: dict[str, Recipe]) -> list:
@@ -249,19 +262,43 @@ class Pipeline:
         self.notes: list[str] = []
         self.failures: list[dict] = []  # plugin failures kept going past (--keep-going)
         self.device = resolve_device(self.knobs["device"])
+        torch.set_num_threads(int(self.knobs["threads"]))  # every job computes with the recorded thread count
         self.trained: dict[str, steps.TrainedModel] = {}
         self.export_failures: list[str] = []  # recorded, then reported as an error once all is written
         self.console = console
         self.run: RunDir | None = None
         self.reporter: Reporter | None = None
+        self.untrusted: set[str] = set()
+        self.job_failures: dict[str, BaseException] = {}  # failed executor jobs by key (--keep-going)
+        self.job_sources: dict[tuple[str, str], bool] = {}  # (kind, key) -> computed by this process
+        self.worker_computed: set[str] = set()  # keys an executor's workers computed for this run
+        self.jobs_line = ""
+        self.store = self._open_store(request)
+
+    def _open_store(self, request: RunRequest) -> Store:
+        if request.use_store:
+            return Store(request.store or default_store_dir(request.cache_dir))
+        import tempfile
+
+        self._private_store = tempfile.TemporaryDirectory(prefix="restbench-store-")  # removed with the pipeline
+        return Store(self._private_store.name)
 
     # ------------------------------------------------------------------ top level
 
     def execute(self) -> RunDir:
         run_dir = Path(self.request.run_dir)
         check_run_dir(run_dir, self.request.resume)
-        with RunLock(run_dir):
-            return self._execute(run_dir)
+        created = not run_dir.exists()
+        try:
+            with RunLock(run_dir):
+                return self._execute(run_dir)
+        except BaseException:
+            # a run that stopped before writing anything (bad data directory, bad input) leaves no
+            # directory behind, only its message
+            if created and run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {RunLock.FILE}:
+                (run_dir / RunLock.FILE).unlink(missing_ok=True)
+                run_dir.rmdir()
+            raise
 
     def _execute(self, run_dir: Path) -> RunDir:
         req = self.request
@@ -284,6 +321,8 @@ class Pipeline:
         self.done = self.finished_cells() if req.resume else set()
         self.deployments: list[timing.Deployment] = []  # timed in the quiet phase, after all training
         try:
+            self.store.remove_stale()  # half-written entries of runs killed before this one
+            self.run_jobs_on_executor(data)
             for seed in self.knobs["seeds"]:
                 for method in order_methods(self.methods, self.recipes):
                     try:
@@ -301,10 +340,76 @@ class Pipeline:
             raise
         for failure in self.export_failures:
             self.notes.append(f"export check failed: {failure}")
+        self.jobs_line = self.job_summary()
+        self.reporter.log(self.jobs_line)
         run_info.update(status="complete", notes=self.notes, failures=self.failures, finished=utc_now(),
-                        integrity=integrity(run_dir))
+                        jobs=self.job_counts(), integrity=integrity(run_dir))
         self.run.write_run(run_info)
         return self.run
+
+    def run_jobs_on_executor(self, data: SleepData) -> None:
+        """With ``--jobs N`` or ``--executor ray``: every job of the run not yet stored is computed
+        there first (restbench.run.executors); the run is then assembled from the store."""
+        from restbench.run.executors import make_executor, worker_request
+
+        req = self.request
+        executor = make_executor(req.executor, req.jobs, req.ray_address, self.device.type, int(self.knobs["threads"]))
+        if executor is None:
+            return
+        graph, inputs = jobs.graph(self, data.fingerprint)
+        todo = []
+        for job in graph:
+            if self.store.get(job.kind, job.key, inputs[job.key]) is not None:
+                continue
+            if job.kind == "train" and any((self.run.artifacts / "models").glob(f"{job.method}-seed{job.seed}-{job.key}.pt")):
+                self.trained_model(job.method, data, job.seed)  # a resumed run's own checkpoint, into the store
+                continue
+            todo.append(job)
+        if not todo:
+            return
+        self.reporter.log(f"{len(todo)} of {len(graph)} jobs to compute on {executor.describe()}")
+        import os
+
+        workers = getattr(executor, "workers", 1)
+        if req.executor == "local" and workers * int(self.knobs["threads"]) > (os.cpu_count() or 1):
+            self.note_once(f"--jobs {workers} x threads {self.knobs['threads']} exceeds this machine's "
+                           f"{os.cpu_count()} cores: the workers slow each other down (same numbers)")
+        with self.reporter.phase(f"jobs ({req.executor}, {workers} worker(s))", total=len(todo)) as rep:
+            def on_event(event: str, outcome) -> None:
+                name = outcome.job.name
+                if event == "done":
+                    if outcome.computed:
+                        self.worker_computed.add(outcome.job.key)
+                    for line in outcome.log.splitlines():
+                        self.reporter.log(f"[{name}] {line.split(' ', 1)[-1]}")
+                    rep.advance(name)
+                elif event == "retry":
+                    self.reporter.log(f"{name}: its worker process died; running the job again")
+                elif event == "failed":
+                    self.reporter.log(f"FAILED {name}: {outcome.error}")
+            outcomes = executor.run(worker_request(req, self.store.root), todo, inputs, on_event, req.keep_going)
+        self.store.remove_stale()  # what a killed worker left half-written
+        failed = {key: o.error for key, o in outcomes.items() if o.error is not None}
+        if failed and not req.keep_going:
+            raise next(iter(failed.values()))
+        self.job_failures.update(failed)  # the driver raises them where the job is needed
+
+    def job_counts(self) -> dict:
+        """How this run's jobs were served: computed here (or by its workers) or from the store."""
+        counts: dict[str, dict[str, int]] = {}
+        for (kind, key), computed in self.job_sources.items():
+            where = "computed" if computed or key in self.worker_computed else "from_store"
+            counts.setdefault(kind, {"computed": 0, "from_store": 0})[where] += 1
+        return counts
+
+    def job_summary(self) -> str:
+        counts = self.job_counts()
+        computed = sum(c["computed"] for c in counts.values())
+        stored = sum(c["from_store"] for c in counts.values())
+        trained = counts.get("train", {}).get("computed", 0)
+        return (f"jobs: {computed} computed ({trained} trained), {stored} taken from the store"
+                + (f" {self.store.root}" if self.request.use_store else "")
+                + (" - nothing trained" if trained == 0 and counts.get("train") else ""))
 
     @staticmethod
     def check_integrity(run_dir: Path, old_info: dict | None) -> set[str]:
@@ -338,6 +443,10 @@ class Pipeline:
                               "option")
         for item in data.info.get("skipped") or []:
             self.notes.append(f"skipped input {item.get('file')}: {item.get('reason')}")
+        if req.validation_only:
+            from restbench.run.search import WithoutTest
+
+            return WithoutTest(data)
         return data
 
     def dataset_extra(self) -> dict:
@@ -406,30 +515,45 @@ class Pipeline:
         return compressor, {**self.options[compressor.id], **recipe.compressor_options}
 
     def trained_model(self, method_id: str, data: SleepData, seed: int) -> steps.TrainedModel:
+        """The method's trained model: from this run's directory, else from the store, else trained
+        (and stored); its checkpoint is copied into the run directory either way."""
         recipe = self.recipes[method_id]
         if recipe.reuse:
             return self.trained_model(recipe.reuse, data, seed)
-        compressor, compressor_options = self.compressor_of(recipe)
-        key = steps.train_key(data.fingerprint, self.model, self.options[self.model.id], method_id,
-                              self.options[method_id], recipe, compressor_options, self.knobs, seed)
+        inputs = jobs.train_inputs(self, method_id, seed, data.fingerprint)
+        key = jobs.key_of("train", inputs)
         if key in self.trained:
             return self.trained[key]
         path = self.run.artifacts / "models" / f"{method_id}-seed{seed}-{key}.pt"
-        trained = self.load_trained(path, key, method_id, seed) if path.exists() else None
-        if trained is None and not self.request.train:
-            raise PluginError(f"{method_id} seed {seed}: no checkpoint {path.name} in {path.parent} and training is "
-                              "off (checkpoints are found by their training key: other restbench or plugin code may "
-                              "key this job differently)")
-        if trained is None:
-            trained = steps.train(method_id, recipe, self.model, compressor, compressor_options, data, self.knobs,
-                                  seed, key, self.device, self.reporter, self.registry,
-                                  model_options=self.options[self.model.id])
-            save_checkpoint(path, self.model.id, trained.spec, trained.net, method=method_id, seed=seed,
-                            dataset=self.dataset.id, dataset_options=self.dataset_extra(), key=key, knobs=self.knobs,
-                            method_options=self.options[method_id], records=trained.records,
-                            compression=trained.compression)
+        entry, computed = jobs.ensure(self, data, jobs.Job("train", method_id, seed, key), inputs, self.reporter)
+        if not computed and key not in self.worker_computed:
+            self.reporter.log(f"{method_id} seed {seed}: reusing trained model {path.name} from the store")
+        trained = jobs.load_trained(self, entry, key)
+        if not path.exists() or path.read_bytes() != (entry / "model.pt").read_bytes():
+            if path.exists():
+                self.note_once(f"{method_id} seed {seed}: checkpoint {path.name} differs from the stored job; "
+                               "replaced by the store's checked copy")
+            with atomic_path(path) as tmp:
+                shutil.copyfile(entry / "model.pt", tmp)
         self.trained[key] = trained
         return trained
+
+    def train_or_load(self, method_id: str, data: SleepData, seed: int, key: str, reporter) -> steps.TrainedModel:
+        """Train job (restbench.run.jobs): the run directory's own checkpoint when it is sound (a
+        resume of a run, or ``restbench reproduce``), else a freshly trained model."""
+        if self.run is not None:
+            path = self.run.artifacts / "models" / f"{method_id}-seed{seed}-{key}.pt"
+            trained = self.load_trained(path, key, method_id, seed) if path.exists() else None
+            if trained is not None:
+                return trained
+            if not self.request.train:
+                raise PluginError(f"{method_id} seed {seed}: no checkpoint {path.name} in {path.parent} and training "
+                                  "is off (checkpoints are found by their training key: other restbench or plugin "
+                                  "code may key this job differently)")
+        recipe = self.recipes[method_id]
+        compressor, compressor_options = self.compressor_of(recipe)
+        return steps.train(method_id, recipe, self.model, compressor, compressor_options, data, self.knobs, seed, key,
+                           self.device, reporter, self.registry, model_options=self.options[self.model.id])
 
     def load_trained(self, path: Path, key: str, method_id: str, seed: int) -> steps.TrainedModel | None:
         """A checkpoint this run wrote for ``key``; None (retrain, with a note) when it fails the
@@ -464,11 +588,14 @@ class Pipeline:
         deployed = deploy(trained.net, recipe.test_transforms, data.sfreq).to(self.device)
         # export, FLOP counting and CPU runners see a CPU copy; evaluation runs where training ran
         on_cpu = deployed if self.device.type == "cpu" else copy.deepcopy(deployed).cpu()
-        exported, notes, failures = steps.export(self.exporters, self.options, on_cpu, data, seed, self.run.artifacts,
-                                                 f"{method.id}-seed{seed}-{trained.key}", self.registry)
+        export_inputs = jobs.export_inputs(self, method.id, seed, trained.key, data.fingerprint)
+        export_job = jobs.Job("export", method.id, seed, jobs.key_of("export", export_inputs), after=(trained.key,))
+        entry, _ = jobs.ensure(self, data, export_job, export_inputs, self.reporter)
+        stored, notes, failures = jobs.exported_variants(self, entry)
         for note in notes:
             self.note_once(note)
         self.export_failures += [f"{method.id} seed {seed}: {f}" for f in failures]
+        exported = self.copy_exported(entry, stored)
         windows_per_night = int(self.knobs["windows_per_night"])
         artifact = Artifact(name=f"{method.id}-seed{seed}", module=on_cpu, input_shape=(1, 1, data.n_times),
                             files={v.variant: Path(v.path) for _, v in exported}, windows_per_night=windows_per_night)
@@ -476,7 +603,20 @@ class Pipeline:
         # latency is timed once all training has finished (timing.measure_phase), never beside it
         self.deployments.append(timing.Deployment(method.id, seed, trained, artifact, efficiency,
                                                   list(recipe.test_transforms), float(data.sfreq)))
-        self.evaluate(data, method.id, seed, trained, deployed, exported)
+        self.evaluate(data, method.id, seed, trained, deployed, stored, export_key=export_job.key)
+
+    def copy_exported(self, entry: Path, stored: list) -> list:
+        """The export entry's files copied into this run's artifacts (same relative paths); the
+        variants pointing at the copies."""
+        out = []
+        for exporter, variant in stored:
+            target = self.run.artifacts / Path(variant.path).relative_to(entry)
+            if not target.exists() or target.read_bytes() != Path(variant.path).read_bytes():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with atomic_path(target) as tmp:
+                    shutil.copyfile(variant.path, tmp)
+            out.append((exporter, dataclasses.replace(variant, path=target)))
+        return out
 
     def run_reference(self, data: SleepData, method, seed: int) -> None:
         """A reference method (``Recipe.reference``, e.g. YASA): nothing trains or exports; it is
@@ -502,64 +642,63 @@ class Pipeline:
                                                       float(data.sfreq)))
         self.evaluate(data, method.id, seed, trained, module, [], reference=reference)
 
-    def corruption_cells(self):
-        yield None, None
-        for corruption in self.corruptions:
-            for severity in corruption.severities:
-                yield corruption, severity
-
-    def evaluate(self, data, method_id, seed, trained, deployed, exported, reference=None) -> None:
-        """Every (corruption, severity) cell on the PyTorch pipeline, and on each exported variant
-        whose exporter asks for it (e.g. the int8 graph a phone runs); a ``reference`` predicts
-        every cell itself, seeing which night each window comes from."""
-        ends, x, y, subjects = steps.test_set(data, self.knobs.get("max_test_windows"))
-        windows = None if reference is None else steps.window_info(data, ends)
-        batch = int(self.knobs["corruption_batch_size"])
-        evaluated = [(exporter, v) for exporter, v in exported if v.robustness]
+    def evaluate(self, data, method_id, seed, trained, deployed, exported, reference=None, export_key=None) -> None:
+        """Every corruption (clean first) on the PyTorch pipeline and on each exported variant
+        whose exporter asks for it (e.g. the int8 graph a phone runs): one stored evaluate job per
+        corruption (restbench.run.jobs); a ``reference`` predicts every cell itself, seeing which
+        night each window comes from, and is not stored."""
         out = self.run.artifacts / "predictions" / f"{method_id}-seed{seed}.npz"
         predictions: dict[str, np.ndarray] = {}
         if out.exists() and out.relative_to(self.run.path).as_posix() not in self.untrusted:  # a resume keeps them
             with np.load(out) as kept:
                 predictions = {name: kept[name] for name in kept.files}
+        ends, _, y, subjects = steps.test_set(data, self.knobs.get("max_test_windows"))
         predictions.update(true=y, window_end=ends, subject=subjects)
-        cells = list(self.corruption_cells())
-        with self.reporter.phase(f"{method_id} evaluate", total=len(cells)) as rep:
-            for corruption, severity in cells:
-                if reference is not None and corruption is not None and corruption.needs_model:
-                    rep.advance(corruption.id)  # a white-box attack needs the model's gradients
+        corruptions = [None, *self.corruptions]
+        with self.reporter.phase(f"{method_id} evaluate", total=sum(jobs.n_steps(c) for c in corruptions)) as rep:
+            for corruption in corruptions:
+                name = jobs.CLEAN if corruption is None else corruption.id
+                if (reference is not None and corruption is not None and corruption.needs_model) \
+                        or not self.cells_missing(method_id, seed, trained.key, corruption, exported):
+                    rep.advance(name)  # a white-box attack needs gradients a reference does not have
                     continue
-                name = "clean" if corruption is None else corruption.id
-                level = 0 if severity is None else severity.level
-                options = None if corruption is None else self.options[corruption.id]
-                wanted = []
-                for exporter, variant in [(None, None)] + evaluated:
-                    label = "torch" if variant is None else variant.variant
-                    if variant is not None and corruption is not None and variant.robustness not in ("all", corruption.suite):
-                        continue
-                    eval_key = steps.evaluation_key(corruption, options, label, self.knobs)
-                    cell = self.cell_key({"record_type": "robustness", "dataset": self.dataset.id, "model": self.model.id,
-                                          "method": method_id, "seed": seed, "corruption": name, "severity": level,
-                                          "variant": label, "job_key": trained.key, "eval_key": eval_key})
-                    if cell not in self.done:
-                        wanted.append((exporter, variant, label, eval_key))
-                if not wanted:
-                    rep.advance(name)
-                    continue
-                xc = x if corruption is None else steps.corrupt(corruption, severity, options, x, y, deployed, data,
-                                                                seed, batch, self.device, self.registry)
-                for exporter, variant, label, eval_key in wanted:
-                    if reference is not None:
-                        pred = steps.predict_reference(self.registry.get("methods", method_id), reference, xc, windows,
-                                                       self.registry)
-                    else:
-                        pred = steps.predict_variant(exporter, variant, deployed, xc, batch, self.registry)
-                    predictions[f"{label}/{name}/{level}"] = pred.astype(np.int8)
-                    self.emit({**self.base_record(method_id, seed, trained, "robustness"), "eval_key": eval_key,
-                               **steps.robustness_fields(corruption, severity, options, label, y, pred, subjects,
-                                                         int(self.knobs["bootstrap_samples"]), seed)})
-                rep.advance(name)
+                if reference is not None:
+                    cells, new = jobs.evaluate_corruption(self, data, method_id, seed, corruption, deployed, [], rep,
+                                                          reference=reference)
+                else:
+                    inputs = jobs.evaluate_inputs(self, method_id, seed, corruption, trained.key, export_key,
+                                                  data.fingerprint)
+                    job = jobs.Job("evaluate", method_id, seed, jobs.key_of("evaluate", inputs), name,
+                                   after=(trained.key, export_key))
+                    entry, computed = jobs.ensure(self, data, job, inputs, rep)
+                    if not computed:
+                        rep.advance(name)
+                    cells = json.loads((entry / "cells.json").read_text())
+                    with np.load(entry / "predictions.npz") as stored:
+                        new = {k: stored[k] for k in stored.files}
+                predictions.update(new)
+                for fields in cells:
+                    self.emit({**self.base_record(method_id, seed, trained, "robustness"), **fields})
         with atomic_path(out) as tmp:
             np.savez_compressed(tmp, **predictions)
+
+    def cells_missing(self, method_id: str, seed: int, job_key: str, corruption, exported: list) -> bool:
+        """Whether a result cell of ``corruption`` (every severity, every evaluated variant) is not
+        yet in this run's results."""
+        name = jobs.CLEAN if corruption is None else corruption.id
+        options = None if corruption is None else self.options[corruption.id]
+        labels = ["torch"] + [v.variant for _, v in exported if v.robustness
+                              and (corruption is None or v.robustness in ("all", corruption.suite))]
+        for severity in [None] if corruption is None else corruption.severities:
+            for label in labels:
+                cell = self.cell_key({"record_type": "robustness", "dataset": self.dataset.id, "model": self.model.id,
+                                      "method": method_id, "seed": seed, "corruption": name,
+                                      "severity": 0 if severity is None else severity.level, "variant": label,
+                                      "job_key": job_key, "eval_key": steps.evaluation_key(corruption, options, label,
+                                                                                           self.knobs)})
+                if cell not in self.done:
+                    return True
+        return False
 
 
 def check_run_dir(run_dir: Path, resume: bool) -> None:
@@ -594,6 +733,7 @@ class RunResult:
 
     run_dir: RunDir
     tables: dict
+    jobs: str = ""  # how the jobs were served (computed, from the store)
 
 
 def run(request: RunRequest, console=None) -> RunResult:
@@ -602,7 +742,7 @@ def run(request: RunRequest, console=None) -> RunResult:
 
     pipeline = Pipeline(request, console)
     run_dir = pipeline.execute()
-    result = RunResult(run_dir, write_summary(run_dir.path))
+    result = RunResult(run_dir, write_summary(run_dir.path), pipeline.jobs_line)
     if pipeline.failures:
         raise PluginError(f"{len(pipeline.failures)} method/seed(s) failed and were skipped (--keep-going): "
                           f"{pipeline.failures[0]['error']}; the rest is in {run_dir.path}")

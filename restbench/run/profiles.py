@@ -39,10 +39,14 @@ CORE_OPTIONS: tuple[Option, ...] = (
     Option("width", float, 1.0, "channel multiplier of the model", minimum=0.01, maximum=4.0,
            profiles={"quick": 0.125, "smoke": 0.0625}),
     Option("device", str, "auto", "torch device: auto (CUDA when available), cpu, cuda, cuda:1, ..."),
-    # quick: bf16 autocast where the CPU has native bf16 (2.4-3.2x per training step, restbench.training.precision)
+    # quick: bf16 autocast where the CPU has native bf16 (1.6-1.9x per training step, benchmarks/README.md)
     Option("precision", str, "fp32", "training arithmetic: fp32, bf16 (autocast; weights and evaluation stay "
            "fp32) or auto (bf16 where the device computes it natively, else fp32); recorded resolved",
            choices=PRECISIONS, profiles={"quick": "auto"}),
+    # float sums depend on the thread count (two threads change a smoke loss in the 8th digit), so
+    # it is part of every job's key and every executor runs a job with it: same numbers anywhere
+    Option("threads", int, 1, "CPU threads each job computes with (training, attacks, evaluation); part of a "
+           "job's key, so results do not depend on the executor; use --jobs N for more cores", minimum=1),
     # optimisation (SGD, lr x0.1 at epochs 10 and 20 of 30)
     # quick: 10 + 4 epochs of 2,048 windows; bf16 pays for them (6 + 3 left REST and the pruned models undertrained)
     Option("epochs", int, 30, "training epochs", minimum=1, profiles={"quick": 10, "smoke": 1}),

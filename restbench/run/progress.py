@@ -27,6 +27,7 @@ class Reporter:
         self.log_path = log_path
         self._progress: Progress | None = None
         self._task = None
+        self._depth = 0  # a phase opened inside another one advances the outer bar
 
     def log(self, message: str) -> None:
         if self.log_path is not None:
@@ -39,7 +40,11 @@ class Reporter:
                 self.console.print(message, markup=False, highlight=False)
 
     def phase(self, title: str, total: int) -> "Reporter":
-        """Start a progress bar of ``total`` steps (epochs x batches); use as a context manager."""
+        """Start a progress bar of ``total`` steps (epochs x batches); use as a context manager.
+        Inside another phase it starts nothing (the outer bar goes on)."""
+        self._depth += 1
+        if self._depth > 1:
+            return self
         self.log(f"start {title}")
         if not self.quiet:
             self._progress = Progress(
@@ -55,6 +60,9 @@ class Reporter:
         return self
 
     def __exit__(self, *exc) -> None:
+        self._depth -= 1
+        if self._depth > 0:
+            return
         if self._progress is not None:
             self._progress.stop()
         self._progress, self._task = None, None

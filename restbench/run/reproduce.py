@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from restbench.api import PluginError
+from restbench.run.results import machine_of
 
 #: Bounds when the reproduction ran on the run's machine and software: everything identical.
 EXACT = {"name": "exact", "macro_f1_abs": 0.0, "window_agreement_min": 1.0,
@@ -69,16 +70,8 @@ def environment(prov: dict) -> dict:
 
 def hardware(prov: dict) -> dict:
     """The machine a reproduction ran on (no host or user name, as everywhere in restbench)."""
-    return {
-        "cpu_model": prov.get("cpu_model"),
-        "cpu_count": prov.get("cpu_count"),
-        "cpu_count_usable": prov.get("cpu_count_usable"),
-        "torch_threads": prov.get("torch_threads"),
-        "accelerator": prov.get("accelerator"),
-        "platform": (prov.get("platform") or {}).get("platform"),
-        "python_version": prov.get("python_version"),
-        "packages": dict(prov.get("packages") or {}),
-    }
+    return {**machine_of(prov), "python_version": prov.get("python_version"),
+            "packages": dict(prov.get("packages") or {})}
 
 
 # --------------------------------------------------------------------------- results
@@ -277,7 +270,7 @@ def _request(info: dict, out: Path, data_dir: Path | None, cache_dir: Path | Non
                       exporters=list(info.get("exporters") or []), profile=config["profile"], overrides=overrides,
                       seeds=[int(s) for s in info["seeds"]], data_dir=data_dir,
                       cache_dir=cache_dir or default_cache_dir(), protocol=config.get("protocol"), run_dir=out,
-                      resume=True, train=False, quiet=quiet)
+                      resume=True, train=False, quiet=quiet, use_store=False)
 
 
 def _seed_directory(run_dir: Path, info: dict, out: Path) -> None:

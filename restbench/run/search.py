@@ -151,9 +151,7 @@ def search(request: SearchRequest, console=None) -> dict:
     data = WithoutTest(steps.fit_to_model(steps.prepare_data(dataset, data_options, registry), first.model,
                                           first.model_input))
 
-    limit = request.max_windows if request.max_windows is not None else knobs.get("max_test_windows")
-    ends = subsample(data.windows("val"), limit, np.random.default_rng([0, 4]))
-    x, y = data.get(ends)
+    ends, x, y = validation_windows(data, knobs, request.max_windows)
     batch = int(knobs["corruption_batch_size"])
     corruption_options = first.options[corruption.id]
     levels = [(s, f"{float(s.value):g}") for s in corruption.severities]
@@ -173,13 +171,8 @@ def search(request: SearchRequest, console=None) -> dict:
                               compressor_options, data, plan.knobs, seed, key, device, reporter, registry,
                               model_options=plan.options[plan.model.id])
         deployed = deploy(trained.net, recipe.test_transforms, data.sfreq).to(device)
-        clean = classification_metrics(y, steps.predict_variant(None, None, deployed, x, batch))["macro_f1"]
-        attacked = {}
-        for severity, label in levels:
-            xc = steps.corrupt(corruption, severity, corruption_options, x, y, deployed, data, seed, batch, device,
-                               registry)
-            attacked[label] = classification_metrics(y, steps.predict_variant(None, None, deployed, xc, batch))["macro_f1"]
-        score = float(np.mean([clean, *attacked.values()]))
+        clean, attacked, score = validation_score(deployed, corruption, corruption_options, x, y, data, seed, batch,
+                                                  device, registry)
         rows.append({"value": value, "clean_f1": float(clean), "attack_f1": attacked, "score": score,
                      "selected_epochs": [r["selected_epoch"] for r in trained.records],
                      "params": int(sum(p.numel() for p in trained.net.parameters())), "chosen": False})
@@ -213,6 +206,27 @@ def search(request: SearchRequest, console=None) -> dict:
     }
     write_table(table, Path(request.out))
     return {**table, "train_wall_s": timings}
+
+
+def validation_windows(data: Any, knobs: dict, max_windows: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(window ends, x, y)`` of the validation windows a search scores (a fixed subset)."""
+    limit = max_windows if max_windows is not None else knobs.get("max_test_windows")
+    ends = subsample(data.windows("val"), limit, np.random.default_rng([0, 4]))
+    x, y = data.get(ends)
+    return ends, x, y
+
+
+def validation_score(deployed: Any, corruption: Any, options: dict, x: np.ndarray, y: np.ndarray, data: Any,
+                     seed: int, batch: int, device: Any, registry: Any) -> tuple[float, dict[str, float], float]:
+    """``(clean macro-F1, macro-F1 under the attack by severity value, score)``: the paper's
+    section 4.4 criterion (:data:`SCORE_DEFINITION`)."""
+    clean = float(classification_metrics(y, steps.predict_variant(None, None, deployed, x, batch))["macro_f1"])
+    attacked = {}
+    for severity in corruption.severities:
+        xc = steps.corrupt(corruption, severity, options, x, y, deployed, data, seed, batch, device, registry)
+        pred = steps.predict_variant(None, None, deployed, xc, batch)
+        attacked[f"{float(severity.value):g}"] = float(classification_metrics(y, pred)["macro_f1"])
+    return clean, attacked, float(np.mean([clean, *attacked.values()]))
 
 
 def markdown(table: dict) -> str:

@@ -111,15 +111,27 @@ def check_compressors(model: Any, model_options: dict, model_input: Any, recipes
 # --------------------------------------------------------------------------- training
 
 
-def train_key(data_fingerprint: str, model: Any, model_options: dict, method_id: str, method_options: dict,
-              recipe: Recipe, compressor_options: dict | None, knobs: dict, seed: int) -> str:
-    """Content key of a trained model: everything that determines its weights, nothing that
-    only changes evaluation (the method's own options count even when its recipe does not
-    show them, e.g. a custom step)."""
+def train_inputs(data_fingerprint: str, model: Any, model_options: dict, method_id: str, method_options: dict,
+                 recipe: Recipe, compressor_options: dict | None, knobs: dict, seed: int, *,
+                 method_version: str | None = None, compressor: list | None = None) -> dict:
+    """Everything that determines a trained model's weights, nothing that only changes
+    evaluation (the method's own options count even when its recipe does not show them, e.g. a
+    custom step); plugin versions included, so an upgraded plugin trains again."""
     training_knobs = {k: v for k, v in knobs.items() if k not in EVAL_ONLY_KNOBS and k != "profile"}
     training = {k: v for k, v in recipe.to_dict().items() if k != "test_transforms"}
-    return fingerprint("train", data_fingerprint, model.id, model.version, training, training_knobs, seed,
-                       model_options, compressor_options, method_id, method_options)
+    return {"data": data_fingerprint, "model": [model.id, str(model.version)], "model_options": model_options,
+            "method": [method_id, method_version], "method_options": method_options, "recipe": training,
+            "compressor": compressor, "compressor_options": compressor_options, "knobs": training_knobs,
+            "seed": int(seed)}
+
+
+def train_key(data_fingerprint: str, model: Any, model_options: dict, method_id: str, method_options: dict,
+              recipe: Recipe, compressor_options: dict | None, knobs: dict, seed: int, *,
+              method_version: str | None = None, compressor: list | None = None) -> str:
+    """Content key of a trained model: the hash of :func:`train_inputs` (key order never matters)."""
+    return fingerprint("train", train_inputs(data_fingerprint, model, model_options, method_id, method_options,
+                                             recipe, compressor_options, knobs, seed,
+                                             method_version=method_version, compressor=compressor))
 
 
 def train(method_id: str, recipe: Recipe, model: Any, compressor: Any, compressor_options: dict, data: SleepData,
