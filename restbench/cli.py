@@ -631,23 +631,53 @@ def leaderboard_publish(run_dir, to, baseline, noise, reproduce, data_dir, cache
                   highlight=False, soft_wrap=True)
 
 
+def _validation_search_options(command):
+    """The options restbench search and restbench sweep share (what is trained, how it is scored)."""
+    for option in reversed([
+        click.option("--profile", default=profiles.DEFAULT_PROFILE, show_default=True,
+                     type=_Choice(list(profiles.PROFILES)), help="Knob set (restbench list profiles)."),
+        click.option("--corruption", default=None, help="White-box attack corruption to score with (default: the one "
+                     "registered white-box corruption of the paper suite)."),
+        click.option("--seed", type=int, default=None, help="Training seed (default: the profile's first)."),
+        click.option("--max-windows", type=int, default=None,
+                     help="Validation windows scored (default: the profile's max_test_windows)."),
+        click.option("--dataset", default=None, help="Dataset id (default: the one marked default)."),
+        click.option("--model", default=None, help="Model id (default: the one marked default)."),
+        click.option("--set", "sets", multiple=True, metavar="KNOB=VALUE",
+                     help="Core knob or plugin option, as for restbench run."),
+        click.option("--data-dir", type=click.Path(path_type=Path), help="Local dataset files."),
+        click.option("--cache-dir", type=click.Path(path_type=Path), default=_cache_dir,
+                     show_default=".restbench-cache or $RESTBENCH_CACHE_DIR"),
+    ]):
+        command = option(command)
+    return command
+
+
+def _search_command_words(words: list[str], profile, corruption, seed, max_windows, dataset, model, sets, out) -> str:
+    """The command line recorded with a search or sweep table (checked values, shell-quoted)."""
+    import shlex
+
+    if seed is not None and seed < 0:
+        raise UsageError(f"--seed: expected a non-negative integer, got {seed}")
+    if max_windows is not None and max_windows < 1:
+        raise UsageError(f"--max-windows: expected a positive integer, got {max_windows}")
+    words = [*words, "--profile", profile]
+    for flag, given in (("--corruption", corruption), ("--seed", seed), ("--max-windows", max_windows),
+                        ("--dataset", dataset), ("--model", model)):
+        if given is not None:
+            words += [flag, str(given)]
+    for pair in sets:
+        words += ["--set", pair]
+    return " ".join(shlex.quote(w) for w in [*words, "--out", str(out)])
+
+
 @cli.command("sweep")
 @click.argument("method")
 @click.option("--grid", "axes", multiple=True, required=True, metavar="ID.NAME=VALUES",
               help="An option and its values: START:STOP:STEP (inclusive) or V1,V2,...; repeat for a product grid.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Folder for sweep.json/.md/.png/.svg and chosen.json (default: sweeps/METHOD-OPTIONS).")
-@click.option("--profile", default=profiles.DEFAULT_PROFILE, show_default=True,
-              type=_Choice(list(profiles.PROFILES)), help="Knob set (restbench list profiles).")
-@click.option("--corruption", default=None,
-              help="White-box attack corruption to score with (default: the one registered white-box corruption of the paper suite).")
-@click.option("--seed", type=int, default=None, help="Training seed (default: the profile's first).")
-@click.option("--max-windows", type=int, default=None, help="Validation windows scored (default: the profile's max_test_windows).")
-@click.option("--dataset", default=None, help="Dataset id (default: the one marked default).")
-@click.option("--model", default=None, help="Model id (default: the one marked default).")
-@click.option("--set", "sets", multiple=True, metavar="KNOB=VALUE", help="Core knob or plugin option, as for restbench run.")
-@click.option("--data-dir", type=click.Path(path_type=Path), help="Local dataset files.")
-@click.option("--cache-dir", type=click.Path(path_type=Path), default=_cache_dir, show_default=".restbench-cache or $RESTBENCH_CACHE_DIR")
+@_validation_search_options
 @click.option("--jobs", "n_jobs", default="1", show_default=True, help="Worker processes (or auto), as for restbench run.")
 @click.option("--executor", default="local", show_default=True, type=_Choice(["local", "ray"]), help="local or ray, as for restbench run.")
 @click.option("--address", "ray_address", default=None, help="With --executor ray: an existing cluster's address.")
@@ -660,32 +690,20 @@ def sweep_cmd(method, axes, out, profile, corruption, seed, max_windows, dataset
     every grid point, score it by the mean of clean macro-F1 and macro-F1 under the attack at each
     of its severities, choose the best; e.g. restbench sweep rest-a --grid rest-a.train_eps=0:30:2.
     Pass the result to a run with restbench run --from-sweep OUT."""
-    import shlex
-
     from restbench.run.progress import quiet_by_default
     from restbench.run.sweep import SweepRequest, parse_axis, sweep
 
-    if seed is not None and seed < 0:
-        raise UsageError(f"--seed: expected a non-negative integer, got {seed}")
-    if max_windows is not None and max_windows < 1:
-        raise UsageError(f"--max-windows: expected a positive integer, got {max_windows}")
     grid = dict(parse_axis(a) for a in axes)
     if len(grid) != len(axes):
         raise UsageError("--grid: an option is given twice")
     out = out or Path("sweeps") / "-".join([method, *[t.split(".", 1)[1] for t in grid]])
-    words = ["restbench", "sweep", method, *[w for a in axes for w in ("--grid", a)], "--profile", profile]
-    for flag, given in (("--corruption", corruption), ("--seed", seed), ("--max-windows", max_windows),
-                        ("--dataset", dataset), ("--model", model)):
-        if given is not None:
-            words += [flag, str(given)]
-    for pair in sets:
-        words += ["--set", pair]
-    words += ["--out", str(out)]
+    command = _search_command_words(["restbench", "sweep", method, *[w for a in axes for w in ("--grid", a)]],
+                                    profile, corruption, seed, max_windows, dataset, model, sets, out)
     request = SweepRequest(
         method=method, grid=grid, out=out, profile=profile, corruption=corruption, dataset=dataset, model=model,
         overrides=_key_values(sets, "--set"), seed=seed, max_windows=max_windows, data_dir=data_dir,
         cache_dir=cache_dir, jobs=_jobs(n_jobs), executor=executor, ray_address=ray_address, store=store_dir,
-        command=" ".join(shlex.quote(w) for w in words), quiet=quiet_by_default() if quiet is None else quiet)
+        command=command, quiet=quiet_by_default() if quiet is None else quiet)
     table = sweep(request, console=err_console)
     names, levels = list(table["grid"]), list(table["attack"]["settings"])
     shown = Table(title=f"{table['method']} sweep on validation ({table['profile']}, seed {table['seed']})")
@@ -707,17 +725,7 @@ def sweep_cmd(method, axes, out, profile, corruption, seed, max_windows, dataset
 @click.option("--option", "option_name", required=True, help="The method's option to search (restbench list methods --options).")
 @click.option("--values", required=True, help="Comma-separated values, checked against the option's type and range.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Table JSON file (a .md twin is written beside it).")
-@click.option("--profile", default=profiles.DEFAULT_PROFILE, show_default=True,
-              type=_Choice(list(profiles.PROFILES)), help="Knob set (restbench list profiles).")
-@click.option("--corruption", default=None,
-              help="White-box attack corruption to score with (default: the one registered white-box corruption of the paper suite).")
-@click.option("--seed", type=int, default=None, help="Training seed (default: the profile's first).")
-@click.option("--max-windows", type=int, default=None, help="Validation windows scored (default: the profile's max_test_windows).")
-@click.option("--dataset", default=None, help="Dataset id (default: the one marked default).")
-@click.option("--model", default=None, help="Model id (default: the one marked default).")
-@click.option("--set", "sets", multiple=True, metavar="KNOB=VALUE", help="Core knob or plugin option, as for restbench run.")
-@click.option("--data-dir", type=click.Path(path_type=Path), help="Local dataset files.")
-@click.option("--cache-dir", type=click.Path(path_type=Path), default=_cache_dir, show_default=".restbench-cache or $RESTBENCH_CACHE_DIR")
+@_validation_search_options
 @click.option("--quiet", "-q", is_flag=True, default=None, help="No progress bars (default in CI).")
 def search_cmd(method, option_name, values, out, profile, corruption, seed, max_windows, dataset, model, sets,
                data_dir, cache_dir, quiet) -> None:
@@ -725,28 +733,16 @@ def search_cmd(method, option_name, values, out, profile, corruption, seed, max_
     every value, score each by the mean of clean macro-F1 and macro-F1 under the attack at each
     of its severities (PGD at 2, 6 and 12 uV), choose the best; e.g.
     restbench search rest-a --option train_eps --values 0,2,4,6,8,10 --out docs/eps-search/x.json"""
-    import shlex
-
     from restbench.run.progress import quiet_by_default
     from restbench.run.search import SearchRequest, search
 
-    if seed is not None and seed < 0:
-        raise UsageError(f"--seed: expected a non-negative integer, got {seed}")
-    if max_windows is not None and max_windows < 1:
-        raise UsageError(f"--max-windows: expected a positive integer, got {max_windows}")
+    command = _search_command_words(["restbench", "search", method, "--option", option_name, "--values", values],
+                                    profile, corruption, seed, max_windows, dataset, model, sets, out)
     value_list = [parse_value(v.strip()) for v in values.split(",") if v.strip()]
-    words = ["restbench", "search", method, "--option", option_name, "--values", values, "--profile", profile]
-    for flag, given in (("--corruption", corruption), ("--seed", seed), ("--max-windows", max_windows),
-                        ("--dataset", dataset), ("--model", model)):
-        if given is not None:
-            words += [flag, str(given)]
-    for pair in sets:
-        words += ["--set", pair]
-    words += ["--out", str(out)]
     request = SearchRequest(
         method=method, option=option_name, values=value_list, out=out, profile=profile, corruption=corruption,
         dataset=dataset, model=model, overrides=_key_values(sets, "--set"), seed=seed, max_windows=max_windows,
-        data_dir=data_dir, cache_dir=cache_dir, command=" ".join(shlex.quote(w) for w in words),
+        data_dir=data_dir, cache_dir=cache_dir, command=command,
         quiet=quiet_by_default() if quiet is None else quiet,
     )
     table = search(request, console=err_console)

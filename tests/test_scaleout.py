@@ -272,3 +272,20 @@ def test_half_written_entries_of_dead_processes_are_removed(tmp_path):
         folder.mkdir(parents=True)
     assert store.remove_stale() == 1
     assert not stale.exists() and live.exists() and elsewhere.exists()
+
+
+def test_bad_scale_out_options_are_one_line_errors_before_anything_is_written(tmp_path):
+    from click.testing import CliRunner
+
+    from restbench.cli import cli
+
+    base = ["run", "--profile", "smoke", "--methods", "sors", "-q", "--run-dir", str(tmp_path / "run")]
+    for extra, message in ((["--jobs", "0"], "--jobs: expected a positive number of workers or auto"),
+                           (["--jobs", "many"], "--jobs: expected a positive number of workers or auto"),
+                           (["--store", str(tmp_path / "s"), "--no-store"], "--store and --no-store"),
+                           (["--from-sweep", str(tmp_path / "nowhere")], "--from-sweep"),
+                           (["--address", "127.0.0.1:6379"], "--address: only with --executor ray")):
+        result = CliRunner().invoke(cli, [*base, *extra])
+        code = getattr(result.exception, "exit_code", result.exit_code)  # main() exits with a UsageError's code
+        assert code == 2 and message in str(result.exception), (extra, result.output, result.exception)
+    assert not (tmp_path / "run").exists()

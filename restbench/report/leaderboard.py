@@ -82,6 +82,7 @@ from restbench.run.results import (
     write_json_atomic,
     write_text_atomic,
 )
+from restbench.run.verify import sha256_file
 
 LEADERBOARD_SCHEMA_VERSION = "1.0"
 LEADERBOARD_JSON = "leaderboard.json"
@@ -503,14 +504,6 @@ def _rank_column(entries: list[_Entry], cells: dict[str, dict[str, dict]], col: 
 
 
 # --------------------------------------------------------------------------- provenance
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def run_files(folder: Path) -> dict[str, str]:

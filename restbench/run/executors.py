@@ -324,16 +324,23 @@ def _inputs_of(packed: bytes) -> dict:
         return json.load(tar.extractfile("manifest.json"))["inputs"]
 
 
-def make_executor(kind: str, jobs: int | str, address: str | None, device_type: str, threads: int = 1) -> Any:
-    """The executor for ``--executor``/``--jobs``, or None to compute jobs in the driver."""
+def check_executor(kind: str, jobs: int | str, address: str | None, threads: int = 1) -> int:
+    """The number of workers ``--jobs`` asks for; a UsageError for options that do not fit (checked
+    when the run is planned, before anything is written)."""
     if kind not in EXECUTORS:
         raise UsageError(f"--executor: unknown executor '{kind}'; choose one of {', '.join(EXECUTORS)}")
     if jobs == "auto":  # as many one-job workers as the cores hold at the run's thread count
         jobs = max(1, (os.cpu_count() or 1) // max(1, threads))
     if not isinstance(jobs, int) or jobs < 1:
-        raise UsageError(f"--jobs: expected a positive number of workers, got {jobs}")
+        raise UsageError(f"--jobs: expected a positive number of workers or auto, got {jobs}")
     if address and kind != "ray":
         raise UsageError("--address: only with --executor ray")
+    return jobs
+
+
+def make_executor(kind: str, jobs: int | str, address: str | None, device_type: str, threads: int = 1) -> Any:
+    """The executor for ``--executor``/``--jobs``, or None to compute jobs in the driver."""
+    jobs = check_executor(kind, jobs, address, threads)
     if kind == "ray":
         return RayExecutor(jobs, address, gpus_per_job=1.0 if device_type == "cuda" else 0.0, threads=threads)
     return PoolExecutor(jobs, threads) if jobs > 1 else None

@@ -263,6 +263,9 @@ class Pipeline:
         self.failures: list[dict] = []  # plugin failures kept going past (--keep-going)
         self.device = resolve_device(self.knobs["device"])
         torch.set_num_threads(int(self.knobs["threads"]))  # every job computes with the recorded thread count
+        from restbench.run.executors import check_executor
+
+        check_executor(request.executor, request.jobs, request.ray_address, int(self.knobs["threads"]))
         self.trained: dict[str, steps.TrainedModel] = {}
         self.export_failures: list[str] = []  # recorded, then reported as an error once all is written
         self.console = console

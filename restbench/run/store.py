@@ -21,7 +21,6 @@ and ``.npz`` arrays read without pickle.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import io
 import json
 import os
@@ -33,6 +32,8 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+from restbench.run.verify import sha256_file
 
 MANIFEST = "manifest.json"
 STORE_ENV = "RESTBENCH_STORE"
@@ -46,14 +47,6 @@ def default_store_dir(cache_dir: Path) -> Path:
 def canonical(inputs: object) -> str:
     """The JSON text two equal inputs share, whatever their key order."""
     return json.dumps(inputs, sort_keys=True, default=str, separators=(",", ":"))
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class StoreError(Exception):
@@ -104,7 +97,7 @@ class Store:
         if present != set(files):
             return f"its files differ from its manifest ({sorted(present ^ set(files))[:3]})"
         for name, digest in files.items():
-            if _sha256(folder / name) != digest:
+            if sha256_file(folder / name) != digest:
                 return f"{name} changed since it was stored"
         return None
 
@@ -168,7 +161,7 @@ class Store:
     def publish(self, staged: Path, kind: str, key: str, inputs: object, about: dict | None = None) -> Path:
         """Seal ``staged`` (hash its files, write the manifest) and rename it into place. An entry
         that appeared meanwhile (another writer) wins; ours is dropped."""
-        files = {p.relative_to(staged).as_posix(): _sha256(p) for p in sorted(staged.rglob("*")) if p.is_file()}
+        files = {p.relative_to(staged).as_posix(): sha256_file(p) for p in sorted(staged.rglob("*")) if p.is_file()}
         manifest = {"kind": kind, "key": key, "inputs": json.loads(canonical(inputs)), "files": files,
                     **(about or {})}
         with open(staged / MANIFEST, "w") as fh:
@@ -179,6 +172,10 @@ class Store:
             if path.is_file() and path.name != MANIFEST:
                 with open(path, "rb") as fh:
                     os.fsync(fh.fileno())
+        return self._place(staged, kind, key)
+
+    def _place(self, staged: Path, kind: str, key: str) -> Path:
+        """Rename a sealed entry into place; an entry another writer placed first wins."""
         final = self.path(kind, key)
         try:
             staged.rename(final)
@@ -210,10 +207,4 @@ class Store:
             problem = self.check(staged, inputs)
             if problem is not None:
                 raise StoreError(f"{kind} {key} arrived damaged: {problem}")
-            final = self.path(kind, key)
-            try:
-                staged.rename(final)
-            except OSError:
-                if not final.is_dir():
-                    raise StoreError(f"cannot store {kind} {key} in {self.root}") from None
-            return final
+            return self._place(staged, kind, key)

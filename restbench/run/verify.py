@@ -38,7 +38,8 @@ F1_TOLERANCE = 1e-9
 _CHUNK = 1 << 20
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks (one definition for run, store and leaderboard)."""
     sha = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(_CHUNK), b""):
@@ -56,14 +57,14 @@ def artifact_digests(run_dir: str | os.PathLike) -> dict[str, str]:
     out = {}
     for path in sorted(root.rglob("*")):
         if path.is_file():
-            out[path.relative_to(run_dir).as_posix()] = _sha256_file(path)
+            out[path.relative_to(run_dir).as_posix()] = sha256_file(path)
     return out
 
 
 def results_digest(run_dir: str | os.PathLike) -> str:
     """SHA-256 of ``run_dir/results.jsonl``'s bytes (of no bytes when the file does not exist)."""
     path = Path(run_dir) / "results.jsonl"
-    return _sha256_file(path) if path.is_file() else hashlib.sha256(b"").hexdigest()
+    return sha256_file(path) if path.is_file() else hashlib.sha256(b"").hexdigest()
 
 
 def integrity(run_dir: str | os.PathLike) -> dict[str, Any]:
