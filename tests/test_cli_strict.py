@@ -19,7 +19,7 @@ def restbench(*args):
 def test_data_info_without_local_files_is_one_line_naming_dataset_folder_and_files(tmp_path):
     missing = tmp_path / "missing"
     result = restbench("data", "info", "sleep-edf", "--data-dir", str(missing), "--cache-dir", str(tmp_path / "cache"))
-    assert result.returncode == 1 and result.stdout == ""
+    assert result.returncode == 2 and result.stdout == ""  # the user's input is wrong: a usage error
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, lines
     line = lines[0]

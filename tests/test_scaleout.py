@@ -289,3 +289,30 @@ def test_bad_scale_out_options_are_one_line_errors_before_anything_is_written(tm
         code = getattr(result.exception, "exit_code", result.exit_code)  # main() exits with a UsageError's code
         assert code == 2 and message in str(result.exception), (extra, result.output, result.exception)
     assert not (tmp_path / "run").exists()
+
+
+def test_committed_sweeps_are_current_and_agree_with_the_eps_search():
+    """docs/sweeps/ holds sweeps run at the quick profile as it is now; the train_mix sweep's 0.5
+    point is the eps search's 2 uV point (same training, two tools): identical numbers."""
+    from restbench.run import profiles
+    from restbench.run.sweep import chosen_config
+
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    tables = sorted((docs / "sweeps").glob("*/sweep.json"))
+    assert tables, "no committed sweep"
+    current = profiles.resolve("quick")
+    for path in tables:
+        table = json.loads(path.read_text())
+        assert table["split"] == "val" and table["profile"] == "quick"
+        for knob, value in table["knobs"].items():
+            assert profiles.same_setting(knob, current.get(knob), value), f"{path}: quick's {knob} changed since"
+        best = max(table["rows"], key=lambda r: r["score"])
+        assert best["chosen"] and table["chosen"] == best["point"]
+        assert json.loads((path.parent / "chosen.json").read_text()) == chosen_config(table)
+        assert (path.parent / "sweep.png").is_file() and (path.parent / "sweep.svg").is_file()
+    mix = json.loads((docs / "sweeps" / "rest-a-train_mix-quick" / "sweep.json").read_text())
+    eps = json.loads((docs / "eps-search" / "rest-a-train_eps-quick.json").read_text())
+    (at_half,) = [r for r in mix["rows"] if r["point"] == {"rest-a.train_mix": 0.5}]
+    (at_two,) = [r for r in eps["rows"] if r["value"] == 2]
+    assert (at_half["clean_f1"], at_half["attack_f1"], at_half["score"]) == \
+        (at_two["clean_f1"], at_two["attack_f1"], at_two["score"])
