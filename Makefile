@@ -23,7 +23,7 @@ test: $(STAMP)
 # quick profile (resumes a partial run).
 LEADERBOARD_RUN := runs/leaderboard-quick
 leaderboard: $(STAMP)
-	$(VENV)/bin/restbench run --methods all,yasa --profile quick --seeds 0,1,2 --run-dir $(LEADERBOARD_RUN) \
+	$(VENV)/bin/restbench run --methods all,yasa --profile quick --seeds 0,1,2 --jobs auto --run-dir $(LEADERBOARD_RUN) \
 		$(if $(wildcard $(LEADERBOARD_RUN)/run.json),--resume)
 	$(VENV)/bin/restbench leaderboard build $(LEADERBOARD_RUN) --out leaderboards/sleep-synth-quick --baseline sors
 
