@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from restbench import hookimpl
 from restbench.api import Phase, Recipe
+from restbench.plugins.options import Option
 from restbench.run import steps
 from restbench.run.store import Store
 
@@ -316,3 +318,38 @@ def test_committed_sweeps_are_current_and_agree_with_the_eps_search():
     (at_two,) = [r for r in eps["rows"] if r["value"] == 2]
     assert (at_half["clean_f1"], at_half["attack_f1"], at_half["score"]) == \
         (at_two["clean_f1"], at_two["attack_f1"], at_two["score"])
+
+
+class NoisyPlain:
+    """A third-party method: plain training with Gaussian-noise augmentation of a declared strength."""
+
+    id, version, description, citation = "noisy-plain", "0.1", "plain training on noisy copies", None
+    options = (Option("noise_c", float, 0.1, "noise std as a fraction of the training data's sigma", minimum=0.0),)
+
+    def recipe(self, context):
+        from restbench.training.augment import GaussianNoise
+
+        return Recipe(train=Phase(augmentations=[GaussianNoise(context.options["noise_c"])]))
+
+
+class ThirdParty:
+    @hookimpl
+    def register_methods(self, register):
+        register(NoisyPlain())
+
+
+def test_a_third_party_methods_option_is_swept_like_a_built_in_one(tmp_path):
+    from click.testing import CliRunner
+
+    from restbench.cli import cli
+    from restbench.plugins.testing import registry_with
+
+    with registry_with(ThirdParty()):
+        result = CliRunner().invoke(cli, ["sweep", "noisy-plain", "--grid", "noisy-plain.noise_c=0:0.2:0.1", *SWEEP[4:],
+                                          "--out", str(tmp_path / "sweep"), "--store", str(tmp_path / "store")])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    table = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    assert [row["point"]["noisy-plain.noise_c"] for row in table["rows"]] == [0.0, 0.1, 0.2]
+    assert table["method"] == "noisy-plain" and table["method_version"] == "0.1"
+    trained = [p for p in (tmp_path / "store" / "train").iterdir() if not p.name.startswith(".")]
+    assert len(trained) == 3, "each value of the plugin's option is its own training job"
