@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -371,8 +372,6 @@ class Pipeline:
         if not todo:
             return
         self.reporter.log(f"{len(todo)} of {len(graph)} jobs to compute on {executor.describe()}")
-        import os
-
         workers = getattr(executor, "workers", 1)
         if req.executor == "local" and workers * int(self.knobs["threads"]) > (os.cpu_count() or 1):
             self.note_once(f"--jobs {workers} x threads {self.knobs['threads']} exceeds this machine's "

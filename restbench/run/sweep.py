@@ -166,7 +166,7 @@ def sweep(request: SweepRequest, console=None) -> dict:
         if failed:
             raise failed[0]
 
-    rows, computed = [], 0
+    rows, computed, windows = [], 0, 0
     for point, (pipe, data, train, t_in, validate, v_in) in zip(grid_points, plan):
         label = ", ".join(f"{k}={json.dumps(v)}" for k, v in point.items())
         reporter.log(f"sweep {label}")
@@ -174,6 +174,7 @@ def sweep(request: SweepRequest, console=None) -> dict:
         entry, _ = jobs.ensure(pipe, data, validate, v_in, reporter)
         computed += trained_now or train.key in worker_computed
         score = json.loads((entry / "score.json").read_text())
+        windows = score["validation_windows"]  # the same subset at every point
         rows.append({"point": point, "value": point[next(iter(point))] if len(point) == 1 else point,
                      "clean_f1": score["clean_f1"], "attack_f1": score["attack_f1"], "score": score["score"],
                      "selected_epochs": score["selected_epochs"], "params": score["params"], "chosen": False})
@@ -192,8 +193,7 @@ def sweep(request: SweepRequest, console=None) -> dict:
         "chosen": rows[best]["point"],
         "score": SCORE_DEFINITION,
         "split": "val",
-        "validation_windows": json.loads((plan[0][0].store.path("validate", plan[0][4].key) / "score.json")
-                                          .read_text())["validation_windows"],
+        "validation_windows": windows,
         "profile": first.knobs["profile"],
         "seed": seed,
         "dataset": {"id": first.dataset.id, "fingerprint": datas[0].fingerprint, "options": options[first.dataset.id]},
