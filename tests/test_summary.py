@@ -152,6 +152,30 @@ def test_only_torch_feeds_table4_and_variants_table_pairs_seeds():
     assert table.rows[2].delta_to == "torch" and table.rows[1].variant == "tflite-int8"
 
 
+def test_stages_table_shows_per_stage_f1_and_a_stage_never_predicted():
+    """A method can match another's macro-F1 ranking yet give up a stage; the stages table shows it."""
+    records = []
+    for seed in SEEDS:
+        for method, n1 in (("sors", 0.3 + 0.01 * seed), ("rest-as", 0.0)):
+            record = rob(method, seed)
+            record["per_class_f1"] = {"W": 0.8, "N1": n1, "N2": 0.7 - 0.01 * seed, "N3": 0.4, "REM": 0.6}
+            records.append(record)
+        int8 = rob("sors", seed, variant="tflite-int8")  # exported variants do not feed it
+        int8["per_class_f1"] = {s: 0.99 for s in STAGES}
+        records.append(int8)
+    records.append(rob("sors", 0, "pgd", 3, "high"))  # nor do corrupted windows
+    tables = build_tables(records)
+    table = tables["stages"]
+    assert [c.key for c in table.columns] == STAGES and [r.method for r in table.rows] == ["sors", "rest-as"]
+    assert table.cell("sors", "N1").values == pytest.approx([0.30, 0.31, 0.32])
+    assert table.cell("rest-as", "N1").values == [0.0, 0.0, 0.0]
+    assert table.cell("sors", "N2").std == pytest.approx(0.01)
+    markdown = render_markdown(tables)
+    assert "## Per-stage F1 (clean)" in markdown
+    assert "| rest-as | 0.80 ± 0.00 | 0.00 ± 0.00 | 0.69 ± 0.01 | 0.40 ± 0.00 | 0.60 ± 0.00 |" in markdown
+    assert any(row.startswith("stages,") and ",N1," in row for row in csv_text(tables).splitlines())
+
+
 def test_later_record_wins_and_missing_seeds_are_counted():
     records = [rob("sors", 0, f1=0.1), rob("sors", 1, f1=0.5), rob("sors", 0, f1=0.3)]
     cell = build_tables(records)["paper"].cell("sors", "clean")
@@ -300,7 +324,7 @@ def test_csv_is_long_format_with_numbers():
     assert row["severity"] == "3" and row["seeds"] == "0;1;2"
     detail = [r for r in rows if r["table"] == "detail" and r["method"] == "liu" and r["column"].endswith("pgd/high:kappa")]
     assert {r["variant"] for r in detail} == {"torch", "tflite-int8"}
-    assert {r["table"] for r in rows} == {"paper", "artifact", "variants", "efficiency", "training", "detail"}
+    assert {r["table"] for r in rows} == {"paper", "artifact", "stages", "variants", "efficiency", "training", "detail"}
 
 
 def test_write_summary_from_run_dir(tmp_path):

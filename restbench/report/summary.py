@@ -22,6 +22,8 @@ Tables (keys of the dict :func:`build_tables` returns; a table is present only w
   on a busy machine is marked :data:`BUSY_MARKER` and listed in a warning section
   (:attr:`Table.busy`).
 - ``training``: per training phase, the selected epoch, its selection score and wall time.
+- ``stages``: per-stage F1 on the clean test windows (reference variant), mean ± std over seeds:
+  where a method's macro-F1 is won or lost (a stage it never predicts scores 0).
 
 Training health: a training record whose ``health`` says ``collapsed`` (restbench.training.health)
 marks its method in every table (:data:`HEALTH_MARKER` after the method name, explained under
@@ -198,7 +200,7 @@ _FIELDS = [
     *(f for f, _ in EFFICIENCY_FIELDS), "runner", "latency_s_per_night_median",
     "speedup_vs_reference", "transform_share", "busy", "busy_reasons", "reference_method",
     "phase", "selected_epoch", "selection_score", "wall_s", "health",
-    "per_subject_macro_f1", "macro_f1_ci95",
+    "per_subject_macro_f1", "macro_f1_ci95", "per_class_f1",
 ]
 
 #: Training table columns per phase: (record field, label suffix).
@@ -490,6 +492,24 @@ def _training_table(train: pd.DataFrame, rows: _Rows) -> Table | None:
                   columns, long, rows)
 
 
+def _stages_table(ref: pd.DataFrame, rows: _Rows) -> Table | None:
+    """Clean F1 of each sleep stage, in the records' stage order. Macro-F1 alone hides which
+    stage a method gave up: on sleep-synth, REST trained with a correct attack never predicts N1
+    (docs/PROTOCOL.md, "REST's clean F1 on the quick profile")."""
+    clean = ref[ref["corruption"] == "clean"]
+    clean = clean[clean["per_class_f1"].map(lambda v: isinstance(v, dict))]
+    if clean.empty:
+        return None
+    stages = list(dict.fromkeys(stage for per_class in clean["per_class_f1"] for stage in per_class))
+    long = pd.DataFrame([{"row": rec.row, "seed": rec.seed, "column": stage, "value": rec.per_class_f1.get(stage)}
+                         for rec in clean.itertuples(index=False) for stage in stages])
+    columns = [Column(stage, stage, "stage_f1", suite="clean", corruption="clean", severity=0,
+                      severity_name="clean", variant=REFERENCE_VARIANT) for stage in stages]
+    return _table("stages", "Per-stage F1 (clean)",
+                  f"F1 of each stage on the clean test windows, mean ± std over seeds; the '{REFERENCE_VARIANT}' "
+                  "model. A stage a method never predicts scores 0.", columns, long, rows)
+
+
 def _detail_table(rob: pd.DataFrame, rows: _Rows, corruptions: list[str]) -> Table:
     suite_of = dict(zip(zip(rob["corruption"], rob["severity"]), rob["suite"]))
     columns = [Column(f"{variant}:{key}:{metric}", f"{variant} {c} {sn} {metric}", metric,
@@ -556,6 +576,7 @@ def build_tables(
                 f"Macro-F1 under the '{suite}' corruptions, mean ± std over seeds.",
                 ref, suite, rows, corruptions)
     optional = {
+        "stages": _stages_table(ref, rows),
         "variants": _variants_table(rob, rows, corruptions),
         "efficiency": _efficiency_table(of_type("efficiency"), of_type("latency", "runner", "variant"), rows),
         "training": _training_table(train, rows),
@@ -637,7 +658,7 @@ def _cell_parts(cell: Cell, metric: str, n_expected: int | None, delta: bool) ->
     text = _fmt_number(metric, cell.mean, signed=delta)
     std = cell.std
     # A size that is identical over seeds (an unpruned model) reads better without "± 0".
-    constant = std == 0 and metric not in ROBUSTNESS_METRICS and not delta
+    constant = std == 0 and metric not in (*ROBUSTNESS_METRICS, "stage_f1") and not delta
     if std is not None and not constant:
         text += f" ± {std:.3f}" if delta else f" ± {_fmt_number(metric, std)}"
     if n_expected is not None and cell.n_seeds < n_expected:
