@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -797,8 +800,14 @@ def _needs_plugin_commands(args: list[str]) -> bool:
     return first not in cli.commands
 
 
+def _terminated(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: one-line errors and exit codes instead of tracebacks."""
+    """Console entry point: one-line errors and exit codes instead of tracebacks. SIGTERM (kill,
+    a scheduler's cancel) is handled as Ctrl-C: finished results are kept, pool workers stop."""
+    previous = signal.signal(signal.SIGTERM, _terminated) if threading.current_thread() is threading.main_thread() else None
     try:
         if _needs_plugin_commands(sys.argv[1:] if argv is None else argv):
             _add_plugin_commands()
@@ -808,17 +817,17 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except click.Abort:
-        err_console.print("aborted")
+    except (click.Abort, KeyboardInterrupt):  # click turns Ctrl-C (and SIGTERM, above) into Abort
+        err_console.print("interrupted: finished results are kept; rerun a run with --resume to continue")
         sys.exit(130)
     except PluginError as exc:
         if os.environ.get("RESTBENCH_DEBUG"):
             raise
         click.echo(f"error: {exc}", err=True)  # plain echo: rich would wrap it over lines
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        err_console.print("interrupted: finished results are kept; rerun with --resume to continue")
-        sys.exit(130)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -122,6 +122,44 @@ def test_a_sigkilled_pool_worker_is_retried_and_the_numbers_hold(sequential, tmp
     assert not list(store.glob("*/.tmp-*")), "a killed job's half-written entry is never stored"
 
 
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"  # a zombie has stopped; it only waits for its parent to reap it
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds workers through /proc")
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_a_stopped_driver_leaves_no_pool_worker_computing(stop, tmp_path):
+    """kill, a scheduler's cancel (SIGTERM) or SIGKILL of the driver mid-run: its workers stop too
+    (within seconds, not after their jobs); SIGTERM is handled as Ctrl-C (exit 130, one line);
+    nothing half-computed is stored."""
+    store = tmp_path / "store"
+    proc = subprocess.Popen([sys.executable, "-m", "restbench.cli", *GRID, "--jobs", "2", "--run-dir",
+                             str(tmp_path / "run"), "--store", str(store)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (list((store / "train").glob(".tmp-*")) if (store / "train").is_dir() else []):  # a train job running
+        assert proc.poll() is None, proc.stderr.read()[-2000:]
+        assert time.monotonic() < deadline, "no train job started"
+        time.sleep(0.02)
+    workers = _workers(proc.pid)
+    assert workers, "no pool worker found"
+    os.kill(proc.pid, stop)
+    out, err = proc.communicate(timeout=60)
+    if stop == signal.SIGTERM:
+        assert proc.returncode == 130 and "interrupted: finished results are kept" in err, err[-2000:]
+        assert "Traceback" not in err
+    deadline = time.monotonic() + 15
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in workers), "a pool worker outlived its driver"
+    entries = [p for p in (store / "train").iterdir() if not p.name.startswith(".")]
+    assert all((p / "manifest.json").is_file() for p in entries), "only finished entries are stored"
+
+
 def test_two_runs_sharing_a_store_compute_each_job_once(tmp_path):
     grid = ["run", "--profile", "smoke", "--methods", "sors,liu", "--corruptions", "gaussian", "--runners", "",
             "--exporters", "", "--no-figures", "-q"]
@@ -318,6 +356,7 @@ def test_committed_sweeps_are_current_and_agree_with_the_eps_search():
     (at_two,) = [r for r in eps["rows"] if r["value"] == 2]
     assert (at_half["clean_f1"], at_half["attack_f1"], at_half["score"]) == \
         (at_two["clean_f1"], at_two["attack_f1"], at_two["score"])
+
 
 
 class NoisyPlain:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -24,6 +26,7 @@ from restbench.api import PluginError, UsageError
 from restbench.run.jobs import Job
 
 MAX_ATTEMPTS = 3
+ORPHAN_CHECK_S = 1.0  # how often a pool worker checks that its driver is alive
 EXECUTORS = ("local", "ray")
 
 
@@ -107,8 +110,29 @@ def work(request: Any, job: Job, inputs: dict, pack: bool = False) -> tuple[bool
     return computed, log, error, packed
 
 
-def _pool_init(threads: int) -> None:
+def _exit_with(driver: int) -> None:
+    """Stop this worker once its driver is gone (SIGKILLed, or stopped by a scheduler) instead of
+    computing on as an orphan; its unfinished entry is only a ``.tmp-*`` folder, never stored."""
+    while os.getppid() == driver:
+        time.sleep(ORPHAN_CHECK_S)
+    os._exit(1)
+
+
+def _pool_init(threads: int, driver: int) -> None:
     pin_threads(threads)
+    threading.Thread(target=_exit_with, args=(driver,), name="restbench-exit-with-driver", daemon=True).start()
+
+
+def _stop_workers(pool: Any) -> None:
+    """Stop a pool's workers now: an interrupted run must not wait for jobs nobody will read.
+    (``terminate_workers`` is Python 3.14's; before it, the pool's process table.)"""
+    terminate = getattr(pool, "terminate_workers", None)
+    if terminate is not None:
+        terminate()
+        return
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 # --------------------------------------------------------------------------- scheduling
@@ -145,7 +169,7 @@ class PoolExecutor:
         from concurrent.futures import ProcessPoolExecutor
 
         return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_pool_init, initargs=(self.threads,))
+                                   initializer=_pool_init, initargs=(self.threads, os.getpid()))
 
     def run(self, request: Any, todo: list[Job], inputs: dict[str, dict], on_event: Callable[[str, Outcome], None],
             keep_going: bool = False) -> dict[str, Outcome]:
@@ -210,6 +234,9 @@ class PoolExecutor:
                             on_event("retry", Outcome(job))
                             pending.insert(0, job)
             return outcomes
+        except BaseException:  # Ctrl-C, SIGTERM (restbench.cli), or a bug here: stop, do not wait
+            _stop_workers(pool)
+            raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
