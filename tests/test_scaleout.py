@@ -333,7 +333,8 @@ def test_bad_scale_out_options_are_one_line_errors_before_anything_is_written(tm
 
 def test_committed_sweeps_are_current_and_agree_with_the_eps_search():
     """docs/sweeps/ holds sweeps run at the quick profile as it is now; the train_mix sweep's 0.5
-    point is the eps search's 2 uV point (same training, two tools): identical numbers."""
+    point and every train_eps sweep point the eps search also ran are the eps search's points
+    (same training, two tools): identical numbers."""
     from restbench.run import profiles
     from restbench.run.sweep import chosen_config
 
@@ -356,7 +357,15 @@ def test_committed_sweeps_are_current_and_agree_with_the_eps_search():
     (at_two,) = [r for r in eps["rows"] if r["value"] == 2]
     assert (at_half["clean_f1"], at_half["attack_f1"], at_half["score"]) == \
         (at_two["clean_f1"], at_two["attack_f1"], at_two["score"])
-
+    # the clean-vs-robust curve extends the search towards 0 uV and must reproduce its points
+    curve = json.loads((docs / "sweeps" / "rest-a-train_eps-quick" / "sweep.json").read_text())
+    searched = {r["value"]: r for r in eps["rows"]}
+    shared = [r for r in curve["rows"] if r["value"] in searched]
+    assert len(shared) == len(searched) and curve["chosen"] == {"rest-a.train_eps": eps["chosen"]}
+    for row in shared:
+        other = searched[row["value"]]
+        assert (row["clean_f1"], row["attack_f1"], row["score"]) == \
+            (other["clean_f1"], other["attack_f1"], other["score"])
 
 
 class NoisyPlain:
