@@ -72,6 +72,7 @@ def test_build_writes_a_schema_valid_leaderboard(built):
         assert (out / name).stat().st_size > 0
     md = (out / lb.LEADERBOARD_MD).read_text()
     assert "## Robustness (Table 4 shape): macro-F1" in md and "## Efficiency (Table 5 shape)" in md
+    assert "## Per-stage F1 (clean)\n\n| Method | Compressor | W | N1 | N2 | N3 | REM |" in md
     assert "*paper: Sors et al. (Sleep-EDF)*" in md  # the paper's values as labelled reference rows
     assert "**" in md  # a best compressed entry in bold
 
@@ -104,6 +105,14 @@ def test_numbers_equal_a_hand_computation_from_the_records(runs, built):
     speedup = entry(data, "liu")["cells"]["speedup:torch-cpu:torch"]
     assert speedup["values"] == pytest.approx([lat[("sors", s)] / lat[("liu", s)] for s in (0, 1)])
     assert entry(data, "sors")["cells"]["speedup:torch-cpu:torch"]["mean"] == 1.0
+
+    # per-stage clean F1, read from the clean records' per_class_f1, in stage order
+    stages = [c for c in data["columns"] if c["table"] == "stages"]
+    assert [c["label"] for c in stages] == ["W", "N1", "N2", "N3", "REM"]
+    for method in METHODS:
+        n1 = entry(data, method)["cells"]["stage:N1"]
+        assert n1["values"] == [rob(method, s, "clean", 0)["per_class_f1"]["N1"] for s in (0, 1)]
+        assert n1["p_value_vs_best"] is None  # no per-subject pairs: ties are equal means
 
 
 def test_csv_holds_every_cell_at_full_precision(built):
@@ -176,6 +185,37 @@ def test_mixing_fingerprints_or_protocols_is_refused(runs, tmp_path, capsys):
     longer = _altered_copy(runs[1], tmp_path / "longer", lambda i: i["config"].update(epochs=5))
     with pytest.raises(PluginError, match="knob 'epochs'"):
         lb.build([runs[0], longer], tmp_path / "mixed")
+
+
+def test_an_exported_graph_that_failed_its_check_is_named(runs, tmp_path):
+    """An int8 graph that disagrees with its PyTorch model keeps its size and latency on the board,
+    but the entry says so (markdown, page, json), and validate recomputes the line."""
+    src = tmp_path / "run"
+    shutil.copytree(runs[0], src)
+    lines = (src / "results.jsonl").read_text().splitlines()
+    for i, line in enumerate(lines):
+        record = json.loads(line)
+        if record["record_type"] == "efficiency" and record["method"] == "liu":
+            record["export_check"] = {
+                "tflite-fp32": {"passed": True, "top1_agreement": 1.0, "max_abs_diff": 1e-6, "n_windows": 32,
+                                "thresholds": {"min_top1_agreement": 0.99}},
+                "tflite-int8": {"passed": False, "top1_agreement": 0.875, "max_abs_diff": 0.581, "n_windows": 32,
+                                "thresholds": {"min_top1_agreement": 0.9}}}
+            lines[i] = json.dumps(record)
+    (src / "results.jsonl").write_text("\n".join(lines) + "\n")
+    board = tmp_path / "board"
+    data = lb.build([src], board, plots=False)
+    want = ("export check failed: seed 0 tflite-int8: top-1 agreement with PyTorch 0.875 < 0.9 on 32 windows, "
+            "max abs logit difference 0.581")
+    assert entry(data, "liu")["warnings"] == [want] and "warnings" not in entry(data, "sors")
+    name = lb.entry_name(entry(data, "liu"))  # with the health marker when the smoke model collapsed
+    assert f"## Export checks\n\n{lb.EXPORT_NOTE}\n\n- {name}: {want}" in (board / lb.LEADERBOARD_MD).read_text()
+    assert "<h2>Export checks</h2>" in (board / lb.INDEX_HTML).read_text()
+    assert lb.validate(board).ok
+    stored = json.loads((board / lb.LEADERBOARD_JSON).read_text())
+    del next(e for e in stored["entries"] if e["method"] == "liu")["warnings"]
+    (board / lb.LEADERBOARD_JSON).write_text(json.dumps(stored))
+    assert any("warnings: missing" in p for p in lb.validate(board).problems)
 
 
 def test_plots_exist_as_png_and_svg(built):

@@ -109,7 +109,8 @@ TEST_DESCRIPTION = (
 )
 CI_DESCRIPTION = ("Student-t 95 % interval of the mean over seeds; with one seed, the record's subject-bootstrap "
                   "interval for single-level robustness columns, else none")
-TIE_RULE = "tied_with_best when p_value_vs_best >= alpha (robustness) or the mean equals the best mean (efficiency)"
+TIE_RULE = ("tied_with_best when p_value_vs_best >= alpha (robustness) or the mean equals the best mean (per-stage F1, "
+            "efficiency)")
 ROBUST_DESCRIPTION = "per seed, the mean macro-F1 over every paper-suite corruption x severity; then over seeds"
 
 
@@ -343,6 +344,12 @@ def _columns(records: list[dict], corruption_order: list[str], baseline: str | N
         cols.append(_Col(f"{suite}:mean", "suite", f"Mean corrupted ({suite})", "macro_f1", suite=suite,
                          variant=REFERENCE_VARIANT, levels=in_suite))
 
+    # per-stage clean F1: which stage an entry gives up (no per-subject pairs: ties are equal means)
+    stages = _ordered((stage for r in rob if r["corruption"] == "clean" for stage in r.get("per_class_f1") or {}), [])
+    for stage in stages:
+        cols.append(_Col(f"stage:{stage}", "stages", stage, "stage_f1", suite="clean", corruption="clean", severity=0,
+                         severity_name="clean", variant=REFERENCE_VARIANT))
+
     eff = [r for r in records if r.get("record_type") == "efficiency"]
     for fld, label in (("params", "Params"), ("size_kb", "Size (KB)"), ("mflops", "MFLOPs"), ("macs", "MMACs")):
         if any(r.get(fld) is not None for r in eff):
@@ -375,6 +382,22 @@ class _Entry:
     boot_ci: dict[str, dict[int, list]] = field(default_factory=dict)  # column -> seed -> ci
     runs: dict[int, str] = field(default_factory=dict)  # seed -> run name
     flags: list[str] = field(default_factory=list)  # collapsed training phases
+    warnings: list[str] = field(default_factory=list)  # exported graphs that failed their check
+
+
+def export_check_failures(efficiency: dict) -> list[str]:
+    """One line per exported graph of an efficiency record that failed its check against PyTorch:
+    its latency and file size are real, but it does not compute what the PyTorch model does."""
+    lines = []
+    for variant, check in sorted((efficiency.get("export_check") or {}).items()):
+        if isinstance(check, dict) and check.get("passed") is False:
+            wanted = (check.get("thresholds") or {}).get("min_top1_agreement")
+            lines.append(f"export check failed: seed {efficiency['seed']} {variant}: top-1 agreement with PyTorch "
+                         f"{check.get('top1_agreement', float('nan')):.3f}"
+                         + (f" < {wanted:g}" if wanted is not None else "")
+                         + f" on {check.get('n_windows')} windows, max abs logit difference "
+                         f"{check.get('max_abs_diff', float('nan')):.3g}")
+    return lines
 
 
 def _entries(runs: list[LoadedRun], cols: list[_Col], baseline: str | None) -> list[_Entry]:
@@ -400,6 +423,7 @@ def _entries(runs: list[LoadedRun], cols: list[_Col], baseline: str | None) -> l
             rob.setdefault(ident, {})[(r["seed"], r["corruption"], r["severity"])] = r
         elif kind == "efficiency":
             eff.setdefault(ident, {})[r["seed"]] = r
+            entries[ident].warnings += export_check_failures(r)
         elif kind == "latency":
             lat.setdefault(ident, {})[(r["seed"], r["runner"], r["variant"])] = r
         elif kind == "training" and (r.get("health") or {}).get("collapsed"):
@@ -428,6 +452,12 @@ def _entries(runs: list[LoadedRun], cols: list[_Col], baseline: str | None) -> l
                     if len(recs) == 1 and recs[0].get("macro_f1_ci95") is not None:
                         entry.boot_ci.setdefault(col.key, {})[seed] = list(recs[0]["macro_f1_ci95"])
                 entry.pairs[col.key] = pairs
+            elif col.metric == "stage_f1":
+                stage = col.key.split(":", 1)[1]
+                for seed in seeds:
+                    per_class = (rob.get(ident, {}).get((seed, "clean", 0)) or {}).get("per_class_f1") or {}
+                    if per_class.get(stage) is not None:
+                        values[seed] = per_class[stage]
             elif col.metric == "latency_s_per_night_median":
                 values = {s: v for s in seeds if (v := latency(ident, s, col)) is not None}
             elif col.metric == "speedup":
@@ -618,6 +648,7 @@ def assemble(runs: list[LoadedRun], *, name: str, baseline: str | None = None, b
             "label": "reproduced" if all(labels.get(r) == "reproduced" for r in run_names) else "self-reported",
             "seeds": sorted(e.runs), "runs": run_names, "cells": cells[e.key],
             **({"flags": list(dict.fromkeys(e.flags))} if e.flags else {}),
+            **({"warnings": list(dict.fromkeys(e.warnings))} if e.warnings else {}),
         })
 
     first = protocol_of(runs[0].info)
@@ -784,12 +815,13 @@ def _fmt(metric: str, cell: dict | None, n_expected: int) -> str:
 
 
 def table_groups(data: dict) -> list[tuple[str, str, list[dict]]]:
-    """(id, title, columns) of each rendered table: Table 4, one per other suite, Table 5."""
+    """(id, title, columns) of each rendered table: Table 4, one per other suite, per-stage F1, Table 5."""
     cols = data["columns"]
     groups = [("table4", "Robustness (Table 4 shape): macro-F1", [c for c in cols if c["table"] == "table4"])]
     for suite in dict.fromkeys(c["suite"] for c in cols if c["table"] == "suite"):
         groups.append((f"suite-{suite}", f"Suite '{suite}': macro-F1",
                        [c for c in cols if c["table"] == "suite" and c["suite"] == suite]))
+    groups.append(("stages", "Per-stage F1 (clean)", [c for c in cols if c["table"] == "stages"]))
     groups.append(("table5", "Efficiency (Table 5 shape)", [c for c in cols if c["table"] == "efficiency"]))
     return [g for g in groups if g[2]]
 
@@ -833,6 +865,10 @@ HEALTH_NOTE = (f"{HEALTH_MARKER}: a training phase of this entry collapsed (the 
                "stages apart); its numbers describe a failed training. See Training health.")
 
 
+EXPORT_NOTE = ("An exported graph below disagreed with its PyTorch model on held-out windows: its file size and "
+               "latency are measured, but it does not compute what the robustness columns describe.")
+
+
 def _md_row(cells: list[str]) -> str:
     return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
 
@@ -850,7 +886,7 @@ def render_markdown(data: dict) -> str:
             + ", ".join(sorted({e['label'] for e in data['entries']})),
             f"- Cells: mean ± sample std over seeds. **Bold**: the best compressed entry per column; "
             f"≈: a compressed entry not significantly different from it ({data['statistics']['test']}, "
-            f"alpha {data['statistics']['alpha']:g}; efficiency: equal means).",
+            f"alpha {data['statistics']['alpha']:g}; per-stage F1 and efficiency: equal means).",
             f"- Robust: {data['statistics']['robust_macro_f1']}."]
     power = power_note(data)
     if power:
@@ -864,6 +900,10 @@ def render_markdown(data: dict) -> str:
     if flagged:
         out += ["## Training health", ""]
         out += [f"- {entry_name(e)}: {flag}" for e in flagged for flag in e["flags"]] + [""]
+    warned = [e for e in data["entries"] if e.get("warnings")]
+    if warned:
+        out += ["## Export checks", "", EXPORT_NOTE, ""]
+        out += [f"- {entry_name(e)}: {line}" for e in warned for line in e["warnings"]] + [""]
     ref_rows = data["reference"]
     for _, title, cols in table_groups(data):
         out += [f"## {title}", "", _md_row(["Method", "Compressor"] + [c["label"] for c in cols]),

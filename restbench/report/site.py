@@ -145,7 +145,7 @@ def _figure(out_dir: Path, png: str) -> str:
 
 def render_html(data: dict, out_dir: str | Path) -> str:
     """index.html for the leaderboard ``data`` whose plots lie under ``out_dir``."""
-    from restbench.report.leaderboard import HEALTH_NOTE, entry_name, power_note, table_groups
+    from restbench.report.leaderboard import EXPORT_NOTE, HEALTH_NOTE, entry_name, power_note, table_groups
 
     out_dir = Path(out_dir)
     proto, stats = data["protocol"], data["statistics"]
@@ -172,6 +172,11 @@ def render_html(data: dict, out_dir: str | Path) -> str:
     if flagged:
         parts.append(f'<h2>Training health</h2><p style="color:#b00">{_e(HEALTH_NOTE)}</p><ul>'
                      + "".join(f"<li>{_e(entry_name(e))}: {_e(flag)}</li>" for e in flagged for flag in e["flags"])
+                     + "</ul>")
+    warned = [e for e in data["entries"] if e.get("warnings")]
+    if warned:
+        parts.append(f"<h2>Export checks</h2><p>{_e(EXPORT_NOTE)}</p><ul>"
+                     + "".join(f"<li>{_e(entry_name(e))}: {_e(line)}</li>" for e in warned for line in e["warnings"])
                      + "</ul>")
     for table_id, title, cols in table_groups(data):
         parts += [f"<h2>{_e(title)}</h2>", _table(data, table_id, cols)]
