@@ -29,8 +29,10 @@ else is ``self-reported``.
 Columns. Table 4: macro-F1 of the reference (``torch``) variant on clean data, under every
 ``paper``-suite corruption x severity, and "robust": per seed, the mean over every paper-suite
 corruption x severity. Other suites: per corruption the mean over its severities, and the suite
-mean. Table 5: params, size, MFLOPs, MACs, each exported file size (``VARIANT_size_kb``), the median
-latency per night of every runner x variant, and the speedup against the baseline.
+mean. Per-stage F1: the clean F1 of each sleep stage (``stage:W`` ... ``stage:REM``), which shows a
+stage an entry gave up behind a fair macro-F1. Table 5: params, size, MFLOPs, MACs, each exported
+file size (``VARIANT_size_kb``), the median latency per night of every runner x variant, and the
+speedup against the baseline.
 
 The baseline. Speedups are the baseline's latency divided by the entry's, per seed (same runner
 and variant), then averaged. The paper's baseline is Sors et al. (method id ``sors``); the core
@@ -49,12 +51,16 @@ sign-flip permutation test on the mean of the per-subject macro-F1 differences, 
 same noise, so the pairs are matched); Monte Carlo with 20,000 sign draws above 16 pairs. An entry
 with p >= alpha (0.05) is ``tied_with_best``. With few test subjects and seeds the test cannot
 separate anything (two pairs give p >= 0.5): that is the honest answer, not a bug. Efficiency
-columns are deterministic per seed; there a tie is an equal mean.
+columns are deterministic per seed, and per-stage F1 has no per-subject pairs; there a tie is an
+equal mean.
 
 Training health. An entry whose runs hold a training record with a collapsed ``health``
 (restbench.training.health) gets ``flags`` (``["collapsed: seed 0 train: <reasons>", ...]``;
 absent when nothing is flagged) and a ⚠ after its name in leaderboard.md and index.html, with
-the flagged phases listed under "Training health".
+the flagged phases listed under "Training health". An exported graph whose check against the
+PyTorch model failed (the efficiency record's ``export_check``) is listed in the entry's
+``warnings`` and under "Export checks": its size and latency are real, its predictions are not
+the PyTorch model's.
 """
 
 from __future__ import annotations
