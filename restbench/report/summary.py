@@ -507,7 +507,8 @@ def _stages_table(ref: pd.DataFrame, rows: _Rows) -> Table | None:
                       severity_name="clean", variant=REFERENCE_VARIANT) for stage in stages]
     return _table("stages", "Per-stage F1 (clean)",
                   f"F1 of each stage on the clean test windows, mean ± std over seeds; the '{REFERENCE_VARIANT}' "
-                  "model. A stage a method never predicts scores 0.", columns, long, rows)
+                  "model. Descriptive (no interval or test: the tested claims are Table 4's and the paired "
+                  "differences). A stage a method never predicts scores 0.", columns, long, rows)
 
 
 def _detail_table(rob: pd.DataFrame, rows: _Rows, corruptions: list[str]) -> Table:
