@@ -205,8 +205,7 @@ def test_an_exported_graph_that_failed_its_check_is_named(runs, tmp_path):
     (src / "results.jsonl").write_text("\n".join(lines) + "\n")
     board = tmp_path / "board"
     data = lb.build([src], board, plots=False)
-    want = ("export check failed: seed 0 tflite-int8: top-1 agreement with PyTorch 0.875 < 0.9 on 32 windows, "
-            "max abs logit difference 0.581")
+    want = "export check failed: seed 0 tflite-int8: max abs diff 0.581, top-1 agreement 0.875 (needs 0.9) on 32 windows"
     assert entry(data, "liu")["warnings"] == [want] and "warnings" not in entry(data, "sors")
     name = lb.entry_name(entry(data, "liu"))  # with the health marker when the smoke model collapsed
     assert f"## Export checks\n\n{lb.EXPORT_NOTE}\n\n- {name}: {want}" in (board / lb.LEADERBOARD_MD).read_text()

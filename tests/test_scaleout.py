@@ -101,19 +101,25 @@ def _workers(parent: int) -> list[int]:
     return found
 
 
-def test_a_sigkilled_pool_worker_is_retried_and_the_numbers_hold(sequential, tmp_path):
-    root, expected = sequential
-    store = tmp_path / "store"
-    proc = subprocess.Popen([sys.executable, "-m", "restbench.cli", *GRID, "--jobs", "2", "--run-dir",
-                             str(tmp_path / "run"), "--store", str(store)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def _pooled_run_while_training(run_dir: Path, store: Path) -> tuple[subprocess.Popen, list[int]]:
+    """The smoke grid started with ``--jobs 2``, returned once a train job is running, with the
+    pool's worker processes."""
+    proc = subprocess.Popen([sys.executable, "-m", "restbench.cli", *GRID, "--jobs", "2", "--run-dir", str(run_dir),
+                             "--store", str(store)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     while not (list((store / "train").glob(".tmp-*")) if (store / "train").is_dir() else []):  # a train job running
         assert proc.poll() is None, proc.stderr.read()[-2000:]
         assert time.monotonic() < deadline, "no train job started"
         time.sleep(0.02)
-    victims = _workers(proc.pid)
-    assert victims, "no pool worker found"
+    workers = _workers(proc.pid)
+    assert workers, "no pool worker found"
+    return proc, workers
+
+
+def test_a_sigkilled_pool_worker_is_retried_and_the_numbers_hold(sequential, tmp_path):
+    root, expected = sequential
+    store = tmp_path / "store"
+    proc, victims = _pooled_run_while_training(tmp_path / "run", store)
     os.kill(victims[0], signal.SIGKILL)
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-3000:]
@@ -137,16 +143,7 @@ def test_a_stopped_driver_leaves_no_pool_worker_computing(stop, tmp_path):
     (within seconds, not after their jobs); SIGTERM is handled as Ctrl-C (exit 130, one line);
     nothing half-computed is stored."""
     store = tmp_path / "store"
-    proc = subprocess.Popen([sys.executable, "-m", "restbench.cli", *GRID, "--jobs", "2", "--run-dir",
-                             str(tmp_path / "run"), "--store", str(store)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    while not (list((store / "train").glob(".tmp-*")) if (store / "train").is_dir() else []):  # a train job running
-        assert proc.poll() is None, proc.stderr.read()[-2000:]
-        assert time.monotonic() < deadline, "no train job started"
-        time.sleep(0.02)
-    workers = _workers(proc.pid)
-    assert workers, "no pool worker found"
+    proc, workers = _pooled_run_while_training(tmp_path / "run", store)
     os.kill(proc.pid, stop)
     out, err = proc.communicate(timeout=60)
     if stop == signal.SIGTERM:

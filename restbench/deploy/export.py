@@ -41,6 +41,20 @@ QUANTIZE_CHOICES = (None, "fp32", "int8")
 
 #: Default pass criteria of :func:`check_export`, per variant. fp32: logits equal up to
 #: float round-off (relative to the largest logit); int8: predictions mostly unchanged.
+def check_summary(check: dict) -> str:
+    """An export check (:func:`check_export`'s result) in one phrase, for logs, errors and
+    leaderboards: logit difference and top-1 agreement, with the agreement it needed and the
+    window count when the check recorded them."""
+    text = (f"max abs diff {check.get('max_abs_diff', float('nan')):.3g}, "
+            f"top-1 agreement {check.get('top1_agreement', float('nan')):.3f}")
+    wanted = (check.get("thresholds") or {}).get("min_top1_agreement")
+    if wanted is not None:
+        text += f" (needs {wanted:g})"
+    if check.get("n_windows") is not None:
+        text += f" on {check['n_windows']} windows"
+    return text
+
+
 DEFAULT_THRESHOLDS: dict[str, dict[str, float]] = {
     "fp32": {"max_rel_diff": 1e-3, "min_top1_agreement": 0.99},
     "int8": {"min_top1_agreement": 0.90},

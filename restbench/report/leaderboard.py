@@ -76,9 +76,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
 
+from restbench.deploy.export import check_summary
 from restbench.report.paired import plain_method, t_interval
 from restbench.api import PluginError
-from restbench.report.summary import HEALTH_MARKER, Cell, format_cell
+from restbench.report.summary import HEALTH_MARKER, STAGE_F1, Cell, format_cell
 from restbench.run.results import (
     RunDir,
     machine_of,
@@ -353,7 +354,7 @@ def _columns(records: list[dict], corruption_order: list[str], baseline: str | N
     # per-stage clean F1: which stage an entry gives up (no per-subject pairs: ties are equal means)
     stages = _ordered((stage for r in rob if r["corruption"] == "clean" for stage in r.get("per_class_f1") or {}), [])
     for stage in stages:
-        cols.append(_Col(f"stage:{stage}", "stages", stage, "stage_f1", suite="clean", corruption="clean", severity=0,
+        cols.append(_Col(f"stage:{stage}", "stages", stage, STAGE_F1, suite="clean", corruption="clean", severity=0,
                          severity_name="clean", variant=REFERENCE_VARIANT))
 
     eff = [r for r in records if r.get("record_type") == "efficiency"]
@@ -394,16 +395,9 @@ class _Entry:
 def export_check_failures(efficiency: dict) -> list[str]:
     """One line per exported graph of an efficiency record that failed its check against PyTorch:
     its latency and file size are real, but it does not compute what the PyTorch model does."""
-    lines = []
-    for variant, check in sorted((efficiency.get("export_check") or {}).items()):
-        if isinstance(check, dict) and check.get("passed") is False:
-            wanted = (check.get("thresholds") or {}).get("min_top1_agreement")
-            lines.append(f"export check failed: seed {efficiency['seed']} {variant}: top-1 agreement with PyTorch "
-                         f"{check.get('top1_agreement', float('nan')):.3f}"
-                         + (f" < {wanted:g}" if wanted is not None else "")
-                         + f" on {check.get('n_windows')} windows, max abs logit difference "
-                         f"{check.get('max_abs_diff', float('nan')):.3g}")
-    return lines
+    return [f"export check failed: seed {efficiency['seed']} {variant}: {check_summary(check)}"
+            for variant, check in sorted((efficiency.get("export_check") or {}).items())
+            if isinstance(check, dict) and check.get("passed") is False]
 
 
 def _entries(runs: list[LoadedRun], cols: list[_Col], baseline: str | None) -> list[_Entry]:
@@ -458,7 +452,7 @@ def _entries(runs: list[LoadedRun], cols: list[_Col], baseline: str | None) -> l
                     if len(recs) == 1 and recs[0].get("macro_f1_ci95") is not None:
                         entry.boot_ci.setdefault(col.key, {})[seed] = list(recs[0]["macro_f1_ci95"])
                 entry.pairs[col.key] = pairs
-            elif col.metric == "stage_f1":
+            elif col.metric == STAGE_F1:
                 stage = col.key.split(":", 1)[1]
                 for seed in seeds:
                     per_class = (rob.get(ident, {}).get((seed, "clean", 0)) or {}).get("per_class_f1") or {}

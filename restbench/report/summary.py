@@ -75,6 +75,8 @@ BUSY_NOTE = (f"{BUSY_MARKER}: measured while the machine was busy (spread, other
              "see Latency measured on a busy machine): an upper bound rather than the model's latency.")
 
 ROBUSTNESS_METRICS: tuple[str, ...] = ("macro_f1", "accuracy", "kappa")
+#: The metric of per-stage F1 cells (summary ``stages`` table, leaderboard ``stage:*`` columns).
+STAGE_F1 = "stage_f1"
 
 #: Put after the name of a method with a collapsed training phase.
 HEALTH_MARKER = "⚠"
@@ -503,7 +505,7 @@ def _stages_table(ref: pd.DataFrame, rows: _Rows) -> Table | None:
     stages = list(dict.fromkeys(stage for per_class in clean["per_class_f1"] for stage in per_class))
     long = pd.DataFrame([{"row": rec.row, "seed": rec.seed, "column": stage, "value": rec.per_class_f1.get(stage)}
                          for rec in clean.itertuples(index=False) for stage in stages])
-    columns = [Column(stage, stage, "stage_f1", suite="clean", corruption="clean", severity=0,
+    columns = [Column(stage, stage, STAGE_F1, suite="clean", corruption="clean", severity=0,
                       severity_name="clean", variant=REFERENCE_VARIANT) for stage in stages]
     return _table("stages", "Per-stage F1 (clean)",
                   f"F1 of each stage on the clean test windows, mean ± std over seeds; the '{REFERENCE_VARIANT}' "
@@ -659,7 +661,7 @@ def _cell_parts(cell: Cell, metric: str, n_expected: int | None, delta: bool) ->
     text = _fmt_number(metric, cell.mean, signed=delta)
     std = cell.std
     # A size that is identical over seeds (an unpruned model) reads better without "± 0".
-    constant = std == 0 and metric not in (*ROBUSTNESS_METRICS, "stage_f1") and not delta
+    constant = std == 0 and metric not in (*ROBUSTNESS_METRICS, STAGE_F1) and not delta
     if std is not None and not constant:
         text += f" ± {std:.3f}" if delta else f" ± {_fmt_number(metric, std)}"
     if n_expected is not None and cell.n_seeds < n_expected:

@@ -108,7 +108,7 @@ def export_checkpoint(path: Path, out: Path, int8: bool = True, calibration_data
     .tflite, checking each file against PyTorch on validation windows; returns the report."""
     from restbench.data.cache import default_cache_dir
     from restbench.api import DatasetOptions
-    from restbench.deploy.export import export_checked
+    from restbench.deploy.export import check_summary, export_checked
     from restbench.plugins.registry import get_registry
     from restbench.training.loop import subsample
     from restbench.deploy.transforms import deploy
@@ -141,8 +141,7 @@ def export_checkpoint(path: Path, out: Path, int8: bool = True, calibration_data
     check, _ = data.get(subsample(data.windows("val"), 64, rng))
     variants = ("fp32", "int8") if int8 else ("fp32",)
     files = export_checked(deployed, calib, check, Path(out), path.stem, variants)
-    failed = [f"{name}: top-1 agreement {f['check']['top1_agreement']:.3f}, max abs diff {f['check']['max_abs_diff']:.3g}"
-              for name, f in files.items() if not f["check"]["passed"]]
+    failed = [f"{name}: {check_summary(f['check'])}" for name, f in files.items() if not f["check"]["passed"]]
     if failed:
         raise PluginError(f"export check failed for {path} ({'; '.join(failed)}); the files are in {out}")
     report: dict = {"checkpoint": str(path), "files": files}

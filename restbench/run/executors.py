@@ -124,15 +124,15 @@ def _pool_init(threads: int, driver: int) -> None:
 
 
 def _stop_workers(pool: Any) -> None:
-    """Stop a pool's workers now: an interrupted run must not wait for jobs nobody will read.
-    (``terminate_workers`` is Python 3.14's; before it, the pool's process table.)"""
+    """Stop a pool's workers now: an interrupted run must not wait for jobs nobody will read (the
+    caller then shuts the pool down). ``terminate_workers`` is Python 3.14's; before it, the pool's
+    process table."""
     terminate = getattr(pool, "terminate_workers", None)
     if terminate is not None:
         terminate()
         return
     for process in list((getattr(pool, "_processes", None) or {}).values()):
         process.terminate()
-    pool.shutdown(wait=True, cancel_futures=True)
 
 
 # --------------------------------------------------------------------------- scheduling

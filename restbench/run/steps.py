@@ -19,6 +19,7 @@ import torch
 
 from restbench.api import Artifact, DatasetOptions, Recipe
 from restbench.data.sleep_data import STAGES, SleepData, fingerprint
+from restbench.deploy.export import check_summary
 from restbench.evaluation.metrics import bootstrap_ci, classification_metrics, per_subject_macro_f1
 from restbench.plugins.options import options_of
 from restbench.run.guard import PluginFailure, check_batch, check_logits, check_sleep_data, describe, guarded
@@ -212,8 +213,7 @@ def export(exporters: list, options: dict[str, dict], deployed: torch.nn.Module,
                                     "not exist", exporter.id)
             check = variant.check or {}
             if check and not check.get("passed", True):
-                failures.append(f"{stem} {variant.variant}: max abs diff {check.get('max_abs_diff', float('nan')):.3g}, "
-                                f"top-1 agreement {check.get('top1_agreement', float('nan')):.3f}")
+                failures.append(f"{stem} {variant.variant}: {check_summary(check)}")
             exported.append((exporter, variant))
     return exported, notes, failures
 
