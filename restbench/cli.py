@@ -246,7 +246,7 @@ def run_cmd(dataset, data_dir, protocol, dataset_option, model, methods, corrupt
             quiet, figures, n_jobs, executor, ray_address, store_dir, no_store, from_sweep_dir) -> None:
     """Train, compress, evaluate and measure METHODS on a dataset; write a run directory."""
     from restbench.run.pipeline import RunRequest, run
-    from restbench.run.results import check_run_name
+    from restbench.records.rundir import check_run_name
     from restbench.run.progress import quiet_by_default
     from restbench.report.summary import print_summary
 
@@ -462,7 +462,7 @@ def verify_cmd(run_dir: Path, as_json: bool) -> None:
     changed results, invalid records, duplicate cells) and exits 1; exit 2 when RUN_DIR is not
     a run directory.
     """
-    from restbench.run.verify import verify
+    from restbench.records.verify import verify
 
     report = verify(run_dir)
     if as_json:

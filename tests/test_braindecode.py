@@ -15,7 +15,7 @@ from restbench.api import ExportedVariant, ModelInput, UsageError, model_input
 from restbench.cli import cli
 from restbench.plugins.registry import get_registry
 from restbench.plugins.testing import make_sleep_data, registry_with
-from restbench.run.results import validate_record, validate_run
+from restbench.records.schema import validate_record, validate_run
 
 # scripts/setup-env installs the extra; a bare install may not have it (importing it here would
 # bypass the guard under test)

@@ -11,7 +11,7 @@ import pytest
 
 from restbench.report import leaderboard as lb
 from restbench.report.summary import csv_text, read_summary, render_markdown
-from restbench.run.results import RunDir
+from restbench.records.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 BOARD = ROOT / "leaderboards" / "sleep-synth-quick"

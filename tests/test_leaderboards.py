@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from restbench.report.summary import build_tables, read_summary, render_markdown
-from restbench.run.results import RunDir, validate_record, validate_run
+from restbench.records.rundir import RunDir
+from restbench.records.schema import validate_record, validate_run
 
 BOARDS = Path(__file__).resolve().parents[1] / "leaderboards"
 # a leaderboard folder keeps its runs under runs/<name>/ (or, in the first layout, is itself one)

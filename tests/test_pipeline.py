@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from restbench.cli import cli
-from restbench.run.results import validate_record, validate_run
+from restbench.records.schema import validate_record, validate_run
 
 PAPER_CELLS = {("gaussian", 1), ("gaussian", 2), ("gaussian", 3), ("shot", 1), ("shot", 2), ("shot", 3),
                ("pgd", 1), ("pgd", 2), ("pgd", 3)}

@@ -16,7 +16,7 @@ from restbench.evaluation.metrics import classification_metrics, macro_f1_from_c
 from restbench.report import leaderboard as lb
 from restbench.run.pipeline import RunRequest, run
 from restbench.run.reproduce import CROSS_MACHINE, EXACT, NotReproduced, compare, reproduce
-from restbench.run.verify import results_digest, verify
+from restbench.records.verify import results_digest, verify
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def _copy(src: Path, dst: Path) -> Path:
 
 def _rewrite_digests(folder: Path) -> None:
     """What a careful forger does after editing: record the edited files' digests, so verify passes."""
-    from restbench.run.verify import integrity
+    from restbench.records.verify import integrity
 
     info = json.loads((folder / "run.json").read_text())
     info["integrity"] = integrity(folder)

@@ -24,21 +24,14 @@ import restbench
 from restbench import hookimpl
 from restbench.api import PluginError
 from restbench.plugins.registry import Registry
-from restbench.run import atomic
-from restbench.run.atomic import atomic_path, write_bytes_atomic
-from restbench.run.results import (
-    SCHEMA_VERSION,
-    PartialRecordWarning,
-    RunDir,
-    load_json,
-    make_record,
-    new_run_info,
-    provenance,
-    validate_record,
-    validate_run,
-    write_json_atomic,
-    write_text_atomic,
-)
+from restbench.records import atomic
+from restbench.records.atomic import atomic_path, write_bytes_atomic
+from restbench.records.atomic import write_text_atomic
+from restbench.records.cells import make_record
+from restbench.records.jsonio import load_json, write_json_atomic
+from restbench.records.provenance import provenance
+from restbench.records.rundir import PartialRecordWarning, RunDir, new_run_info
+from restbench.records.schema import SCHEMA_VERSION, validate_record, validate_run
 
 STAGE_NAMES = ["W", "N1", "N2", "N3", "REM"]
 COMMON = ["schema_version", "record_type", "dataset", "model", "method", "compressor", "seed", "profile"]
@@ -299,7 +292,7 @@ def test_killed_writer_leaves_a_complete_file(tmp_path):
     target = tmp_path / "run.json"
     script = textwrap.dedent(
         f"""
-        from restbench.run.results import write_json_atomic
+        from restbench.records.rundir import write_json_atomic
         i = 0
         while True:
             i += 1
@@ -371,7 +364,7 @@ def test_concurrent_processes_never_clobber_each_other(tmp_path):
     script = textwrap.dedent(
         f"""
         import sys
-        from restbench.run.atomic import atomic_path
+        from restbench.records.atomic import atomic_path
         letter = sys.argv[1].encode()
         for _ in range(150):
             with atomic_path({str(target)!r}) as tmp:

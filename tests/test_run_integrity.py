@@ -11,7 +11,7 @@ from restbench import hookimpl
 from restbench.api import Phase, Recipe, Severity
 from restbench.cli import cli
 from restbench.plugins.testing import registry_with
-from restbench.run.lock import RunLock
+from restbench.records.lock import RunLock
 
 def base(methods: str = "sors", corruptions: str = "gaussian") -> list[str]:
     return ["run", "--profile", "smoke", "--methods", methods, "--corruptions", corruptions, "--runners", "",
@@ -171,7 +171,7 @@ def test_keep_going_records_the_failure_and_finishes(tmp_path):
 def test_a_swapped_checkpoint_is_retrained_not_trusted(finished, tmp_path):
     import shutil
 
-    from restbench.run.verify import verify
+    from restbench.records.verify import verify
 
     run_dir = tmp_path / "run"
     shutil.copytree(finished, run_dir)

@@ -26,7 +26,8 @@ from restbench.plugins.testing import registry_with
 from restbench.run.checkpoints import load_checkpoint
 from restbench.run import steps
 from restbench.run.pipeline import RunRequest, run
-from restbench.run.results import duplicate_cells, validate_record
+from restbench.records.cells import duplicate_cells
+from restbench.records.schema import validate_record
 
 
 def records_of(run_dir: Path) -> list[dict]:

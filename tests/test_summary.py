@@ -15,7 +15,9 @@ from rich.console import Console
 
 from restbench.api import PluginError
 from restbench.plugins.registry import Registry
-from restbench.run.results import RunDir, make_record, new_run_info, validate_record
+from restbench.records.cells import make_record
+from restbench.records.rundir import RunDir, new_run_info
+from restbench.records.schema import validate_record
 from restbench.report.summary import (
     BUSY_MARKER,
     BUSY_NOTE,

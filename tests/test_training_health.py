@@ -18,7 +18,8 @@ from restbench.cli import cli
 from restbench.plugins.testing import make_sleep_data
 from restbench.report import leaderboard as lb
 from restbench.report.summary import HEALTH_MARKER, build_tables, print_summary, render_markdown
-from restbench.run.results import make_record, validate_record
+from restbench.records.cells import make_record
+from restbench.records.schema import validate_record
 from restbench.training import health
 from restbench.training.loop import train_phase
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from restbench.cli import main
-from restbench.run.results import write_json_atomic
-from restbench.run.verify import artifact_digests, integrity, results_digest, verify
+from restbench.records.jsonio import write_json_atomic
+from restbench.records.verify import artifact_digests, integrity, results_digest, verify
 
 CHECKPOINT_GLOB = "artifacts/models/sors-seed0-*.pt"
 PREDICTIONS = "artifacts/predictions/sors-seed0.npz"

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from restbench.cli import cli
-from restbench.run.results import validate_record, validate_run
+from restbench.records.schema import validate_record, validate_run
 
 if any(importlib.util.find_spec(name) is None for name in ("yasa", "lightgbm")):
     pytest.skip("yasa is not installed (pip install 'restbench[yasa]')", allow_module_level=True)

@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterator, Mapping
 import numpy as np
 
 from restbench.data.sleep_data import SleepData, TrainingStats, compute_window_ends, fingerprint, training_stats
-from restbench.run.atomic import write_text_atomic
+from restbench.records.atomic import write_text_atomic
 
 #: Bump when the on-disk layout of a store changes; it is part of every key.
 CACHE_LAYOUT_VERSION = 1

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import numpy as np
 
 from restbench.api import PluginError, UsageError
-from restbench.run.atomic import atomic_path
+from restbench.records.atomic import atomic_path
 
 if TYPE_CHECKING:
     import torch
@@ -208,7 +208,7 @@ def export_tflite(
     model). int8 graphs are always exported with batch 1: quantised graphs are fixed-batch.
     The module is copied and put in eval mode, so BatchNorm uses its running statistics and
     folds into the preceding convolution. The file is written atomically
-    (:func:`restbench.run.atomic.atomic_path`), so a failed or killed export leaves no partial
+    (:func:`restbench.records.atomic.atomic_path`), so a failed or killed export leaves no partial
     ``path`` for a resumed run to reuse. Raises :class:`UsageError` for bad arguments and
     :class:`PluginError` when conversion fails.
     """

@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 
 from restbench.api import STAGES
+from restbench.records.confusion import f1_per_class as _f1_per_class
+from restbench.records.confusion import macro_f1_from_confusion
 
 __all__ = [
     "confusion_counts",
@@ -53,28 +55,6 @@ def confusion_counts(y_true: Any, y_pred: Any, n_classes: int = len(STAGES)) -> 
     if t.shape != p.shape:
         raise ValueError(f"y_true and y_pred differ in length ({t.size} vs {p.size})")
     return np.bincount(t * n_classes + p, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
-
-
-def _f1_per_class(conf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-class F1 and a mask of classes present in truth or prediction, for ``(..., k, k)``."""
-    conf = np.asarray(conf, dtype=np.float64)
-    tp = np.diagonal(conf, axis1=-2, axis2=-1)
-    denom = conf.sum(axis=-1) + conf.sum(axis=-2)  # = 2 TP + FP + FN
-    present = denom > 0
-    f1 = np.divide(2.0 * tp, denom, out=np.zeros_like(tp), where=present)
-    return f1, present
-
-
-def macro_f1_from_confusion(conf: np.ndarray) -> np.ndarray | float:
-    """Macro-F1 of one confusion matrix (a float) or a stack ``(..., k, k)`` (an array).
-
-    Classes absent from truth and prediction are left out of the mean (see the module text);
-    an empty matrix scores 0.0.
-    """
-    f1, present = _f1_per_class(conf)
-    n_present = present.sum(axis=-1)
-    macro = np.divide(f1.sum(axis=-1), n_present, out=np.zeros(np.shape(n_present)), where=n_present > 0)
-    return float(macro) if np.ndim(macro) == 0 else macro
 
 
 def _kappa(conf: np.ndarray) -> float:

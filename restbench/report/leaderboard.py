@@ -80,16 +80,12 @@ from restbench.deploy.export import check_summary
 from restbench.report.paired import plain_method, t_interval
 from restbench.api import PluginError
 from restbench.report.summary import HEALTH_MARKER, STAGE_F1, Cell, format_cell
-from restbench.run.results import (
-    RunDir,
-    machine_of,
-    load_json,
-    to_jsonable,
-    validate_run,
-    write_json_atomic,
-    write_text_atomic,
-)
-from restbench.run.verify import sha256_file
+from restbench.records.atomic import write_text_atomic
+from restbench.records.jsonio import load_json, to_jsonable, write_json_atomic
+from restbench.records.provenance import machine_of
+from restbench.records.rundir import RunDir
+from restbench.records.schema import validate_run
+from restbench.records.verify import sha256_file
 
 LEADERBOARD_SCHEMA_VERSION = "1.0"
 LEADERBOARD_JSON = "leaderboard.json"

@@ -346,7 +346,8 @@ def write_run_figures(run_dir: str | Path, noise: str | None = None) -> list[Pat
     A directory that is not a run, or holds no robustness result yet, is a one-line :class:`UsageError`.
     """
     from restbench.report.leaderboard import LoadedRun, assemble
-    from restbench.run.results import RunDir, validate_run
+    from restbench.records.rundir import RunDir
+    from restbench.records.schema import validate_run
 
     path = Path(run_dir)
     if not (path / RunDir.RUN_JSON).is_file():

@@ -47,7 +47,8 @@ import pandas as pd
 
 from restbench.evaluation.metrics import mean_corrupted_f1
 from restbench.report.paired import ALPHA, BETTER, TIE, WORSE, level_interval, paired_difference, plain_method
-from restbench.run.results import RunDir, write_text_atomic
+from restbench.records.atomic import write_text_atomic
+from restbench.records.rundir import RunDir
 
 REFERENCE_VARIANT = "torch"
 

@@ -16,11 +16,11 @@ import numpy as np
 import torch
 
 from restbench.api import MethodContext, PluginError
-from restbench.run.atomic import atomic_path
+from restbench.records.atomic import atomic_path
 
 
 def save_checkpoint(path: Path, model_id: str, spec: dict, net: torch.nn.Module, **meta: Any) -> None:
-    """Write atomically and durably (:func:`restbench.run.atomic.atomic_path`: a unique temp
+    """Write atomically and durably (:func:`restbench.records.atomic.atomic_path`: a unique temp
     file, fsync, rename); ``meta`` values must be JSON-able."""
     checkpoint = {"model": model_id, "spec": spec, "state_dict": net.state_dict(), "meta": json.dumps(meta)}
     with atomic_path(path) as tmp:

@@ -30,14 +30,16 @@ from restbench.errors import did_you_mean
 from restbench.plugins.options import deviations as option_deviations, options_of, resolve_options
 from restbench.plugins.registry import get_registry
 from restbench.run import jobs, profiles, steps, timing
-from restbench.run.atomic import atomic_path
+from restbench.records.atomic import atomic_path
 from restbench.run.checkpoints import CheckpointError, load_checkpoint
 from restbench.run.guard import PluginFailure, guarded
-from restbench.run.lock import RunLock
+from restbench.records.lock import RunLock
 from restbench.run.progress import Reporter
-from restbench.run.results import RunDir, cell_of, load_json, make_record, new_run_info, utc_now
+from restbench.records.cells import cell_of, make_record
+from restbench.records.jsonio import load_json, utc_now
+from restbench.records.rundir import RunDir, new_run_info
 from restbench.run.store import Store, default_store_dir
-from restbench.run.verify import integrity, verify
+from restbench.records.verify import integrity, verify
 from restbench.training.precision import resolve_precision
 
 

@@ -3,7 +3,7 @@
 ``restbench reproduce RUN_DIR`` (and ``restbench leaderboard publish --reproduce``) checks that a
 run's recorded robustness results are what its trained models give:
 
-1. the run must be complete and pass :func:`restbench.run.verify.verify` (a missing or changed
+1. the run must be complete and pass :func:`restbench.records.verify.verify` (a missing or changed
    checkpoint is refused here), and every plugin it used must be installed at the version it
    recorded;
 2. a fresh directory receives the run's run.json and its checkpoints (``artifacts/models/*.pt``)
@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from restbench.api import PluginError
-from restbench.run.results import machine_of
+from restbench.records.provenance import machine_of
 
 #: Bounds when the reproduction ran on the run's machine and software: everything identical.
 EXACT = {"name": "exact", "macro_f1_abs": 0.0, "window_agreement_min": 1.0,
@@ -203,8 +203,9 @@ def _refuse(name: str, why: str) -> PluginError:
 
 def _checked_run(run_dir: Path) -> dict:
     """run.json of a complete run whose files match its integrity record."""
-    from restbench.run.results import load_json, validate_run
-    from restbench.run.verify import verify
+    from restbench.records.jsonio import load_json
+    from restbench.records.schema import validate_run
+    from restbench.records.verify import verify
 
     if not (run_dir / "run.json").is_file():
         raise PluginError(f"{run_dir}: no run.json; pass a directory written by 'restbench run'")
@@ -276,7 +277,7 @@ def _request(info: dict, out: Path, data_dir: Path | None, cache_dir: Path | Non
 def _seed_directory(run_dir: Path, info: dict, out: Path) -> None:
     """``out`` as an interrupted run of the same experiment: its run.json (no integrity record,
     no runners) and its checkpoints, nothing else."""
-    from restbench.run.results import RunDir
+    from restbench.records.rundir import RunDir
 
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise PluginError(f"--out: {out} is not empty; reproduction writes into a fresh directory")
@@ -374,8 +375,10 @@ def reproduce(run_dir: str | Path, out: str | Path | None = None, *, data_dir: P
     import restbench
     from restbench.plugins.registry import get_registry
     from restbench.run.pipeline import Pipeline
-    from restbench.run.results import RunDir, provenance, utc_now, write_json_atomic
-    from restbench.run.verify import results_digest
+    from restbench.records.jsonio import utc_now, write_json_atomic
+    from restbench.records.provenance import provenance
+    from restbench.records.rundir import RunDir
+    from restbench.records.verify import results_digest
 
     run_dir = Path(run_dir)
     info = _checked_run(run_dir)

@@ -30,7 +30,7 @@ from restbench.evaluation.metrics import classification_metrics
 from restbench.plugins.options import options_of
 from restbench.plugins.registry import get_registry
 from restbench.run import profiles, steps
-from restbench.run.atomic import atomic_path
+from restbench.records.atomic import atomic_path
 from restbench.run.pipeline import RunRequest, resolve_device, resolve_plan
 from restbench.run.progress import Reporter
 from restbench.training.loop import subsample

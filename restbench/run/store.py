@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from restbench.run.verify import sha256_file
+from restbench.records.verify import sha256_file
 
 MANIFEST = "manifest.json"
 STORE_ENV = "RESTBENCH_STORE"

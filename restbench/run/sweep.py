@@ -23,7 +23,7 @@ from restbench.api import UsageError
 from restbench.data.cache import default_cache_dir
 from restbench.plugins.options import parse_value
 from restbench.run import profiles
-from restbench.run.atomic import atomic_path
+from restbench.records.atomic import atomic_path
 from restbench.run.search import SCORE_DEFINITION
 
 CHOSEN = "chosen.json"

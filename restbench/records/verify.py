@@ -151,8 +151,9 @@ def _cell(record: dict) -> str:
 
 
 def _check_records(run_dir: Path, report: VerifyReport) -> None:
-    from restbench.evaluation.metrics import macro_f1_from_confusion
-    from restbench.run.results import validate_record
+    from restbench.records.schema import validate_record
+
+    from restbench.records.confusion import macro_f1_from_confusion
 
     path = run_dir / "results.jsonl"
     if not path.is_file():
@@ -203,7 +204,7 @@ def verify(run_dir: str | os.PathLike) -> VerifyReport:
 
     Raises :class:`UsageError` (exit 2) when ``run_dir`` is not a run directory (no run.json).
     """
-    from restbench.run.results import validate_run
+    from restbench.records.schema import validate_run
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
