@@ -1,6 +1,6 @@
 """restbench: a plugin-based benchmark of noise-robust, efficient sleep-staging networks."""
 
-from restbench.plugins.registry import hookimpl
+from restbench.plugins.hookspecs import hookimpl
 
 __version__ = "0.1.0"
 

@@ -20,8 +20,8 @@ from rich.console import Console
 from rich.table import Table
 
 from restbench import __version__
-from restbench.api import KINDS, PluginError, UsageError
 from restbench.errors import did_you_mean
+from restbench.plugins.contract import KINDS, PluginError, UsageError
 from restbench.plugins.options import options_of, parse_value
 from restbench.plugins.registry import get_registry
 from restbench.run import profiles
@@ -245,10 +245,10 @@ def run_cmd(dataset, data_dir, protocol, dataset_option, model, methods, corrupt
             config_file, seeds, name, run_dir, cache_dir, resume, allow_extend, keep_going, skip_bad, download,
             quiet, figures, n_jobs, executor, ray_address, store_dir, no_store, from_sweep_dir) -> None:
     """Train, compress, evaluate and measure METHODS on a dataset; write a run directory."""
-    from restbench.run.pipeline import RunRequest, run
     from restbench.records.rundir import check_run_name
-    from restbench.run.progress import quiet_by_default
     from restbench.report.summary import print_summary
+    from restbench.run.pipeline import RunRequest, run
+    from restbench.run.progress import quiet_by_default
 
     try:
         seed_list = [int(s) for s in seeds.split(",")] if seeds else None
@@ -352,9 +352,8 @@ def data_group() -> None:
 def data_info(dataset_id, data_dir, protocol, n_subjects, dataset_option, cache_dir, skip_bad, as_json) -> None:
     """Windows per stage per split (the paper's Table 1 shape), each stage's median amplitude in
     the training split, and every corruption level in uV and relative to that amplitude."""
-    from restbench.api import DatasetOptions, STAGES
-
     from restbench.data.scale import data_scale, measured_levels
+    from restbench.plugins.contract import STAGES, DatasetOptions
     from restbench.plugins.options import resolve_options
 
     ds = get_registry().get("datasets", dataset_id, "DATASET_ID")
@@ -588,9 +587,9 @@ def leaderboard_build(run_dirs, out, name, baseline, noise, alpha, no_plots) -> 
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def leaderboard_validate(path, strict, as_json) -> None:
     """Check a leaderboard: schema, runs complete, no duplicate cells, file hashes, every number recomputed."""
-    from restbench.report.leaderboard import validate
-
     from rich.markup import escape
+
+    from restbench.report.leaderboard import validate
 
     report = validate(path)
     if as_json:

@@ -97,7 +97,8 @@ def interfaces() -> list[str]:
     lines += ["## Context and result objects", ""]
     for cls in (api.MethodContext, api.Phase, api.Recipe, loop.StepContext, api.Severity, api.DatasetOptions,
                 api.CompressionReport, api.Artifact, api.ExportedVariant, api.LatencyReport):
-        lines += [f"### `{cls.__module__}.{cls.__name__}`", "", _doc(cls), ""] + _dataclass(cls)
+        public = "restbench.api" if cls.__module__ == "restbench.plugins.contract" else cls.__module__
+        lines += [f"### `{public}.{cls.__name__}`", "", _doc(cls), ""] + _dataclass(cls)
         methods = [(n, v) for n, v in vars(cls).items() if callable(v) and not n.startswith("_")]
         for name, value in methods:
             lines += _code(f"def {_sig(name, value)}") + [_doc(value), ""]

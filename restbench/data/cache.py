@@ -29,8 +29,15 @@ from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
-from restbench.data.sleep_data import SleepData, TrainingStats, compute_window_ends, fingerprint, training_stats
+from restbench.data.sleep_data import (
+    SleepData,
+    TrainingStats,
+    compute_window_ends,
+    fingerprint,
+    training_stats,
+)
 from restbench.records.atomic import write_text_atomic
+from restbench.settings import default_cache_dir  # noqa: F401  (re-exported: the cache's own default)
 
 #: Bump when the on-disk layout of a store changes; it is part of every key.
 CACHE_LAYOUT_VERSION = 1
@@ -38,12 +45,6 @@ CACHE_LAYOUT_VERSION = 1
 _HASH_CHUNK_BYTES = 4 * 1024 * 1024
 #: Training epochs per chunk when computing statistics (bounds memory on a full dataset).
 _STATS_CHUNK_EPOCHS = 2048
-
-
-def default_cache_dir() -> Path:
-    """Where prepared data is cached unless ``--cache-dir`` says otherwise: ``RESTBENCH_CACHE_DIR``
-    or ``.restbench-cache`` in the working directory."""
-    return Path(os.environ.get("RESTBENCH_CACHE_DIR") or ".restbench-cache")
 
 
 # --------------------------------------------------------------------------- file digests

@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-#: Sleep stages in the order every dataset uses (docs/PROTOCOL.md): W=0, N1=1, N2=2, N3=3, REM=4.
-STAGES: tuple[str, ...] = ("W", "N1", "N2", "N3", "REM")
+# W=0, N1=1, N2=2, N3=3, REM=4 (docs/PROTOCOL.md); re-exported: labels index it
+from restbench.plugins.contract import STAGES  # noqa: F401
 
 SPLITS = ("train", "val", "test")
 
@@ -37,7 +37,7 @@ class SleepData:
     """A prepared, split sleep-staging dataset.
 
     ``signal``: float32 ``(n_epochs, samples_per_epoch)`` in microvolts, all recordings end to end.
-    ``labels``: int64 ``(n_epochs,)`` stage index into :data:`restbench.api.STAGES`.
+    ``labels``: int64 ``(n_epochs,)`` stage index into :data:`restbench.plugins.contract.STAGES`.
     ``recording``: int32 ``(n_epochs,)`` index into ``recordings`` (a night).
     ``recordings``: recording ids, and ``recording_subject`` maps each to its subject id.
     ``window_end``: int64 sorted indices of epochs that end a valid window: the ``context``

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
-from restbench.api import PluginError, UsageError
+from restbench.plugins.contract import PluginError, UsageError
 from restbench.records.atomic import atomic_path
 
 if TYPE_CHECKING:
@@ -242,7 +242,10 @@ def export_tflite(
                     get_symmetric_quantization_config,
                 )
                 from litert_torch.quantize.quant_config import QuantConfig
-                from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+                from torchao.quantization.pt2e.quantize_pt2e import (
+                    convert_pt2e,
+                    prepare_pt2e,
+                )
 
                 quantizer = PT2EQuantizer().set_global(
                     get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False)

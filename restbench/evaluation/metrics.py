@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from restbench.api import STAGES
+from restbench.plugins.contract import STAGES
 from restbench.records.confusion import f1_per_class as _f1_per_class
 from restbench.records.confusion import macro_f1_from_confusion
 
@@ -168,7 +168,7 @@ def bootstrap_ci(
 
 
 def _severity_key(severity: Any) -> Any:
-    """A severity given as a level, a name, a :class:`restbench.api.Severity` or a dict."""
+    """A severity given as a level, a name, a :class:`restbench.plugins.contract.Severity` or a dict."""
     if isinstance(severity, Mapping):
         severity = severity.get("level", severity.get("name"))
     elif hasattr(severity, "level"):

@@ -1,14 +1,12 @@
-"""The plugin contract: hook specifications, the registry, typed plugin options and the
-conformance kit plugin authors test with (:mod:`restbench.plugins.testing`)."""
+"""The plugin contract and its tooling.
 
-from restbench.plugins.registry import (
-    GROUP,
-    PluginStatus,
-    Registry,
-    get_registry,
-    hookimpl,
-    reset_registry,
-    strict_mode,
-)
+- :mod:`~restbench.plugins.contract`: the interfaces the harness calls, one per plugin kind;
+- :mod:`~restbench.plugins.hookspecs`: the registrar hooks a plugin implements;
+- :mod:`~restbench.plugins.options`: typed plugin options, resolved per profile;
+- :mod:`~restbench.plugins.registry`: loads the ``restbench`` entry points, one registry per kind;
+- :mod:`~restbench.plugins.testing` and :mod:`~restbench.plugins.scaffold`: the conformance kit and
+  the ``restbench new-plugin`` templates (they exercise plugins through the run machinery, so they
+  sit above it; see docs/ARCHITECTURE.md).
 
-__all__ = ["GROUP", "PluginStatus", "Registry", "get_registry", "hookimpl", "reset_registry", "strict_mode"]
+Plugin authors import from :mod:`restbench.api`.
+"""

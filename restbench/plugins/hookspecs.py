@@ -14,6 +14,8 @@ from typing import Callable
 import pluggy
 
 hookspec = pluggy.HookspecMarker("restbench")
+#: Marks a plugin's implementation of a hook (``@restbench.hookimpl``).
+hookimpl = pluggy.HookimplMarker("restbench")
 
 Register = Callable[[object], None]
 

@@ -17,12 +17,17 @@ from types import ModuleType
 
 import pluggy
 
-from restbench.plugins import hookspecs
-from restbench.api import KIND_PROTOCOLS, KINDS, PluginError, UsageError, validate_id
 from restbench.errors import did_you_mean
+from restbench.plugins import hookspecs
+from restbench.plugins.contract import (
+    KIND_PROTOCOLS,
+    KINDS,
+    PluginError,
+    UsageError,
+    validate_id,
+)
 
 GROUP = "restbench"
-hookimpl = pluggy.HookimplMarker("restbench")
 
 REQUIRED_FIELDS = ("id", "version", "description", "citation")
 

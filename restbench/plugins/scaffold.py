@@ -21,8 +21,8 @@ import string
 from dataclasses import dataclass
 from pathlib import Path
 
-from restbench.api import KINDS, validate_id
 from restbench.errors import UsageError
+from restbench.plugins.contract import KINDS, validate_id
 
 #: The registrar hook of each kind.
 HOOKS = {kind: f"register_{kind}" for kind in KINDS}

@@ -25,11 +25,25 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from restbench.api import (
-    KIND_PROTOCOLS, STAGES, Artifact, DatasetOptions, LatencyReport, MethodContext, Phase, PluginError, Recipe,
+from restbench.data.sleep_data import (
+    SleepData,
+    compute_window_ends,
+    fingerprint,
+    subject_split,
+    training_stats,
+)
+from restbench.plugins.contract import (
+    KIND_PROTOCOLS,
+    STAGES,
+    Artifact,
+    DatasetOptions,
+    LatencyReport,
+    MethodContext,
+    Phase,
+    PluginError,
+    Recipe,
     validate_id,
 )
-from restbench.data.sleep_data import SleepData, compute_window_ends, fingerprint, subject_split, training_stats
 from restbench.plugins.registry import Registry, get_registry, reset_registry
 
 # Dominant frequency per stage, so a tiny model can learn the toy task.
@@ -366,10 +380,10 @@ def check_sleep_data(data: SleepData) -> CheckResult:
 
 
 def _model_window(model, sfreq: float = SFREQ) -> tuple[int, float]:
-    """``(n_times, sfreq)`` of the window ``model`` declares (:class:`restbench.api.ModelInput`)
+    """``(n_times, sfreq)`` of the window ``model`` declares (:class:`restbench.plugins.contract.ModelInput`)
     for data at ``sfreq`` (its own rate when it declares one): 1,200 samples at 10 Hz for Sors'
     4 x 30 s toy windows."""
-    from restbench.api import model_input
+    from restbench.plugins.contract import model_input
 
     declared = model_input(model, plugin_options(model))
     contract = declared.resolve(declared.sfreq or sfreq, N_CLASSES)
@@ -952,7 +966,7 @@ def check_exporter(exporter) -> CheckResult:
 
     import torch
 
-    from restbench.api import ExportedVariant, validate_id
+    from restbench.plugins.contract import ExportedVariant, validate_id
 
     ok, reason = exporter.available()
     if not isinstance(ok, bool) or not isinstance(reason, str):

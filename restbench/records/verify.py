@@ -151,9 +151,8 @@ def _cell(record: dict) -> str:
 
 
 def _check_records(run_dir: Path, report: VerifyReport) -> None:
-    from restbench.records.schema import validate_record
-
     from restbench.records.confusion import macro_f1_from_confusion
+    from restbench.records.schema import validate_record
 
     path = run_dir / "results.jsonl"
     if not path.is_file():

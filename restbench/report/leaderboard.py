@@ -77,15 +77,15 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from restbench.deploy.export import check_summary
-from restbench.report.paired import plain_method, t_interval
-from restbench.api import PluginError
-from restbench.report.summary import HEALTH_MARKER, STAGE_F1, Cell, format_cell
+from restbench.plugins.contract import PluginError
 from restbench.records.atomic import write_text_atomic
 from restbench.records.jsonio import load_json, to_jsonable, write_json_atomic
 from restbench.records.provenance import machine_of
 from restbench.records.rundir import RunDir
 from restbench.records.schema import validate_run
 from restbench.records.verify import sha256_file
+from restbench.report.paired import plain_method, t_interval
+from restbench.report.summary import HEALTH_MARKER, STAGE_F1, Cell, format_cell
 
 LEADERBOARD_SCHEMA_VERSION = "1.0"
 LEADERBOARD_JSON = "leaderboard.json"
@@ -1240,7 +1240,8 @@ def publish(run_dir: str | os.PathLike, to: str | os.PathLike, *, baseline: str 
         dirs.append(new.path)
     # a run already published and reproduced keeps its record: publishing twice changes nothing
     if reproduce and not (outcome == "unchanged" and labels.get(new.name) == "reproduced"):
-        from restbench.run.reproduce import NotReproduced, reproduce as reproduce_run
+        from restbench.run.reproduce import NotReproduced
+        from restbench.run.reproduce import reproduce as reproduce_run
 
         load_runs(dirs)  # refuse an incompatible run before the slow part
         result = reproduce_run(new.path, data_dir=data_dir, cache_dir=cache_dir, console=console)

@@ -14,23 +14,11 @@ import math
 import statistics
 from dataclasses import dataclass, field
 
+from restbench.plugins.contract import plain_method  # noqa: F401  (re-exported for the report)
+
 ALPHA = 0.05
 
 BETTER, WORSE, TIE = "↑", "↓", "≈"
-
-
-def plain_method(method_recipes: dict) -> str | None:
-    """The one method whose recipe is plain training (no compressor, augmentation, regulariser,
-    custom step, test-time transform or reuse): the paper's baseline role. None unless exactly one."""
-    plain = []
-    for method, recipe in method_recipes.items():
-        train = recipe.get("train") or {}
-        if (recipe.get("compressor") is None and not recipe.get("test_transforms") and not recipe.get("reuse")
-                and recipe.get("train") is not None and not train.get("augmentations")
-                and not train.get("regularizers") and not train.get("step")):
-            plain.append(method)
-    plain = list(dict.fromkeys(plain))
-    return plain[0] if len(plain) == 1 else None
 
 
 def t_interval(values: list[float]) -> list[float] | None:

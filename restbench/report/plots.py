@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from restbench.api import STAGES
 from restbench.errors import UsageError
+from restbench.plugins.contract import STAGES
 
 #: Hypnogram order, top to bottom (wake on top, deep sleep at the bottom).
 _HYPNO_ORDER = ("W", "REM", "N1", "N2", "N3")
@@ -345,9 +345,9 @@ def write_run_figures(run_dir: str | Path, noise: str | None = None) -> list[Pat
     subject's hypnograms from the stored predictions, robust macro-F1 against MFLOPs and latency.
     A directory that is not a run, or holds no robustness result yet, is a one-line :class:`UsageError`.
     """
-    from restbench.report.leaderboard import LoadedRun, assemble
     from restbench.records.rundir import RunDir
     from restbench.records.schema import validate_run
+    from restbench.report.leaderboard import LoadedRun, assemble
 
     path = Path(run_dir)
     if not (path / RunDir.RUN_JSON).is_file():

@@ -145,7 +145,13 @@ def _figure(out_dir: Path, png: str) -> str:
 
 def render_html(data: dict, out_dir: str | Path) -> str:
     """index.html for the leaderboard ``data`` whose plots lie under ``out_dir``."""
-    from restbench.report.leaderboard import EXPORT_NOTE, HEALTH_NOTE, entry_name, power_note, table_groups
+    from restbench.report.leaderboard import (
+        EXPORT_NOTE,
+        HEALTH_NOTE,
+        entry_name,
+        power_note,
+        table_groups,
+    )
 
     out_dir = Path(out_dir)
     proto, stats = data["protocol"], data["statistics"]

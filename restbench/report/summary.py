@@ -46,9 +46,17 @@ from typing import Any, Iterable
 import pandas as pd
 
 from restbench.evaluation.metrics import mean_corrupted_f1
-from restbench.report.paired import ALPHA, BETTER, TIE, WORSE, level_interval, paired_difference, plain_method
 from restbench.records.atomic import write_text_atomic
 from restbench.records.rundir import RunDir
+from restbench.report.paired import (
+    ALPHA,
+    BETTER,
+    TIE,
+    WORSE,
+    level_interval,
+    paired_difference,
+    plain_method,
+)
 
 REFERENCE_VARIANT = "torch"
 

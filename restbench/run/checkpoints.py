@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from restbench.api import MethodContext, PluginError
+from restbench.plugins.contract import MethodContext, PluginError
 from restbench.records.atomic import atomic_path
 
 
@@ -107,11 +107,11 @@ def export_checkpoint(path: Path, out: Path, int8: bool = True, calibration_data
     """Export a checkpoint's deployed pipeline (its method's test-time transforms included) to
     .tflite, checking each file against PyTorch on validation windows; returns the report."""
     from restbench.data.cache import default_cache_dir
-    from restbench.api import DatasetOptions
     from restbench.deploy.export import check_summary, export_checked
+    from restbench.deploy.transforms import deploy
+    from restbench.plugins.contract import DatasetOptions
     from restbench.plugins.registry import get_registry
     from restbench.training.loop import subsample
-    from restbench.deploy.transforms import deploy
 
     registry = get_registry()
     net, spec, meta = load_checkpoint(path, registry)

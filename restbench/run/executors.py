@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from restbench.api import PluginError, UsageError
+from restbench.plugins.contract import PluginError, UsageError
 from restbench.run.jobs import Job
 
 MAX_ATTEMPTS = 3

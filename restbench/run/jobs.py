@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from restbench.api import ExportedVariant
 from restbench.data.sleep_data import fingerprint
+from restbench.plugins.contract import ExportedVariant
 from restbench.run import steps
 
 CLEAN = "clean"

@@ -22,24 +22,34 @@ from typing import Any
 import numpy as np
 import torch
 
-from restbench.api import Artifact, DatasetOptions, MethodContext, ModelInput, PluginError, Recipe, UsageError, model_input
 from restbench.data.cache import default_cache_dir
 from restbench.data.sleep_data import SleepData
 from restbench.deploy.transforms import deploy
 from restbench.errors import did_you_mean
-from restbench.plugins.options import deviations as option_deviations, options_of, resolve_options
+from restbench.plugins.contract import (
+    Artifact,
+    DatasetOptions,
+    MethodContext,
+    ModelInput,
+    PluginError,
+    Recipe,
+    UsageError,
+    model_input,
+)
+from restbench.plugins.options import deviations as option_deviations
+from restbench.plugins.options import options_of, resolve_options
 from restbench.plugins.registry import get_registry
-from restbench.run import jobs, profiles, steps, timing
 from restbench.records.atomic import atomic_path
-from restbench.run.checkpoints import CheckpointError, load_checkpoint
-from restbench.run.guard import PluginFailure, guarded
-from restbench.records.lock import RunLock
-from restbench.run.progress import Reporter
 from restbench.records.cells import cell_of, make_record
 from restbench.records.jsonio import load_json, utc_now
+from restbench.records.lock import RunLock
 from restbench.records.rundir import RunDir, new_run_info
-from restbench.run.store import Store, default_store_dir
 from restbench.records.verify import integrity, verify
+from restbench.run import jobs, profiles, steps, timing
+from restbench.run.checkpoints import CheckpointError, load_checkpoint
+from restbench.run.guard import PluginFailure, guarded
+from restbench.run.progress import Reporter
+from restbench.run.store import Store, default_store_dir
 from restbench.training.precision import resolve_precision
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from restbench.errors import UsageError
-from restbench.plugins.options import Option, deviations as option_deviations, resolve_options
+from restbench.plugins.options import Option, resolve_options
+from restbench.plugins.options import deviations as option_deviations
 from restbench.training.precision import PRECISIONS
 
 PROFILES: dict[str, str] = {

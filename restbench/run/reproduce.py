@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from restbench.api import PluginError
+from restbench.plugins.contract import PluginError
 from restbench.records.provenance import machine_of
 
 #: Bounds when the reproduction ran on the run's machine and software: everything identical.
@@ -374,11 +374,11 @@ def reproduce(run_dir: str | Path, out: str | Path | None = None, *, data_dir: P
     cells are reported in the returned :class:`Reproduction`, not raised."""
     import restbench
     from restbench.plugins.registry import get_registry
-    from restbench.run.pipeline import Pipeline
     from restbench.records.jsonio import utc_now, write_json_atomic
     from restbench.records.provenance import provenance
     from restbench.records.rundir import RunDir
     from restbench.records.verify import results_digest
+    from restbench.run.pipeline import Pipeline
 
     run_dir = Path(run_dir)
     info = _checked_run(run_dir)

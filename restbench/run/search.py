@@ -22,15 +22,15 @@ from typing import Any
 
 import numpy as np
 
-from restbench.api import DatasetOptions, UsageError
-from restbench.deploy.transforms import deploy
 from restbench.data.cache import default_cache_dir
 from restbench.data.sleep_data import SleepData
+from restbench.deploy.transforms import deploy
 from restbench.evaluation.metrics import classification_metrics
+from restbench.plugins.contract import DatasetOptions, UsageError
 from restbench.plugins.options import options_of
 from restbench.plugins.registry import get_registry
-from restbench.run import profiles, steps
 from restbench.records.atomic import atomic_path
+from restbench.run import profiles, steps
 from restbench.run.pipeline import RunRequest, resolve_device, resolve_plan
 from restbench.run.progress import Reporter
 from restbench.training.loop import subsample

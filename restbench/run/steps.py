@@ -17,12 +17,23 @@ from typing import Any
 import numpy as np
 import torch
 
-from restbench.api import Artifact, DatasetOptions, Recipe
 from restbench.data.sleep_data import STAGES, SleepData, fingerprint
 from restbench.deploy.export import check_summary
-from restbench.evaluation.metrics import bootstrap_ci, classification_metrics, per_subject_macro_f1
+from restbench.evaluation.metrics import (
+    bootstrap_ci,
+    classification_metrics,
+    per_subject_macro_f1,
+)
+from restbench.plugins.contract import Artifact, DatasetOptions, Recipe
 from restbench.plugins.options import options_of
-from restbench.run.guard import PluginFailure, check_batch, check_logits, check_sleep_data, describe, guarded
+from restbench.run.guard import (
+    PluginFailure,
+    check_batch,
+    check_logits,
+    check_sleep_data,
+    describe,
+    guarded,
+)
 from restbench.run.profiles import EVAL_ONLY_KNOBS
 from restbench.training.loop import subsample, train_phase
 from restbench.training.selection import predict
@@ -62,9 +73,9 @@ def test_set(data: SleepData, max_test_windows: int | None) -> tuple[np.ndarray,
 
 
 def fit_to_model(data: SleepData, model: Any, model_input: Any) -> SleepData:
-    """``data`` windowed to what the model declares (:class:`restbench.api.ModelInput`): its
+    """``data`` windowed to what the model declares (:class:`restbench.plugins.contract.ModelInput`): its
     context epochs; a UsageError when its channels or sampling rate cannot be met."""
-    from restbench.api import UsageError
+    from restbench.plugins.contract import UsageError
 
     if model_input.n_chans != 1:
         raise UsageError(f"--model {model.id}: it takes {model_input.n_chans} EEG channels; dataset "
@@ -89,7 +100,7 @@ def check_compressors(model: Any, model_options: dict, model_input: Any, recipes
     A compressor may define ``supports(module, spec, model) -> (ok, reason)``; the model is built
     once (at its declared rate, 100 Hz when it takes any) and each such compressor is asked. A
     UsageError of one line names the method, the compressor, the model and why."""
-    from restbench.api import UsageError
+    from restbench.plugins.contract import UsageError
 
     needed = [(mid, compressors[r.compressor]) for mid, r in recipes.items()
               if r.compressor and callable(getattr(compressors.get(r.compressor), "supports", None))]
@@ -235,7 +246,7 @@ def efficiency_fields(deployed: torch.nn.Module, n_times: int, windows_per_night
 
 def measure(runners: list, options: dict[str, dict], artifact: Artifact, registry: Any = None) -> tuple[list[dict], list[str]]:
     """Latency of ``artifact`` on every available runner: ``(report dicts, notes)``."""
-    from restbench.api import PluginError
+    from restbench.plugins.contract import PluginError
 
     reports, notes = [], []
     for runner in runners:

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from restbench.api import UsageError
 from restbench.data.cache import default_cache_dir
+from restbench.plugins.contract import UsageError
 from restbench.plugins.options import parse_value
-from restbench.run import profiles
 from restbench.records.atomic import atomic_path
+from restbench.run import profiles
 from restbench.run.search import SCORE_DEFINITION
 
 CHOSEN = "chosen.json"

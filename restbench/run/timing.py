@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from restbench.api import Artifact, Recipe
+from restbench.plugins.contract import Artifact, Recipe, plain_method
 
 #: How the transforms' share is measured (recorded in each latency record's ``extra``).
 TRANSFORM_TIMING = ("the test-time transforms alone (exported like the model, same runner, same options), timed "
@@ -57,7 +57,6 @@ def reference_method(recipes: dict[str, Recipe]) -> str | None:
     """The method whose deployed model is the unpruned reference for speedups: the one plain
     training recipe (no compressor, augmentation, regulariser, custom step, transform or
     reuse), as the summary's paired table picks its baseline; None unless exactly one."""
-    from restbench.report.paired import plain_method
 
     return plain_method({method: recipe.to_dict() for method, recipe in recipes.items()})
 

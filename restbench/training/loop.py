@@ -1,7 +1,7 @@
 """The training loop every method shares: SGD with a step schedule, augmentations, regularisers,
 and validation-based epoch selection.
 
-A method describes a phase (:class:`restbench.api.Phase`); :func:`train_phase` executes it. A
+A method describes a phase (:class:`restbench.plugins.contract.Phase`); :func:`train_phase` executes it. A
 method that needs something the parts cannot express passes its own ``step`` and still gets
 the schedule, selection, progress and logging from here.
 """
@@ -17,11 +17,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from restbench.api import Phase
 from restbench.data.sleep_data import SleepData
+from restbench.plugins.contract import Phase
 from restbench.training import health as health_check
 from restbench.training.precision import autocast, full_precision
-from restbench.training.selection import criterion as get_criterion, logits, model_device
+from restbench.training.selection import criterion as get_criterion
+from restbench.training.selection import logits, model_device
 
 
 @dataclass

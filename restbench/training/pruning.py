@@ -73,14 +73,14 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
 
-from restbench.api import CompressionReport, PluginError
 from restbench.deploy.efficiency import count_params, size_kb
+from restbench.plugins.contract import CompressionReport, PluginError
 
 if TYPE_CHECKING:  # torch is imported where used: ChannelGroup and the options stay readable without it
     import torch
     from torch import nn
 
-    from restbench.api import Model
+    from restbench.plugins.contract import Model
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from restbench.api import UsageError
 from restbench.evaluation.metrics import classification_metrics
+from restbench.plugins.contract import UsageError
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
