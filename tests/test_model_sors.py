@@ -9,7 +9,8 @@ import torch
 from restbench.api import Model, PluginError
 from restbench.plugins.registry import Registry
 from restbench_builtins.models import sors2018
-from restbench_builtins.models.sors2018 import Sors2018, count_macs
+from restbench_builtins.models.sors2018 import Sors2018
+from restbench_builtins.models.sors2018_spec import count_macs
 
 
 def n_params(net):

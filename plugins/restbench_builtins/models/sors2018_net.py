@@ -1,4 +1,4 @@
-"""The Sors et al. (2018) network as torch modules, built from a spec (:mod:`.sors2018`).
+"""The Sors et al. (2018) network as torch modules, built from a spec (:mod:`.sors2018_spec`).
 
 Kept apart from the plugin module so that registering the ``sors2018`` model (every CLI call
 does) does not import torch; :meth:`restbench_builtins.models.sors2018.Sors2018.build` imports
@@ -14,7 +14,7 @@ from torch import nn
 
 from restbench.api import PluginError
 from restbench.training.pruning import ChannelGroup, Member
-from restbench_builtins.models.sors2018 import count_macs, feature_length, validate_spec
+from restbench_builtins.models.sors2018_spec import count_macs, feature_length, validate_spec
 
 
 class ConvBlock(nn.Module):
