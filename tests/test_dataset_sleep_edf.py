@@ -12,18 +12,10 @@ import pytest
 from restbench.api import DatasetOptions, PluginError, UsageError
 from restbench.data.sleep_data import training_stats
 from restbench.plugins.options import NOT_IN_PAPER, deviations, fill_options
-from restbench_builtins.datasets.common import BadRecording
+from restbench_builtins.datasets.common import MOVEMENT, BadRecording, trim_wake
 from restbench_builtins.datasets.edf_io import check_signal
-from restbench_builtins.datasets.sleep_edf import (
-    MOVEMENT,
-    SleepEDF,
-    find_files,
-    hypnogram_stages,
-    pair_sources,
-    protocol_recordings,
-    read_sleep_edf_pair,
-    trim_wake,
-)
+from restbench_builtins.datasets.sleep_edf import SleepEDF, find_files, pair_sources, protocol_recordings
+from restbench_builtins.datasets.sleep_edf_format import hypnogram_stages, read_sleep_edf_pair
 
 from conftest import shared_fixture  # noqa: E402  (tests/conftest.py: skip when absent, fail in CI)
 

@@ -13,7 +13,7 @@ from sklearn.preprocessing import StandardScaler
 from restbench.api import DatasetOptions, UsageError
 from restbench.plugins.options import NOT_IN_PAPER, Option, fill_options
 from restbench_builtins.datasets import synth_stage_model
-from restbench_builtins.datasets.sleep_edf import EXCLUDED_ANNOTATIONS, STAGE_OF_ANNOTATION
+from restbench_builtins.datasets.sleep_edf_format import EXCLUDED_ANNOTATIONS, STAGE_OF_ANNOTATION
 from restbench_builtins.datasets.sleep_synth import SleepSynth, ensure_nights, night_folder, synth_night
 
 BANDS_HZ = {"delta": (0.5, 2), "theta": (4, 8), "alpha": (8, 12), "sigma": (11, 16), "emg": (25, 45)}

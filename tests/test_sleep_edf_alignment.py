@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from restbench.api import DatasetOptions
-from restbench_builtins.datasets.sleep_edf import SleepEDF, hypnogram_stages, read_sleep_edf_pair, trim_wake
+from restbench_builtins.datasets.common import trim_wake
+from restbench_builtins.datasets.sleep_edf import SleepEDF
+from restbench_builtins.datasets.sleep_edf_format import hypnogram_stages, read_sleep_edf_pair
 
 from conftest import shared_fixture
 from test_dataset_sleep_edf import NIGHT, NIGHT_PSG_S, START, write_hypnogram, write_night, write_psg

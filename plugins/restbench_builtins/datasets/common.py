@@ -1,4 +1,5 @@
-"""What the built-in datasets share: subject choice, bad-input handling and the cached load path.
+"""What the built-in datasets share: subject choice, stage codes and hypnogram trimming, bad-input
+handling and the cached load path.
 
 A dataset plugin lists its recordings as :class:`Source` objects and gives a reader that turns
 one into an :class:`EpochRecording`; :func:`prepare_sources` hashes the inputs, builds (or
@@ -23,6 +24,8 @@ if TYPE_CHECKING:  # numpy is imported where data is read: listing the datasets 
 EPOCH_S = 30.0
 #: Epochs per model input window (the scored epoch and the three before it).
 CONTEXT_EPOCHS = 4
+#: Stage codes of epochs that are not a sleep stage (stages are 0..4): no score, or movement time.
+UNSCORED, MOVEMENT = -1, -2
 
 
 class BadRecording(Exception):
@@ -90,6 +93,18 @@ def epochs_to_keep(stage: np.ndarray, n_epochs: int) -> tuple[np.ndarray, np.nda
     contiguous = np.zeros(len(keep), dtype=bool)
     contiguous[1:] = np.diff(keep) == 1
     return keep, contiguous
+
+
+def trim_wake(stage: np.ndarray, edge_epochs: int) -> np.ndarray:
+    """Copy of ``stage`` with everything outside [first sleep - edge, last sleep + edge] unscored."""
+    import numpy as np
+
+    sleep = np.flatnonzero(stage >= 1)
+    out = np.full_like(stage, UNSCORED)
+    if len(sleep):
+        lo, hi = max(sleep[0] - edge_epochs, 0), min(sleep[-1] + edge_epochs, len(stage) - 1)
+        out[lo : hi + 1] = stage[lo : hi + 1]
+    return out
 
 
 def cut_epochs(x: np.ndarray, sfreq: float, keep: np.ndarray) -> np.ndarray:

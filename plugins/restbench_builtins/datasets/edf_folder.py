@@ -56,6 +56,7 @@ from typing import TYPE_CHECKING, Any
 from restbench import hookimpl
 from restbench.api import DatasetOptions, PluginError, UsageError
 from restbench.plugins.options import NOT_IN_PAPER, Option, fill_options
+from restbench_builtins.datasets.common import EPOCH_S, MOVEMENT, UNSCORED
 
 if TYPE_CHECKING:
     import numpy as np
@@ -66,7 +67,6 @@ if TYPE_CHECKING:
 ID = "edf-folder"
 #: Bump when preprocessing changes what lands in the cache.
 CODE_VERSION = "1"
-EPOCH_S = 30.0  # restbench_builtins.datasets.common.EPOCH_S, without importing numpy here
 
 EXTENSIONS = [".edf", ".bdf", ".gdf", ".fif", ".vhdr", ".set"]
 HYPNOGRAM_SUFFIXES = ["-hypnogram.edf", "_hypnogram.edf", ".hypnogram.edf", "-hypnogram.txt", "_hypnogram.txt",
@@ -74,7 +74,6 @@ HYPNOGRAM_SUFFIXES = ["-hypnogram.edf", "_hypnogram.edf", ".hypnogram.edf", "-hy
 #: Readers that can open just the one channel (``include=``), so mixed sampling rates stay apart.
 _EDF_FAMILY = {".edf": "read_raw_edf", ".bdf": "read_raw_bdf", ".gdf": "read_raw_gdf"}
 
-UNSCORED, MOVEMENT = -1, -2
 #: Stage words (lower case, after removing a ``sleep stage`` / ``stage`` prefix) -> stage code.
 STAGE_WORDS = {
     "w": 0, "wake": 0, "awake": 0,
@@ -371,8 +370,7 @@ def read_hypnogram_file(path: Path, codes: str, rec_start, rec_name: str) -> tup
 
     if path.suffix.lower() not in (".edf", ".bdf"):
         return read_text_hypnogram(path, codes), "text", []
-    from restbench_builtins.datasets.edf_io import check_complete, read_edf_header
-    from restbench_builtins.datasets.sleep_edf import read_annotations
+    from restbench_builtins.datasets.edf_io import check_complete, read_annotations, read_edf_header
 
     header = read_edf_header(path)
     check_complete(header)
@@ -427,8 +425,7 @@ def read_recording(src: Source, extra: dict[str, Any]) -> EpochRecording:
     """One recording and its hypnogram as 30-s epochs (see the module docstring)."""
     import numpy as np
 
-    from restbench_builtins.datasets.common import BadRecording, EpochRecording, cut_epochs, epochs_to_keep
-    from restbench_builtins.datasets.sleep_edf import trim_wake
+    from restbench_builtins.datasets.common import BadRecording, EpochRecording, cut_epochs, epochs_to_keep, trim_wake
 
     rec = src.files["recording"]
     sfreq = float(extra["sfreq"])

@@ -1,4 +1,4 @@
-"""Reading one EEG channel from an EDF file, with the checks raw files need.
+"""Reading EDF files: one EEG channel, with the checks raw files need, and EDF+ annotations.
 
 MNE reads a truncated EDF without complaint (it returns fewer samples), so the header is parsed
 here first and the file size checked against it. Channels are matched on normalised names so
@@ -104,6 +104,23 @@ def check_complete(header: EdfHeader) -> None:
             f"truncated EDF: header promises {header.n_records} records ({header.expected_bytes} bytes) "
             f"but the file has {size} bytes; download it again",
         )
+
+
+def read_annotations(path: Path) -> list[tuple[float, float, str]]:
+    """``(onset s, duration s, text)`` of every annotation in an EDF+ file.
+
+    MNE reads them; it picks its reader by the file's suffix and knows only ``.edf``, so a file
+    named ``*.EDF`` is read with edfio (the two agree on every real Sleep-EDF hypnogram).
+    """
+    path = Path(path)
+    if path.suffix == ".edf":
+        import mne
+
+        a = mne.read_annotations(path)
+        return [(float(o), float(d), str(t)) for o, d, t in zip(a.onset, a.duration, a.description)]
+    import edfio
+
+    return [(float(a.onset), float(a.duration or 0.0), str(a.text)) for a in edfio.read_edf(path).annotations]
 
 
 def normalise_label(label: str) -> str:

@@ -23,13 +23,14 @@ from restbench_builtins.datasets.common import (
     EPOCH_S,
     BadRecording,
     EpochRecording,
+    UNSCORED,
     Source,
     cut_epochs,
     epochs_to_keep,
     prepare_sources,
+    trim_wake,
 )
 from restbench_builtins.datasets.edf_io import normalise_label, read_channel_uv
-from restbench_builtins.datasets.sleep_edf import trim_wake
 
 if TYPE_CHECKING:  # numpy is imported where a night is read: listing the datasets must not import it
     import numpy as np
@@ -53,7 +54,6 @@ CHANNEL_ALIASES["eeg2"] = CHANNEL_ALIASES["eegsec"]
 
 #: Stage code (NSRR concept number / Profusion integer) -> stage index; None = excluded.
 STAGE_OF_CODE = {0: 0, 1: 1, 2: 2, 3: 3, 4: 3, 5: 4, 6: None, 9: None}
-UNSCORED = -1
 
 EDF_NAME = re.compile(r"^shhs1-(\d+)\.edf$", re.IGNORECASE)
 NSRR_NAME = re.compile(r"^shhs1-(\d+)-nsrr\.xml$", re.IGNORECASE)

@@ -23,7 +23,7 @@ from restbench import hookimpl
 from restbench.api import DatasetOptions, UsageError
 from restbench.plugins.options import NOT_IN_PAPER, Option, fill_options
 from restbench_builtins.datasets.common import EPOCH_S, Source
-from restbench_builtins.datasets.sleep_edf import CHANNEL, SFREQ_HZ, load_sleep_edf_sources, recording_id, subject_id
+from restbench_builtins.datasets.sleep_edf_format import CHANNEL, SFREQ_HZ, load_sleep_edf_sources, recording_id, subject_id
 
 if TYPE_CHECKING:  # numpy and the generator are imported when nights are made, not to list datasets
     import numpy as np

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from restbench_builtins.datasets.sleep_edf import MOVEMENT, hypnogram_stages, trim_wake
+from restbench_builtins.datasets.common import MOVEMENT, trim_wake
+from restbench_builtins.datasets.sleep_edf_format import hypnogram_stages
 
 MODEL_FILE = Path(__file__).with_name("stage_model.json")
 N_STAGES = 5
