@@ -65,7 +65,7 @@ if TYPE_CHECKING:
     )
     from restbench.deploy.export import export_checked  # noqa: F401
     from restbench.deploy.transforms import BandPass  # noqa: F401
-    from restbench.training.attacks import pgd  # noqa: F401
+    from restbench.training.attacks import PGD_SETTINGS, pgd, pgd_kwargs, pgd_settings  # noqa: F401
     from restbench.training.augment import GaussianNoise, PGDAdversarial  # noqa: F401
     from restbench.training.pruning import (  # noqa: F401
         ChannelGroup,
@@ -90,7 +90,7 @@ LAZY: dict[str, str] = {
                      "measure_latency"), "restbench.deploy.efficiency"),
     "export_checked": "restbench.deploy.export",
     "BandPass": "restbench.deploy.transforms",
-    "pgd": "restbench.training.attacks",
+    **dict.fromkeys(("PGD_SETTINGS", "pgd", "pgd_kwargs", "pgd_settings"), "restbench.training.attacks"),
     **dict.fromkeys(("GaussianNoise", "PGDAdversarial"), "restbench.training.augment"),
     **dict.fromkeys(("ChannelGroup", "Member", "channel_pruning_options", "check_prunable", "gamma_scores",
                      "l1_filter_scores", "min_keep_count", "prune_and_report", "require_prunable", "top_k_sorted"),

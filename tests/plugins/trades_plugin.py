@@ -4,10 +4,7 @@
 import torch
 import torch.nn.functional as F
 
-from restbench import hookimpl
-from restbench.api import Phase, Recipe
-from restbench.plugins.options import NOT_IN_PAPER, Option
-from restbench.training.attacks import pgd
+from restbench.api import NOT_IN_PAPER, Option, Phase, Recipe, hookimpl, pgd
 
 
 class TradesStep:

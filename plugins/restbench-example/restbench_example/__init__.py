@@ -11,9 +11,7 @@ this module stays cheap (a test checks that it does not import torch).
 
 from __future__ import annotations
 
-from restbench import hookimpl
-from restbench.api import MethodContext, Phase, Recipe, Severity
-from restbench.plugins.options import NOT_IN_PAPER, Option
+from restbench.api import NOT_IN_PAPER, MethodContext, Option, Phase, Recipe, Severity, hookimpl
 
 __version__ = "0.1.0"
 
@@ -49,7 +47,7 @@ class NoiseMix:
     )
 
     def recipe(self, context: MethodContext) -> Recipe:
-        from restbench.training.augment import GaussianNoise
+        from restbench.api import GaussianNoise
 
         c_g = context.options["gaussian_c"]
         augment = [GainJitter(context.options["spread"]), GaussianNoise(c_g)]

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from restbench import hookimpl
-from restbench.api import CompressionReport, Model
-from restbench.plugins.options import NOT_IN_PAPER, Option, fill_options
-from restbench.training.pruning import (
+from restbench.api import (
+    NOT_IN_PAPER,
+    CompressionReport,
+    Model,
+    Option,
     channel_pruning_options,
     check_prunable,
+    fill_options,
+    hookimpl,
     l1_filter_scores,
     min_keep_count,
     prune_and_report,

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from restbench import hookimpl
-from restbench.api import CompressionReport, Model
-from restbench.plugins.options import fill_options
-from restbench.training.pruning import (
+from restbench.api import (
+    CompressionReport,
+    Model,
     channel_pruning_options,
     check_prunable,
+    fill_options,
     gamma_scores,
+    hookimpl,
     min_keep_count,
     prune_and_report,
     require_prunable,

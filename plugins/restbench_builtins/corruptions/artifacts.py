@@ -33,9 +33,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from restbench import hookimpl
-from restbench.api import UsageError
-from restbench.plugins.options import NOT_IN_PAPER, Option
+from restbench.api import NOT_IN_PAPER, Option, UsageError, hookimpl
 from restbench_builtins.corruptions.paper import CorruptionBase, like, severities, to_numpy
 
 if TYPE_CHECKING:  # numpy and scipy are imported where a batch is corrupted, not to list corruptions

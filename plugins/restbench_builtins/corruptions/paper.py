@@ -14,17 +14,25 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from restbench import hookimpl
-
-from restbench.training import attacks  # imports torch only inside its functions
-from restbench.api import PluginError, Severity, UsageError
-from restbench.plugins.options import NOT_IN_PAPER, Option, fill_options
+from restbench.api import (  # the attack functions import torch only when they run
+    NOT_IN_PAPER,
+    PGD_SETTINGS,
+    Option,
+    PluginError,
+    Severity,
+    UsageError,
+    fill_options,
+    hookimpl,
+    pgd,
+    pgd_kwargs,
+    pgd_settings,
+)
 
 if TYPE_CHECKING:  # numpy and torch are imported where a batch is corrupted, not to list corruptions
     import numpy as np
     import torch
 
-    from restbench.data.sleep_data import TrainingStats
+    from restbench.api import TrainingStats
 
 LEVEL_NAMES = ("low", "medium", "high")
 _CHUNK = 1 << 20  # samples per chunk for the shot-noise draw
@@ -87,7 +95,7 @@ class CorruptionBase:
 
 
 def _stats(stats: TrainingStats) -> TrainingStats:
-    from restbench.data.sleep_data import TrainingStats
+    from restbench.api import TrainingStats
 
     if not isinstance(stats, TrainingStats) and not all(hasattr(stats, a) for a in ("mean", "sigma", "min", "max")):
         raise PluginError("corruptions need the training split's TrainingStats (mean, sigma, min, max)")
@@ -206,7 +214,7 @@ class PGD(CorruptionBase):
     options = (
         Option("setting", str, "standard", "named attack setting (restbench.training.attacks.PGD_SETTINGS): "
                "standard = step 2.5 eps / steps from a random start; authors-code = the released 0.01 uV steps",
-               choices=tuple(sorted(attacks.PGD_SETTINGS))),
+               choices=tuple(sorted(PGD_SETTINGS))),
         Option("steps", int, 10, "PGD iterations", minimum=1, profiles={"quick": 5, "smoke": 2}),
         Option("step_size", float, None, "step in uV (null: the setting's rule)", nullable=True, minimum=1e-9),
         Option("restarts", int, None, "random restarts (null: the setting's)", nullable=True, minimum=0,
@@ -218,7 +226,7 @@ class PGD(CorruptionBase):
         sev = self.severity(severity)
         opts = self.resolved(options)
         name, steps, step_size, restarts = opts["setting"], opts["steps"], opts["step_size"], opts["restarts"]
-        return attacks.pgd_settings(name, eps=sev.value, steps=steps, step_size=step_size, restarts=restarts, clip=clip)
+        return pgd_settings(name, eps=sev.value, steps=steps, step_size=step_size, restarts=restarts, clip=clip)
 
     def apply(self, x, severity, stats, rng, *, y=None, model=None, sfreq=100.0, options=None):
         import torch
@@ -231,12 +239,12 @@ class PGD(CorruptionBase):
         device = param.device if param is not None else x.device
         generator = torch.Generator()  # CPU: same random start on every device
         generator.manual_seed(int(rng.integers(0, 2**63 - 1)))
-        adv = attacks.pgd(
+        adv = pgd(
             model,
             x.detach().to(device, torch.float32),
             torch.as_tensor(y).to(device, torch.int64),
             generator=generator,
-            **attacks.pgd_kwargs(cfg),
+            **pgd_kwargs(cfg),
         )
         return adv.detach().to(x.device, torch.float32)
 

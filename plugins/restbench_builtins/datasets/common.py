@@ -18,7 +18,7 @@ from restbench.api import DatasetOptions, PluginError, UsageError
 if TYPE_CHECKING:  # numpy is imported where data is read: listing the datasets must not import it
     import numpy as np
 
-    from restbench.data.sleep_data import SleepData
+    from restbench.api import SleepData
 
 #: Epoch length of every dataset here, in seconds.
 EPOCH_S = 30.0
@@ -140,8 +140,7 @@ def prepare_sources(
     unless ``split`` is given: then ``split(subject of each loaded recording)`` returns it
     (e.g. read from a file) and ``info["split_seed"]`` is None.
     """
-    from restbench.data.cache import cache_key, file_digests, load_or_build
-    from restbench.data.sleep_data import subject_split
+    from restbench.api import cache_key, file_digests, load_or_build, subject_split
 
     def bad(file: str, reason: str, skipped: list[dict[str, str]]) -> None:
         if not options.skip_bad:

@@ -53,15 +53,13 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from restbench import hookimpl
-from restbench.api import DatasetOptions, PluginError, UsageError
-from restbench.plugins.options import NOT_IN_PAPER, Option, fill_options
+from restbench.api import NOT_IN_PAPER, DatasetOptions, Option, PluginError, UsageError, fill_options, hookimpl
 from restbench_builtins.datasets.common import EPOCH_S, MOVEMENT, UNSCORED
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from restbench.data.sleep_data import SleepData
+    from restbench.api import SleepData
     from restbench_builtins.datasets.common import EpochRecording, Source
 
 ID = "edf-folder"

@@ -16,14 +16,12 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from restbench import hookimpl
-from restbench.api import DatasetOptions, PluginError, UsageError
-from restbench.plugins.options import NOT_IN_PAPER, Option, fill_options
+from restbench.api import NOT_IN_PAPER, DatasetOptions, Option, PluginError, UsageError, fill_options, hookimpl
 from restbench_builtins.datasets.common import (
     EPOCH_S,
+    UNSCORED,
     BadRecording,
     EpochRecording,
-    UNSCORED,
     Source,
     cut_epochs,
     epochs_to_keep,
@@ -35,7 +33,7 @@ from restbench_builtins.datasets.edf_io import normalise_label, read_channel_uv
 if TYPE_CHECKING:  # numpy is imported where a night is read: listing the datasets must not import it
     import numpy as np
 
-    from restbench.data.sleep_data import SleepData
+    from restbench.api import SleepData
 
 #: Bump when preprocessing changes what lands in the cache.
 #: 2: a channel below 125 Hz is refused unless lenient_input (version 1 upsampled it).

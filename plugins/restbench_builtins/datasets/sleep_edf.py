@@ -24,9 +24,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from restbench import hookimpl
-from restbench.api import DatasetOptions, PluginError, UsageError
-from restbench.plugins.options import NOT_IN_PAPER, Option, fill_options
+from restbench.api import NOT_IN_PAPER, DatasetOptions, Option, PluginError, UsageError, fill_options, hookimpl
 from restbench_builtins.datasets.common import Source, first_subjects
 from restbench_builtins.datasets.sleep_edf_format import (
     CHANNEL,
@@ -37,7 +35,7 @@ from restbench_builtins.datasets.sleep_edf_format import (
 )
 
 if TYPE_CHECKING:
-    from restbench.data.sleep_data import SleepData
+    from restbench.api import SleepData
 
 # The sleep-cassette catalogue (PhysioNet sleep-edfx 1.0.0): subjects 0-82 without these five,
 # two nights each except three missing nights: 78 subjects, 153 nights.

@@ -19,16 +19,20 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from restbench import hookimpl
-from restbench.api import DatasetOptions, UsageError
-from restbench.plugins.options import NOT_IN_PAPER, Option, fill_options
+from restbench.api import NOT_IN_PAPER, DatasetOptions, Option, UsageError, fill_options, hookimpl
 from restbench_builtins.datasets.common import EPOCH_S, Source
-from restbench_builtins.datasets.sleep_edf_format import CHANNEL, SFREQ_HZ, load_sleep_edf_sources, recording_id, subject_id
+from restbench_builtins.datasets.sleep_edf_format import (
+    CHANNEL,
+    SFREQ_HZ,
+    load_sleep_edf_sources,
+    recording_id,
+    subject_id,
+)
 
 if TYPE_CHECKING:  # numpy and the generator are imported when nights are made, not to list datasets
     import numpy as np
 
-    from restbench.data.sleep_data import SleepData
+    from restbench.api import SleepData
 
 #: Shown in provenance; the folder key also hashes the generator's code, so edits never reuse stale nights.
 GENERATOR_VERSION = "2"
@@ -132,7 +136,7 @@ def generator_digest() -> str:
 
 def night_folder(cache_dir: Path, data_seed: int, hours: float) -> Path:
     """Folder the nights of one generator setting live in (keyed by everything they depend on)."""
-    from restbench.data.sleep_data import fingerprint
+    from restbench.api import fingerprint
 
     key = fingerprint(GENERATOR_VERSION, generator_digest(), data_seed, round(hours, 6), SFREQ_HZ)
     return Path(cache_dir) / "sleep-synth" / key

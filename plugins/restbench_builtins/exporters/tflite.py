@@ -15,9 +15,7 @@ import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from restbench import hookimpl
-from restbench.api import ExportedVariant, PluginError
-from restbench.plugins.options import NOT_IN_PAPER, Option, fill_options
+from restbench.api import NOT_IN_PAPER, ExportedVariant, Option, PluginError, fill_options, hookimpl
 
 if TYPE_CHECKING:
     import numpy as np

@@ -17,13 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
-from restbench import hookimpl
-from restbench.api import MethodContext, Phase, Recipe
-from restbench.plugins.options import Option
+from restbench.api import MethodContext, Option, Phase, Recipe, hookimpl
 
 if TYPE_CHECKING:  # the parts import torch: each is imported where a recipe is written
-    from restbench.training.augment import GaussianNoise, PGDAdversarial
-    from restbench.training.regularizers import BNSparsity, SpectralRegularizer
+    from restbench.api import BNSparsity, GaussianNoise, PGDAdversarial, SpectralRegularizer
 
 REST_CITATION = "Duggal, Freitas et al., REST: Robust and Efficient Neural Networks for Sleep Monitoring in the Wild, WWW 2020"
 
@@ -70,13 +67,13 @@ def pgd_train_steps(context: MethodContext) -> int:
 
 
 def sparsity(context: MethodContext) -> BNSparsity:
-    from restbench.training.regularizers import BNSparsity
+    from restbench.api import BNSparsity
 
     return BNSparsity(float(context.options["sparsity_lambda"]))
 
 
 def gaussian(context: MethodContext) -> GaussianNoise:
-    from restbench.training.augment import GaussianNoise
+    from restbench.api import GaussianNoise
 
     return GaussianNoise(float(context.options["gaussian_c"]))
 
@@ -84,7 +81,7 @@ def gaussian(context: MethodContext) -> GaussianNoise:
 def adversarial(context: MethodContext, setting: str = "standard") -> PGDAdversarial:
     """The training attack: ``standard`` (step 2.5 eps / steps) or ``authors-code`` (the released
     0.01 uV step), both from a uniform random start (restbench.training.attacks.PGD_SETTINGS)."""
-    from restbench.training.augment import PGDAdversarial
+    from restbench.api import PGDAdversarial
 
     options = context.options
     step_size = options.get("train_step_size") if setting == "standard" else None
@@ -99,7 +96,7 @@ def adversarial_selection(context: MethodContext) -> dict:
 
 
 def spectral(context: MethodContext) -> SpectralRegularizer:
-    from restbench.training.regularizers import SpectralRegularizer
+    from restbench.api import SpectralRegularizer
 
     return SpectralRegularizer(float(context.options["spectral_lambda"]))
 
@@ -123,7 +120,7 @@ def liu_recipe(ctx: MethodContext) -> Recipe:
 
 
 def blanco_recipe(ctx: MethodContext) -> Recipe:
-    from restbench.deploy.transforms import BandPass
+    from restbench.api import BandPass
 
     return Recipe(
         reuse="liu",

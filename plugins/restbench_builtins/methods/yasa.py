@@ -32,8 +32,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from restbench import hookimpl
-from restbench.api import PluginError, Recipe
+from restbench.api import PluginError, Recipe, hookimpl
 
 CITATION = "Vallat & Walker 2021, An open-source, high-performance tool for automated sleep staging, eLife 10:e70092"
 

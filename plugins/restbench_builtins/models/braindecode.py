@@ -44,9 +44,7 @@ import sys
 import types
 from typing import TYPE_CHECKING, Any
 
-from restbench import hookimpl
-from restbench.api import EPOCH_S, ModelInput, PluginError
-from restbench.plugins.options import NOT_IN_PAPER, Option
+from restbench.api import EPOCH_S, NOT_IN_PAPER, ModelInput, Option, PluginError, hookimpl
 
 if TYPE_CHECKING:
     from torch import nn
@@ -162,7 +160,7 @@ class BraindecodeStager:
               options: dict | None = None, **_: Any) -> tuple["nn.Module", dict]:
         """Return ``(BraindecodeNet, spec)``: rebuilt from ``spec`` when given, else for windows of
         ``n_times`` samples at ``sfreq`` Hz (``context_epochs`` of them) and ``n_classes`` outputs."""
-        from restbench.plugins.options import fill_options
+        from restbench.api import fill_options
 
         if spec is None:
             opts = fill_options(self.options, options, self.id)

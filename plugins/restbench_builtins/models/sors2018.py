@@ -13,9 +13,7 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
-from restbench import hookimpl
-from restbench.api import ModelInput, PluginError
-from restbench.plugins.options import Option
+from restbench.api import ModelInput, Option, PluginError, hookimpl
 from restbench_builtins.models.sors2018_spec import paper_spec
 
 if TYPE_CHECKING:  # the network (torch) lives in sors2018_net, imported when one is built

@@ -12,8 +12,7 @@ import copy
 import torch
 from torch import nn
 
-from restbench.api import PluginError
-from restbench.training.pruning import ChannelGroup, Member
+from restbench.api import ChannelGroup, Member, PluginError
 from restbench_builtins.models.sors2018_spec import count_macs, feature_length, validate_spec
 
 

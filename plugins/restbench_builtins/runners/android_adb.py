@@ -37,10 +37,19 @@ import subprocess
 from pathlib import Path
 from typing import Any, Sequence
 
-from restbench import hookimpl
-from restbench.api import Artifact, LatencyReport, PluginError, UsageError
-from restbench.deploy.efficiency import LATENCY_OPTIONS, LatencyOptions, busy_reasons
-from restbench.plugins.options import NOT_IN_PAPER, Option, fill_options
+from restbench.api import (
+    LATENCY_OPTIONS,
+    NOT_IN_PAPER,
+    Artifact,
+    LatencyOptions,
+    LatencyReport,
+    Option,
+    PluginError,
+    UsageError,
+    busy_reasons,
+    fill_options,
+    hookimpl,
+)
 
 DEFAULT_BINARY = "/data/local/tmp/benchmark_model"
 DEVICE_DIR = "/data/local/tmp/restbench"

@@ -10,9 +10,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from restbench import hookimpl
-from restbench.api import Artifact, LatencyReport, PluginError, UsageError
-from restbench.deploy.efficiency import LATENCY_OPTIONS, LatencyOptions, host_cpu, measure_latency
+from restbench.api import (
+    LATENCY_OPTIONS,
+    Artifact,
+    LatencyOptions,
+    LatencyReport,
+    PluginError,
+    UsageError,
+    hookimpl,
+    host_cpu,
+    measure_latency,
+)
 
 if TYPE_CHECKING:  # numpy is imported where windows are made, not to list runners
     import numpy as np

@@ -11,9 +11,17 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from restbench import hookimpl
-from restbench.api import Artifact, LatencyReport, PluginError, UsageError
-from restbench.deploy.efficiency import LATENCY_OPTIONS, LatencyOptions, host_cpu, measure_latency
+from restbench.api import (
+    LATENCY_OPTIONS,
+    Artifact,
+    LatencyOptions,
+    LatencyReport,
+    PluginError,
+    UsageError,
+    hookimpl,
+    host_cpu,
+    measure_latency,
+)
 
 
 class TorchCPU:
