@@ -247,7 +247,8 @@ def run_cmd(dataset, data_dir, protocol, dataset_option, model, methods, corrupt
     """Train, compress, evaluate and measure METHODS on a dataset; write a run directory."""
     from restbench.records.rundir import check_run_name
     from restbench.report.summary import print_summary
-    from restbench.run.pipeline import RunRequest, run
+    from restbench.benchmark import run
+    from restbench.run.plan import RunRequest
     from restbench.run.progress import quiet_by_default
 
     try:
@@ -269,7 +270,7 @@ def run_cmd(dataset, data_dir, protocol, dataset_option, model, methods, corrupt
         raise UsageError("--store and --no-store: choose one")
     overrides = _key_values(sets, "--set")
     if from_sweep_dir is not None:
-        from restbench.run.sweep import from_sweep
+        from restbench.studies.sweep import from_sweep
 
         overrides = {**from_sweep(from_sweep_dir), **overrides}
     request = RunRequest(
@@ -494,7 +495,7 @@ def reproduce_cmd(run_dir: Path, out: Path | None, data_dir, cache_dir, as_json:
     macro-F1 within 0.01. A missing or changed checkpoint, a missing plugin or another version, or
     other data is a one-line error."""
     from restbench.run.progress import quiet_by_default
-    from restbench.run.reproduce import reproduce
+    from restbench.studies.reproduce import reproduce
 
     result = reproduce(run_dir, out, data_dir=data_dir, cache_dir=cache_dir, console=err_console,
                        quiet=quiet_by_default() if quiet is None else quiet)
@@ -620,7 +621,7 @@ def leaderboard_validate(path, strict, as_json) -> None:
 def leaderboard_publish(run_dir, to, baseline, noise, reproduce, data_dir, cache_dir) -> None:
     """Validate the leaderboard, add RUN_DIR to it and rebuild it (publishing twice changes nothing)."""
     from restbench.report.leaderboard import publish
-    from restbench.run.reproduce import NotReproduced
+    from restbench.studies.reproduce import NotReproduced
 
     try:
         data, outcome = publish(run_dir, to, baseline=baseline, noise=noise, reproduce=reproduce, data_dir=data_dir,
@@ -693,7 +694,7 @@ def sweep_cmd(method, axes, out, profile, corruption, seed, max_windows, dataset
     of its severities, choose the best; e.g. restbench sweep rest-a --grid rest-a.train_eps=0:30:2.
     Pass the result to a run with restbench run --from-sweep OUT."""
     from restbench.run.progress import quiet_by_default
-    from restbench.run.sweep import SweepRequest, parse_axis, sweep
+    from restbench.studies.sweep import SweepRequest, parse_axis, sweep
 
     grid = dict(parse_axis(a) for a in axes)
     if len(grid) != len(axes):
@@ -707,6 +708,10 @@ def sweep_cmd(method, axes, out, profile, corruption, seed, max_windows, dataset
         cache_dir=cache_dir, jobs=_jobs(n_jobs), executor=executor, ray_address=ray_address, store=store_dir,
         command=command, quiet=quiet_by_default() if quiet is None else quiet)
     table = sweep(request, console=err_console)
+    from restbench.report.plots import plotting_available, sweep_figure
+
+    if plotting_available()[0]:
+        sweep_figure(table, Path(out) / "sweep")
     names, levels = list(table["grid"]), list(table["attack"]["settings"])
     shown = Table(title=f"{table['method']} sweep on validation ({table['profile']}, seed {table['seed']})")
     for col in [*names, "clean F1", *[f"{table['attack']['corruption']} {lv} {table['attack']['unit']}" for lv in levels],
@@ -736,7 +741,7 @@ def search_cmd(method, option_name, values, out, profile, corruption, seed, max_
     of its severities (PGD at 2, 6 and 12 uV), choose the best; e.g.
     restbench search rest-a --option train_eps --values 0,2,4,6,8,10 --out docs/eps-search/x.json"""
     from restbench.run.progress import quiet_by_default
-    from restbench.run.search import SearchRequest, search
+    from restbench.studies.search import SearchRequest, search
 
     command = _search_command_words(["restbench", "search", method, "--option", option_name, "--values", values],
                                     profile, corruption, seed, max_windows, dataset, model, sets, out)

@@ -4,7 +4,7 @@
     .venv/bin/python scripts/gen_reference.py --check  # exit 1 when the file is out of date
 
 Sources: the hookspecs' docstrings (restbench/plugins/hookspecs.py), the protocols and context
-objects of restbench/api.py and restbench/training/loop.py, the signatures and docstrings of the
+objects of restbench/plugins/contract.py (importable from restbench.api) and restbench/training/loop.py, the signatures and docstrings of the
 reusable parts (inspect), the built-in plugins' declared options, and every field of
 restbench/schema/record.schema.json. tests/test_reference.py fails when the committed file differs.
 """

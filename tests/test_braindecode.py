@@ -216,7 +216,7 @@ class UnprunablePlugin:
 
 
 def test_a_pruning_method_on_an_unprunable_model_fails_at_plan_time(tmp_path):
-    from restbench.run.pipeline import RunRequest, resolve_plan
+    from restbench.run.plan import RunRequest, resolve_plan
 
     with registry_with(UnprunablePlugin) as registry:
         request = RunRequest(model="only-output", methods="plain,liu", corruptions="gaussian", profile="smoke",

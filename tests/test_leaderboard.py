@@ -19,7 +19,8 @@ from restbench.api import PluginError
 from restbench.cli import main
 from restbench.report import leaderboard as lb
 from restbench.report.site import SORT_JS
-from restbench.run.pipeline import RunRequest, run
+from restbench.benchmark import run
+from restbench.run.plan import RunRequest
 
 from devtools import Chromium, decode_png, find_chromium
 

@@ -5,7 +5,7 @@ from restbench.api import MethodContext
 from restbench.plugins.registry import get_registry
 from restbench.plugins.testing import check_object, make_sleep_data, registry_with
 from restbench.run import profiles, steps
-from restbench.run.pipeline import RunRequest, resolve_plan
+from restbench.run.plan import RunRequest, resolve_plan
 
 
 def _context() -> MethodContext:

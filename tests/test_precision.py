@@ -10,7 +10,7 @@ from restbench.api import Phase
 from restbench.plugins.registry import get_registry
 from restbench.plugins.testing import make_sleep_data
 from restbench.run import profiles
-from restbench.run.pipeline import RunRequest, resolve_plan
+from restbench.run.plan import RunRequest, resolve_plan
 from restbench.training import precision
 from restbench.training.loop import train_phase
 from restbench.training.regularizers import SpectralRegularizer

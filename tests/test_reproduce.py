@@ -14,8 +14,9 @@ from restbench.api import PluginError
 from restbench.cli import main
 from restbench.evaluation.metrics import classification_metrics, macro_f1_from_confusion
 from restbench.report import leaderboard as lb
-from restbench.run.pipeline import RunRequest, run
-from restbench.run.reproduce import CROSS_MACHINE, EXACT, NotReproduced, compare, reproduce
+from restbench.benchmark import run
+from restbench.run.plan import RunRequest
+from restbench.studies.reproduce import CROSS_MACHINE, EXACT, NotReproduced, compare, reproduce
 from restbench.records.verify import results_digest, verify
 
 

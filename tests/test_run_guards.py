@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from restbench.run.guard import PluginFailure, check_batch, check_logits
-from restbench.run.pipeline import resume_differences
+from restbench.run.resume import resume_differences
 
 
 def test_check_logits_wants_finite_n_by_classes():

@@ -25,7 +25,8 @@ from restbench.api import ExportedVariant, LatencyReport
 from restbench.plugins.testing import registry_with
 from restbench.run.checkpoints import load_checkpoint
 from restbench.run import steps
-from restbench.run.pipeline import RunRequest, run
+from restbench.benchmark import run
+from restbench.run.plan import RunRequest
 from restbench.records.cells import duplicate_cells
 from restbench.records.schema import validate_record
 

@@ -333,7 +333,7 @@ def test_committed_sweeps_are_current_and_agree_with_the_eps_search():
     point and every train_eps sweep point the eps search also ran are the eps search's points
     (same training, two tools): identical numbers."""
     from restbench.run import profiles
-    from restbench.run.sweep import chosen_config
+    from restbench.studies.sweep import chosen_config
 
     docs = Path(__file__).resolve().parents[1] / "docs"
     tables = sorted((docs / "sweeps").glob("*/sweep.json"))

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from restbench.api import UsageError
 from restbench.cli import cli
 from restbench.data.sleep_data import SleepData
-from restbench.run.search import WithoutTest
+from restbench.run.validation import WithoutTest
 
 SMALL = ["--profile", "smoke", "--max-windows", "32", "--set", "max_train_windows=64", "--set", "max_val_windows=16"]
 
@@ -130,7 +130,7 @@ def test_search_trains_the_network_restbench_run_trains(tmp_path, monkeypatch):
     from restbench.api import DatasetOptions, ModelInput
     from restbench.plugins.testing import registry_with
     from restbench.run import steps
-    from restbench.run.pipeline import RunRequest, resolve_plan
+    from restbench.run.plan import RunRequest, resolve_plan
     from restbench_builtins.models.sors2018 import Sors2018
 
     class TwoEpochSors(Sors2018):  # a context unlike the dataset's 4 epochs, so fitting shows

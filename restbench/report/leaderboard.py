@@ -20,7 +20,7 @@ A leaderboard folder (``leaderboards/<name>/``) holds:
   folder (a copied run directory, as the first published entry was) is used where it is.
 
 Labels. A run, and every entry all of whose runs are, is ``reproduced`` when ``publish
---reproduce`` re-evaluated it from its checkpoints (:mod:`restbench.run.reproduce`) and every
+--reproduce`` re-evaluated it from its checkpoints (:mod:`restbench.studies.reproduce`) and every
 robustness cell matched; its entry in ``runs`` then holds the ``reproduction`` record (date,
 restbench version, hardware, tolerance, cells compared, largest differences, and the SHA-256 of
 the run.json and results.jsonl it vouches for), which :func:`validate` requires. Everything
@@ -1166,7 +1166,7 @@ def validate(path: str | os.PathLike) -> Validation:
 def reproduction_problems(run: dict, loaded: LoadedRun) -> list[str]:
     """Problems: a run labelled ``reproduced`` whose ``reproduction`` record is missing, failed,
     outside its own tolerance, of other files, or counts another number of cells than it holds."""
-    from restbench.run.reproduce import within
+    from restbench.studies.reproduce import within
 
     if run["label"] != "reproduced":
         return []
@@ -1207,9 +1207,9 @@ def publish(run_dir: str | os.PathLike, to: str | os.PathLike, *, baseline: str 
     An existing leaderboard must validate first. Publishing a run that is already there (same
     name, same results.jsonl and run.json) changes nothing; another run under a published name
     is refused. The run is labelled ``self-reported``; with ``reproduce`` it is first re-evaluated
-    from its checkpoints (:func:`restbench.run.reproduce.reproduce`, ``data_dir`` and ``cache_dir``
+    from its checkpoints (:func:`restbench.studies.reproduce.reproduce`, ``data_dir`` and ``cache_dir``
     for its dataset) and labelled ``reproduced``, with the record, when every cell matches; when
-    some differ nothing is published and :class:`~restbench.run.reproduce.NotReproduced` lists
+    some differ nothing is published and :class:`~restbench.studies.reproduce.NotReproduced` lists
     them. Returns the leaderboard data and what happened (``created``, ``added``, ``unchanged``,
     or ``relabelled`` for a published run now reproduced)."""
     to = Path(to)
@@ -1240,8 +1240,8 @@ def publish(run_dir: str | os.PathLike, to: str | os.PathLike, *, baseline: str 
         dirs.append(new.path)
     # a run already published and reproduced keeps its record: publishing twice changes nothing
     if reproduce and not (outcome == "unchanged" and labels.get(new.name) == "reproduced"):
-        from restbench.run.reproduce import NotReproduced
-        from restbench.run.reproduce import reproduce as reproduce_run
+        from restbench.studies.reproduce import NotReproduced
+        from restbench.studies.reproduce import reproduce as reproduce_run
 
         load_runs(dirs)  # refuse an incompatible run before the slow part
         result = reproduce_run(new.path, data_dir=data_dir, cache_dir=cache_dir, console=console)

@@ -281,7 +281,7 @@ def write_plots(data: dict, runs: list[Any], folder: Path, noise: str | None = N
 
 
 def sweep_figure(table: dict, stem: Path) -> list[str]:
-    """``stem``.png and .svg of a sweep table (restbench.run.sweep)."""
+    """``stem``.png and .svg of a sweep table (restbench.studies.sweep)."""
     plt = _pyplot()
     plt.rcParams["svg.hashsalt"] = "restbench"
     names, rows = list(table["grid"]), table["rows"]

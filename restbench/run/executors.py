@@ -22,8 +22,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from restbench.data.sleep_data import fingerprint
 from restbench.plugins.contract import PluginError, UsageError
+from restbench.plugins.registry import get_registry
+from restbench.run import jobs
+from restbench.run.allocator import tune_allocator
+from restbench.run.context import JobContext, job_context
 from restbench.run.jobs import Job
+from restbench.run.plan import prepare_data
+from restbench.run.progress import Reporter
 
 MAX_ATTEMPTS = 3
 ORPHAN_CHECK_S = 1.0  # how often a pool worker checks that its driver is alive
@@ -64,21 +71,18 @@ def rebuilt(error: tuple[str, str, str | None], job: Job) -> BaseException:
 # --------------------------------------------------------------------------- the worker side
 
 
-_CONTEXT: dict[str, Any] = {}  # one prepared pipeline per worker process and request
+_CONTEXT: dict[str, Any] = {}  # one job context and prepared data per worker process and request
 
 
-def _context(request: Any) -> tuple[Any, Any]:
-    """The worker's pipeline (plan, store, device) and prepared data for ``request``, built once."""
-    from restbench.data.sleep_data import fingerprint
-    from restbench.run.pipeline import Pipeline
-    from restbench.run.progress import Reporter
-
+def _context(request: Any) -> tuple[JobContext, Any]:
+    """The worker's job context (plan, store, device) and prepared data for ``request``, built once."""
     token = fingerprint("worker", {k: str(v) for k, v in vars(request).items()})
     if token not in _CONTEXT:
         _CONTEXT.clear()
-        pipe = Pipeline(request)
-        pipe.reporter = Reporter(quiet=True)
-        _CONTEXT[token] = (pipe, pipe.prepare_data())
+        tune_allocator()  # as in the driver: same numbers, far fewer page faults
+        ctx = job_context(request, get_registry(), Reporter(quiet=True))
+        data, _notes = prepare_data(ctx.plan, request, ctx.registry, ctx.reporter)
+        _CONTEXT[token] = (ctx, data)
     return _CONTEXT[token]
 
 
@@ -94,15 +98,12 @@ def pin_threads(threads: int) -> None:
 def work(request: Any, job: Job, inputs: dict, pack: bool = False) -> tuple[bool, str, Any, bytes | None]:
     """Compute ``job`` into the store in this process: ``(computed, log, error, packed entry)``.
     Errors come back as data (:func:`portable`); only a dying process is an exception."""
-    from restbench.run import jobs
-    from restbench.run.progress import Reporter
-
     with tempfile.TemporaryDirectory(prefix="restbench-job-") as tmp:
         log_path = Path(tmp) / "log.txt"
         try:
-            pipe, data = _context(request)
-            entry, computed = jobs.ensure(pipe, data, job, inputs, Reporter(quiet=True, log_path=log_path))
-            packed = pipe.store.pack(entry) if pack else None
+            ctx, data = _context(request)
+            entry, computed = jobs.ensure(ctx, data, job, inputs, Reporter(quiet=True, log_path=log_path))
+            packed = ctx.store.pack(entry) if pack else None
             error = None
         except Exception as exc:  # reported to the driver by name; KeyboardInterrupt etc. end the worker
             computed, packed, error = False, None, portable(exc)

@@ -44,6 +44,17 @@ def default_store_dir(cache_dir: Path) -> Path:
     return Path(os.environ.get(STORE_ENV) or Path(cache_dir) / "store")
 
 
+def open_store(root: Path | None, cache_dir: Path, shared: bool = True) -> "Store":
+    """The shared store at ``root`` (None: :func:`default_store_dir`), or with ``shared`` False a
+    private one in a temporary folder, removed when the store object is dropped."""
+    if shared:
+        return Store(root or default_store_dir(cache_dir))
+    private = tempfile.TemporaryDirectory(prefix="restbench-store-")
+    store = Store(private.name)
+    store.private = private  # keeps the folder alive exactly as long as the store
+    return store
+
+
 def canonical(inputs: object) -> str:
     """The JSON text two equal inputs share, whatever their key order."""
     return json.dumps(inputs, sort_keys=True, default=str, separators=(",", ":"))

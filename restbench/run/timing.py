@@ -119,10 +119,10 @@ def measure_phase(pipe: Any, deployments: list[Deployment], data: Any) -> None:
 
     if not deployments:
         return
-    reference = reference_method({d.method: pipe.recipes[d.method] for d in deployments})
+    reference = reference_method({d.method: pipe.plan.recipes[d.method] for d in deployments})
     if reference is None and any(d.trained.compression for d in deployments):
         pipe.note_once(f"no single plain-training method in this run: compressed models' speedups are against "
-                       f"{pipe.model.id} before compression (built untrained: a dense network's latency and FLOPs do "
+                       f"{pipe.plan.model.id} before compression (built untrained: a dense network's latency and FLOPs do "
                        "not depend on its weights)")
     ordered = sorted(deployments, key=lambda d: d.method != reference)  # stable: otherwise run order
     by_method_seed = {(d.method, d.seed): d for d in deployments}
@@ -132,7 +132,7 @@ def measure_phase(pipe: Any, deployments: list[Deployment], data: Any) -> None:
         if keys.get((record.get("method"), record.get("seed"))) == record.get("job_key"):
             latency[(record["method"], record["seed"], record["runner"], record["variant"])] = record
     available = []
-    for runner in pipe.runners:
+    for runner in pipe.plan.runners:
         ok, reason = runner.available()
         if ok:
             available.append(runner)
@@ -162,14 +162,14 @@ def measure_phase(pipe: Any, deployments: list[Deployment], data: Any) -> None:
             need = [r for r in todo if not any(k[0] == r.id for k in u.rows)]
             if need:
                 export_uncompressed(pipe, u, d, data)
-                rows, notes = steps.measure(need, pipe.options, u.artifact, pipe.registry)
+                rows, notes = steps.measure(need, pipe.plan.options, u.artifact, pipe.ctx.registry)
                 for note in notes:
                     pipe.note_once(note)
                 u.rows.update({(row["runner"], row["variant"]): row for row in rows})
             ref_name, ref_eff, ref_rows = u.name, u.efficiency, u.rows
         ratio = flop_ratio(d.efficiency, ref_eff)
         if todo:
-            rows, notes = steps.measure(todo, pipe.options, d.artifact, pipe.registry)
+            rows, notes = steps.measure(todo, pipe.plan.options, d.artifact, pipe.ctx.registry)
             for note in notes:
                 pipe.note_once(note)
             alone: dict[tuple, dict] = {}
@@ -178,8 +178,8 @@ def measure_phase(pipe: Any, deployments: list[Deployment], data: Any) -> None:
                 if key not in transform_artifacts:
                     transform_artifacts[key] = transform_artifact(pipe, d, data)
                 measured = {row["runner"] for row in rows}
-                t_rows, t_notes = steps.measure([r for r in todo if r.id in measured], pipe.options,
-                                                transform_artifacts[key], pipe.registry)
+                t_rows, t_notes = steps.measure([r for r in todo if r.id in measured], pipe.plan.options,
+                                                transform_artifacts[key], pipe.ctx.registry)
                 for note in t_notes:
                     pipe.note_once(note)
                 alone = {(row["runner"], row["variant"]): row for row in t_rows}
@@ -223,12 +223,12 @@ def uncompressed_reference(pipe: Any, d: Deployment, data: Any) -> _Uncompressed
     from restbench.run.guard import guarded
 
     n_times = int(d.artifact.input_shape[-1])
-    with guarded(pipe.model, "models", "build", pipe.registry):
+    with guarded(pipe.plan.model, "models", "build", pipe.ctx.registry):
         torch.manual_seed(0)
-        net, _spec = steps.build_model(pipe.model, n_times, d.sfreq, pipe.options[pipe.model.id])
+        net, _spec = steps.build_model(pipe.plan.model, n_times, d.sfreq, pipe.plan.options[pipe.plan.model.id])
     module = deploy(net.cpu(), d.transforms, d.sfreq).eval()
     efficiency = steps.efficiency_fields(module, n_times, d.artifact.windows_per_night, None, [])
-    name = f"{pipe.model.id}-uncompressed"
+    name = f"{pipe.plan.model.id}-uncompressed"
     artifact = Artifact(name=name, module=module, input_shape=d.artifact.input_shape,
                         windows_per_night=d.artifact.windows_per_night)
     return _Uncompressed(name, artifact, efficiency)
@@ -241,9 +241,9 @@ def export_uncompressed(pipe: Any, u: _Uncompressed, d: Deployment, data: Any) -
 
     if u.exported:
         return
-    stem = f"uncompressed-{fingerprint('uncompressed', pipe.model.id, transform_key(d.transforms, d.sfreq))}"
-    exported, notes, _failed = steps.export(pipe.exporters, pipe.options, u.artifact.module, data, d.seed,
-                                            Path(pipe.run.artifacts) / "uncompressed", stem, pipe.registry)
+    stem = f"uncompressed-{fingerprint('uncompressed', pipe.plan.model.id, transform_key(d.transforms, d.sfreq))}"
+    exported, notes, _failed = steps.export(pipe.plan.exporters, pipe.plan.options, u.artifact.module, data, d.seed,
+                                            Path(pipe.run.artifacts) / "uncompressed", stem, pipe.ctx.registry)
     for note in notes:
         pipe.note_once(note)
     u.artifact.files = {v.variant: Path(v.path) for _, v in exported}
@@ -261,8 +261,8 @@ def transform_artifact(pipe: Any, d: Deployment, data: Any) -> Artifact:
 
     module = nn.Sequential(*[t.build(d.sfreq) for t in d.transforms]).eval()
     stem = f"transforms-{fingerprint('transforms', transform_key(d.transforms, d.sfreq))}"
-    exported, notes, _failed = steps.export(pipe.exporters, pipe.options, module, data, d.seed,
-                                            Path(pipe.run.artifacts) / "transforms", stem, pipe.registry)
+    exported, notes, _failed = steps.export(pipe.plan.exporters, pipe.plan.options, module, data, d.seed,
+                                            Path(pipe.run.artifacts) / "transforms", stem, pipe.ctx.registry)
     for note in notes:
         pipe.note_once(note)
     return Artifact(name=f"{d.method}-transforms", module=module, input_shape=d.artifact.input_shape,

@@ -254,7 +254,7 @@ def _check_plugins(info: dict, registry: Any, name: str) -> None:
 def _request(info: dict, out: Path, data_dir: Path | None, cache_dir: Path | None, quiet: bool):
     """The recorded configuration as a resume request that trains nothing and times nothing."""
     from restbench.data.cache import default_cache_dir
-    from restbench.run.pipeline import RunRequest
+    from restbench.run.plan import RunRequest
     from restbench.run.profiles import CORE_OPTIONS
 
     config = info["config"]
@@ -392,16 +392,13 @@ def reproduce(run_dir: str | Path, out: str | Path | None = None, *, data_dir: P
         _seed_directory(run_dir, info, target)
         expected = (info.get("dataset") or {}).get("fingerprint")
 
-        class _Reproducing(Pipeline):
-            def prepare_data(self):
-                data = super().prepare_data()
-                if data.fingerprint != expected:
-                    raise _refuse(name, f"the dataset gives fingerprint {data.fingerprint}, the run recorded "
-                                        f"{expected} (other files or preparation; pass the run's --data-dir)")
-                return data
+        def check_data(data) -> None:
+            if data.fingerprint != expected:
+                raise _refuse(name, f"the dataset gives fingerprint {data.fingerprint}, the run recorded "
+                                    f"{expected} (other files or preparation; pass the run's --data-dir)")
 
         try:
-            pipeline = _Reproducing(_request(info, target, data_dir, cache_dir, quiet), console)
+            pipeline = Pipeline(_request(info, target, data_dir, cache_dir, quiet), console, check_data=check_data)
             pipeline.execute()
         except PluginError as exc:
             if str(exc).startswith(f"cannot reproduce {name}:"):

@@ -1,7 +1,7 @@
 """Line search of one method option on the validation split (the REST paper's section 4.4).
 
 For every value of ``METHOD.OPTION`` the method is trained exactly as ``restbench run`` trains
-it (restbench.run.pipeline.resolve_plan writes the recipe, restbench.run.steps.train trains,
+it (restbench.run.plan.resolve_plan writes the recipe, restbench.run.steps.train trains,
 compresses and retrains), deployed, and scored on validation windows -- never the test split --
 by the mean of its clean macro-F1 and its macro-F1 under a white-box attack corruption at each
 of that corruption's severities (the registered PGD corruption at 2, 6 and 12 uV, with the
@@ -20,24 +20,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from restbench.data.cache import default_cache_dir
-from restbench.data.sleep_data import SleepData
 from restbench.deploy.transforms import deploy
-from restbench.evaluation.metrics import classification_metrics
 from restbench.plugins.contract import DatasetOptions, UsageError
 from restbench.plugins.options import options_of
 from restbench.plugins.registry import get_registry
 from restbench.records.atomic import atomic_path
 from restbench.run import profiles, steps
-from restbench.run.pipeline import RunRequest, resolve_device, resolve_plan
+from restbench.run.plan import RunRequest, resolve_device, resolve_plan
+from restbench.run.validation import SCORE_DEFINITION, WithoutTest, validation_score, validation_windows
 from restbench.run.progress import Reporter
-from restbench.training.loop import subsample
-
-SCORE_DEFINITION = ("mean of clean macro-F1 and the macro-F1 under the attack at each of its severities "
-                    "(validation split)")
-
 
 @dataclass
 class SearchRequest:
@@ -60,22 +53,6 @@ class SearchRequest:
     dataset_options: dict[str, Any] = field(default_factory=dict)
     command: str | None = None  # the command line recorded with the table
     quiet: bool = False
-
-
-class WithoutTest:
-    """A :class:`SleepData` seen without its test split: ``windows("test")`` raises, everything
-    else is the data's own."""
-
-    def __init__(self, data: SleepData):
-        self._data = data
-
-    def windows(self, split: str) -> np.ndarray:
-        if split == "test":
-            raise UsageError("restbench search never looks at the test split")
-        return self._data.windows(split)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._data, name)
 
 
 def attack_corruption(registry, corruption_id: str | None):
@@ -206,27 +183,6 @@ def search(request: SearchRequest, console=None) -> dict:
     }
     write_table(table, Path(request.out))
     return {**table, "train_wall_s": timings}
-
-
-def validation_windows(data: Any, knobs: dict, max_windows: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(window ends, x, y)`` of the validation windows a search scores (a fixed subset)."""
-    limit = max_windows if max_windows is not None else knobs.get("max_test_windows")
-    ends = subsample(data.windows("val"), limit, np.random.default_rng([0, 4]))
-    x, y = data.get(ends)
-    return ends, x, y
-
-
-def validation_score(deployed: Any, corruption: Any, options: dict, x: np.ndarray, y: np.ndarray, data: Any,
-                     seed: int, batch: int, device: Any, registry: Any) -> tuple[float, dict[str, float], float]:
-    """``(clean macro-F1, macro-F1 under the attack by severity value, score)``: the paper's
-    section 4.4 criterion (:data:`SCORE_DEFINITION`)."""
-    clean = float(classification_metrics(y, steps.predict_variant(None, None, deployed, x, batch))["macro_f1"])
-    attacked = {}
-    for severity in corruption.severities:
-        xc = steps.corrupt(corruption, severity, options, x, y, deployed, data, seed, batch, device, registry)
-        pred = steps.predict_variant(None, None, deployed, xc, batch)
-        attacked[f"{float(severity.value):g}"] = float(classification_metrics(y, pred)["macro_f1"])
-    return clean, attacked, float(np.mean([clean, *attacked.values()]))
 
 
 def markdown(table: dict) -> str:

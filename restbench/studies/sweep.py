@@ -4,7 +4,7 @@ A grid over declared plugin options (``--grid rest-a.train_eps=0:30:2``, several
 product such as lambda_o x lambda_g) trains the method at every point exactly as ``restbench
 run`` would (one train job per point, through the job store, so a point trained before is not
 trained again) and scores it on validation windows only -- a sweep's data has no test split --
-by the paper's criterion (restbench.run.search.SCORE_DEFINITION). The highest score is chosen
+by the paper's criterion (restbench.studies.search.SCORE_DEFINITION). The highest score is chosen
 (the first point in grid order on a tie). Written to ``--out DIR``: ``sweep.json`` (no timings:
 the same seed gives the same file), ``sweep.md``, ``sweep.png``/``.svg`` (score, clean and
 attacked F1 against the value: Figure 3's shape; a heat map for two options: Tables 2-3's
@@ -24,7 +24,15 @@ from restbench.plugins.contract import UsageError
 from restbench.plugins.options import parse_value
 from restbench.records.atomic import atomic_path
 from restbench.run import profiles
-from restbench.run.search import SCORE_DEFINITION
+from restbench.plugins.registry import get_registry
+from restbench.run import jobs
+from restbench.run.allocator import tune_allocator
+from restbench.run.context import job_context
+from restbench.run.executors import check_executor, make_executor, worker_request
+from restbench.run.plan import RunRequest, prepare_data
+from restbench.run.progress import Reporter
+from restbench.run.validation import SCORE_DEFINITION
+from restbench.studies.search import attack_corruption
 
 CHOSEN = "chosen.json"
 TABLE = "sweep.json"
@@ -91,14 +99,8 @@ def points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
 
 
 def sweep(request: SweepRequest, console=None) -> dict:
-    """Train and score every grid point; write the table, figure and chosen config; return the table."""
-    from restbench.plugins.registry import get_registry
-    from restbench.run import jobs
-    from restbench.run.executors import make_executor, worker_request
-    from restbench.run.pipeline import Pipeline, RunRequest
-    from restbench.run.progress import Reporter
-    from restbench.run.search import attack_corruption
-
+    """Train and score every grid point; write the table and chosen config; return the table (its
+    figure is the report layer's: :func:`restbench.report.plots.sweep_figure`)."""
     registry = get_registry()
     method = registry.get("methods", request.method, "restbench sweep METHOD")
     if not request.grid:
@@ -110,8 +112,8 @@ def sweep(request: SweepRequest, console=None) -> dict:
     reporter = Reporter(console, quiet=request.quiet)
     grid_points = points(request.grid)
 
-    def pipeline_for(point: dict) -> Pipeline:
-        run_request = RunRequest(
+    def request_for(point: dict) -> RunRequest:
+        return RunRequest(
             dataset=request.dataset, model=request.model, methods=[method.id], corruptions=[corruption.id],
             runners=[], exporters=[], profile=request.profile, overrides={**request.overrides, **point},
             seeds=[request.seed] if request.seed is not None else None, data_dir=request.data_dir,
@@ -119,38 +121,37 @@ def sweep(request: SweepRequest, console=None) -> dict:
             quiet=True, store=request.store, use_store=request.use_store, jobs=request.jobs,
             executor=request.executor, ray_address=request.ray_address, validation_only=True,
             max_validation_windows=request.max_windows)
-        pipe = Pipeline(run_request, console)
-        pipe.reporter = reporter
-        return pipe
 
-    pipes = [pipeline_for(p) for p in grid_points]  # every point resolved and checked before anything trains
-    first = pipes[0]
-    if first.recipes[method.id].reuse:
-        raise UsageError(f"method '{method.id}' deploys method '{first.recipes[method.id].reuse}''s model; "
+    tune_allocator()  # tensor buffers reused from the heap: same numbers, far fewer page faults
+    run_requests = [request_for(p) for p in grid_points]
+    contexts = [job_context(r, registry, reporter) for r in run_requests]  # every point checked before training
+    first = contexts[0]
+    check_executor(request.executor, request.jobs, request.ray_address, int(first.plan.knobs["threads"]))
+    if first.plan.recipes[method.id].reuse:
+        raise UsageError(f"method '{method.id}' deploys method '{first.plan.recipes[method.id].reuse}''s model; "
                          "sweep that method")
-    seed = int(first.knobs["seeds"][0])
-    reporter.log(f"preparing dataset {first.dataset.id}")
-    datas = [p.prepare_data() for p in pipes]
+    seed = int(first.plan.knobs["seeds"][0])
+    datas = [prepare_data(ctx.plan, r, registry, reporter)[0] for ctx, r in zip(contexts, run_requests)]
     store = first.store
-    for pipe in pipes[1:]:
-        pipe.store = store  # one store for the sweep, also when it is private (--no-store)
+    for ctx in contexts[1:]:
+        ctx.store = store  # one store for the sweep, also when it is private (--no-store)
 
     # the graph: per point a train job and a validate job after it
     todo, inputs, requests, plan = [], {}, {}, []
-    for pipe, data in zip(pipes, datas):
-        t_in = jobs.train_inputs(pipe, method.id, seed, data.fingerprint)
+    for ctx, run_request, data in zip(contexts, run_requests, datas):
+        t_in = jobs.train_inputs(ctx, method.id, seed, data.fingerprint)
         train = jobs.Job("train", method.id, seed, jobs.key_of("train", t_in))
-        v_in = jobs.validate_inputs(pipe, method.id, seed, corruption, train.key, data.fingerprint, request.max_windows)
+        v_in = jobs.validate_inputs(ctx, method.id, seed, corruption, train.key, data.fingerprint, request.max_windows)
         validate = jobs.Job("validate", method.id, seed, jobs.key_of("validate", v_in), corruption.id, (train.key,))
-        plan.append((pipe, data, train, t_in, validate, v_in))
+        plan.append((ctx, data, train, t_in, validate, v_in))
         for job, job_inputs in ((train, t_in), (validate, v_in)):
             if job.key not in inputs:
                 inputs[job.key] = job_inputs
-                requests[job.key] = worker_request(pipe.request, store.root)
+                requests[job.key] = worker_request(run_request, store.root)
                 todo.append(job)
     worker_computed: set[str] = set()
     executor = make_executor(request.executor, request.jobs, request.ray_address, first.device.type,
-                             int(first.knobs["threads"]))
+                             int(first.plan.knobs["threads"]))
     if executor is not None:
         pending = [j for j in todo if store.get(j.kind, j.key, inputs[j.key]) is None]
         reporter.log(f"sweep: {len(pending)} of {len(todo)} jobs to compute on {executor.describe()}")
@@ -167,11 +168,11 @@ def sweep(request: SweepRequest, console=None) -> dict:
             raise failed[0]
 
     rows, computed, windows = [], 0, 0
-    for point, (pipe, data, train, t_in, validate, v_in) in zip(grid_points, plan):
+    for point, (ctx, data, train, t_in, validate, v_in) in zip(grid_points, plan):
         label = ", ".join(f"{k}={json.dumps(v)}" for k, v in point.items())
         reporter.log(f"sweep {label}")
-        _, trained_now = jobs.ensure(pipe, data, train, t_in, reporter)
-        entry, _ = jobs.ensure(pipe, data, validate, v_in, reporter)
+        _, trained_now = jobs.ensure(ctx, data, train, t_in, reporter)
+        entry, _ = jobs.ensure(ctx, data, validate, v_in, reporter)
         computed += trained_now or train.key in worker_computed
         score = json.loads((entry / "score.json").read_text())
         windows = score["validation_windows"]  # the same subset at every point
@@ -183,7 +184,7 @@ def sweep(request: SweepRequest, console=None) -> dict:
                      + f", score {score['score']:.4f}")
     best = max(range(len(rows)), key=lambda i: (rows[i]["score"], -i))
     rows[best]["chosen"] = True
-    options = first.options
+    options = first.plan.options
     table = {
         "kind": "restbench-sweep",
         "command": request.command,
@@ -194,15 +195,15 @@ def sweep(request: SweepRequest, console=None) -> dict:
         "score": SCORE_DEFINITION,
         "split": "val",
         "validation_windows": windows,
-        "profile": first.knobs["profile"],
+        "profile": first.plan.knobs["profile"],
         "seed": seed,
-        "dataset": {"id": first.dataset.id, "fingerprint": datas[0].fingerprint, "options": options[first.dataset.id]},
-        "model": first.model.id,
+        "dataset": {"id": first.plan.dataset.id, "fingerprint": datas[0].fingerprint, "options": options[first.plan.dataset.id]},
+        "model": first.plan.model.id,
         "attack": {"corruption": corruption.id, "version": str(corruption.version),
                    "settings": {f"{float(s.value):g}": corruption.settings(s, options[corruption.id])
                                 for s in corruption.severities},
                    "unit": corruption.severities[0].unit},
-        "knobs": {k: v for k, v in first.knobs.items() if k != "seeds"},
+        "knobs": {k: v for k, v in first.plan.knobs.items() if k != "seeds"},
         "rows": rows,
     }
     write_sweep(table, Path(request.out))
@@ -245,10 +246,6 @@ def write_sweep(table: dict, out: Path) -> None:
                        (CHOSEN, json.dumps(chosen_config(table), indent=2) + "\n")):
         with atomic_path(out / name) as tmp:
             Path(tmp).write_text(text)
-    from restbench.report.plots import plotting_available, sweep_figure
-
-    if plotting_available()[0]:
-        sweep_figure(table, out / "sweep")
 
 
 def from_sweep(folder: Path) -> dict:
