@@ -73,7 +73,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
 
-from restbench.deploy.efficiency import count_params, size_kb
+from restbench.evaluation.cost import count_params, size_kb
 from restbench.plugins.contract import CompressionReport, PluginError
 
 if TYPE_CHECKING:  # torch is imported where used: ChannelGroup and the options stay readable without it
