@@ -36,7 +36,7 @@ import torch
 
 from restbench.api import Artifact, PluginError
 from restbench.deploy.efficiency import efficiency_report, host_cpu
-from restbench.deploy.export import export_tflite
+from restbench_builtins.tflite_graphs import export_tflite
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
@@ -79,7 +79,7 @@ def build_models(seed: int, n_times: int = N_TIMES, width: float = 1.0) -> tuple
 
 def bare_night(path: Path, windows: list, threads: int, n_windows: int, windows_per_night: int) -> float:
     """Seconds per night of a bare interpreter loop over ``n_windows`` windows, scaled to a night."""
-    from restbench.deploy.export import interpreter_runtime
+    from restbench_builtins.tflite_graphs import interpreter_runtime
 
     interpreter_cls, _, _ = interpreter_runtime()
     interpreter = interpreter_cls(model_path=str(path), num_threads=threads)

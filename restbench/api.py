@@ -3,8 +3,8 @@
 ``from restbench.api import ...`` gives the plugin contract (the protocols and plain-data types of
 :mod:`restbench.plugins.contract`, the errors, ``hookimpl``), typed options, the prepared-data type
 and the shared machinery the built-in plugins are made of (augmentations, regularisers, channel
-pruning, FLOP and latency measurement, the band-pass transform, the checked export, the data
-cache). The built-ins import from here too, so a third-party plugin can do whatever they do.
+pruning, FLOP and latency measurement, the band-pass transform, the format-agnostic export check,
+atomic file writes, the data cache). The built-ins import from here too, so a third-party plugin can do whatever they do.
 
 Names outside the contract load on first use (PEP 562): the contract is plain Python, the
 machinery pulls in numpy and torch, and ``restbench list`` must not pay for torch.
@@ -63,8 +63,15 @@ if TYPE_CHECKING:
         host_cpu,
         measure_latency,
     )
-    from restbench.deploy.export import export_checked  # noqa: F401
+    from restbench.deploy.export import (  # noqa: F401
+        as_tensor,
+        check_export,
+        deployable,
+        export_checked,
+        first_line,
+    )
     from restbench.deploy.transforms import BandPass  # noqa: F401
+    from restbench.records.atomic import atomic_path  # noqa: F401
     from restbench.training.attacks import PGD_SETTINGS, pgd, pgd_kwargs, pgd_settings  # noqa: F401
     from restbench.training.augment import GaussianNoise, PGDAdversarial  # noqa: F401
     from restbench.training.pruning import (  # noqa: F401
@@ -88,8 +95,10 @@ LAZY: dict[str, str] = {
     **dict.fromkeys(("cache_key", "file_digests", "load_or_build"), "restbench.data.cache"),
     **dict.fromkeys(("LATENCY_OPTIONS", "LatencyOptions", "busy_reasons", "efficiency_report", "host_cpu",
                      "measure_latency"), "restbench.deploy.efficiency"),
-    "export_checked": "restbench.deploy.export",
+    **dict.fromkeys(("as_tensor", "check_export", "deployable", "export_checked", "first_line"),
+                    "restbench.deploy.export"),
     "BandPass": "restbench.deploy.transforms",
+    "atomic_path": "restbench.records.atomic",
     **dict.fromkeys(("PGD_SETTINGS", "pgd", "pgd_kwargs", "pgd_settings"), "restbench.training.attacks"),
     **dict.fromkeys(("GaussianNoise", "PGDAdversarial"), "restbench.training.augment"),
     **dict.fromkeys(("ChannelGroup", "Member", "channel_pruning_options", "check_prunable", "gamma_scores",

@@ -517,17 +517,22 @@ def _print_reproduction(result) -> None:
 
 @cli.command("export")
 @click.argument("checkpoint", type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder for the .tflite files.")
-@click.option("--int8/--no-int8", default=True, show_default=True, help="Also export an int8 model.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder for the exported files.")
+@click.option("--exporters", default=None,
+              help="Comma-separated exporter ids (default: those marked default; see restbench list exporters).")
+@click.option("--int8/--no-int8", default=True, show_default=True,
+              help="Also export an int8 model (exporters with a 'variants' option).")
 @click.option("--calibration-dataset", default=None, help="Dataset id for int8 calibration (default: the checkpoint's).")
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=_cache_dir, show_default=".restbench-cache or $RESTBENCH_CACHE_DIR")
 @click.option("--data-dir", type=click.Path(path_type=Path))
-def export_cmd(checkpoint, out, int8, calibration_dataset, cache_dir, data_dir) -> None:
-    """Export a trained checkpoint (from a run's artifacts/models) to .tflite and check it."""
+def export_cmd(checkpoint, out, exporters, int8, calibration_dataset, cache_dir, data_dir) -> None:
+    """Export a trained checkpoint (from a run's artifacts/models) through the registered exporters
+    (by default the ones marked default, e.g. tflite: fp32 and int8 .tflite graphs) and check each
+    file against PyTorch; prints a JSON report."""
     from restbench.run.checkpoints import export_checkpoint
 
     report = export_checkpoint(checkpoint, out, int8=int8, calibration_dataset=calibration_dataset,
-                               cache_dir=cache_dir, data_dir=data_dir)
+                               cache_dir=cache_dir, data_dir=data_dir, exporters=_id_list(exporters))
     _emit_json(report)
 
 

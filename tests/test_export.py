@@ -1,4 +1,5 @@
-"""TFLite export (fp32 and int8), the export check and inference through the interpreter."""
+"""TFLite export (fp32 and int8) in the tflite plugin, its check against PyTorch and inference through the
+interpreter. The core's format-agnostic check is tested without TFLite in test_exporters.py."""
 
 import copy
 import importlib.util
@@ -12,13 +13,13 @@ if importlib.util.find_spec("litert_torch") is None or importlib.util.find_spec(
     pytest.skip("TFLite export needs litert-torch and ai-edge-litert", allow_module_level=True)
 
 from restbench.api import PluginError, UsageError  # noqa: E402
-from restbench.deploy.export import (  # noqa: E402
+from restbench.deploy.export import torch_logits  # noqa: E402
+from restbench_builtins.tflite_graphs import (  # noqa: E402
     TFLiteModel,
-    check_export,
+    check_tflite,
     export_tflite,
     interpreter_runtime,
     predict_tflite,
-    torch_logits,
 )
 
 N_TIMES = 256
@@ -80,7 +81,7 @@ def test_export_writes_files_and_keeps_module_mode(exported):
 
 
 def test_fp32_check_passes_with_tiny_difference(exported):
-    result = check_export(exported["model"], exported["fp32"], exported["windows"])
+    result = check_tflite(exported["model"], exported["fp32"], exported["windows"])
     assert result["passed"] and result["variant"] == "fp32"
     assert result["n_windows"] == 64
     assert result["max_abs_diff"] < 1e-4 * max(1.0, result["logit_scale"])
@@ -93,7 +94,7 @@ def test_int8_graph_is_full_integer_batch_one_and_agrees(exported):
     graph = TFLiteModel(exported["int8"])
     assert graph.quantized and graph.variant == "int8"
     assert graph.batch == 1 and graph.input_shape == (1, 1, N_TIMES)
-    result = check_export(exported["model"], exported["int8"], exported["windows"])
+    result = check_tflite(exported["model"], exported["int8"], exported["windows"])
     assert result["passed"] and result["variant"] == "int8"
     assert result["top1_agreement"] >= 0.95
     # int8 is not bit-exact, but close to the float logits
@@ -118,14 +119,14 @@ def test_failing_check_raises_one_line_or_reports(exported):
     with torch.no_grad():
         other[-1].weight.mul_(-1.0)  # flips the logits: a different model
     with pytest.raises(PluginError) as err:
-        check_export(other, exported["fp32"], exported["windows"])
+        check_tflite(other, exported["fp32"], exported["windows"])
     message = str(err.value)
     assert "\n" not in message and "tiny_fp32.tflite" in message and "max abs logit difference" in message
-    report = check_export(other, exported["fp32"], exported["windows"], report_only=True)
+    report = check_tflite(other, exported["fp32"], exported["windows"], report_only=True)
     assert report["passed"] is False and report["top1_agreement"] < 0.5
     # a stricter agreement threshold than achievable fails the int8 check too
     with pytest.raises(PluginError, match="top-1 agreement"):
-        check_export(exported["model"], exported["int8"], exported["windows"], min_top1_agreement=1.01)
+        check_tflite(exported["model"], exported["int8"], exported["windows"], min_top1_agreement=1.01)
 
 
 def test_bad_arguments_are_usage_errors(exported, tmp_path):

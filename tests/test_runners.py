@@ -43,7 +43,7 @@ def tiny_net() -> nn.Module:
 def artifact(tmp_path_factory):
     if not HAS_TFLITE:
         pytest.skip("needs litert-torch and ai-edge-litert")
-    from restbench.deploy.export import export_tflite
+    from restbench_builtins.tflite_graphs import export_tflite
 
     model = tiny_net()
     windows = np.random.default_rng(0).normal(0, 30, (32, 1, N_TIMES)).astype(np.float32)

@@ -413,7 +413,12 @@ class ExportedVariant:
 
 @runtime_checkable
 class Exporter(PluginObject, Protocol):
-    """Turns a deployed PyTorch pipeline into on-device files (TFLite, ONNX, ...)."""
+    """Turns a deployed PyTorch pipeline into on-device files (TFLite, ONNX, ...).
+
+    An exporter may declare ``packages``: the distributions its files and checks depend on (its
+    converter and runtime, e.g. ``("onnx", "onnxruntime")``); each run records their versions in
+    its provenance and a reproduction compares them.
+    """
 
     def available(self) -> tuple[bool, str]:
         """``(True, "")`` when this exporter can run here, else ``(False, reason)``."""
@@ -491,7 +496,11 @@ class LatencyReport:
 
 @runtime_checkable
 class Runner(PluginObject, Protocol):
-    """Measures on-device latency of an :class:`Artifact`."""
+    """Measures on-device latency of an :class:`Artifact`.
+
+    Like an :class:`Exporter`, a runner may declare ``packages`` (the runtime its timings depend
+    on); their versions are recorded in each run's provenance.
+    """
 
     def available(self) -> tuple[bool, str]:
         """``(True, "")`` when this runner can measure here, else ``(False, reason)``."""

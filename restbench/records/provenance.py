@@ -14,7 +14,8 @@ from typing import Any
 from restbench import __version__
 from restbench.records.jsonio import utc_now
 
-#: Packages whose versions a number may depend on (read from metadata, never imported).
+#: Packages whose versions a number may depend on (read from metadata, never imported); the
+#: exporters and runners add the ones they declare (:func:`declared_packages`).
 KEY_PACKAGES: tuple[str, ...] = (
     "torch",
     "numpy",
@@ -22,8 +23,6 @@ KEY_PACKAGES: tuple[str, ...] = (
     "mne",
     "pluggy",
     "scikit-learn",
-    "ai-edge-litert",
-    "litert-torch",
     "jsonschema",
 )
 
@@ -72,9 +71,20 @@ def _cpu_model() -> str | None:
     return platform.processor() or None
 
 
-def _package_versions() -> dict[str, str]:
+def declared_packages(registry: Any) -> tuple[str, ...]:
+    """The distributions the registered exporters and runners say their numbers depend on (their
+    optional ``packages`` attribute, e.g. a converter and its runtime), each once, in registration
+    order."""
+    names: list[str] = []
+    for kind in ("exporters", "runners"):
+        for obj in registry.all(kind).values():
+            names += [name for name in getattr(obj, "packages", ()) or () if name not in names]
+    return tuple(names)
+
+
+def _package_versions(names: tuple[str, ...]) -> dict[str, str]:
     versions = {}
-    for name in KEY_PACKAGES:
+    for name in dict.fromkeys(names):  # once each, in order
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -126,7 +136,7 @@ def provenance(registry: Any) -> dict:
         "git_dirty": dirty,
         "python_version": platform.python_version(),
         "python_implementation": platform.python_implementation(),
-        "packages": _package_versions(),
+        "packages": _package_versions(KEY_PACKAGES + declared_packages(registry)),
         "plugins": [_scrub(status.to_dict()) for status in registry.plugins],
         "plugin_env": {k: os.environ[k] for k in _PLUGIN_ENV if k in os.environ},
         "platform": {

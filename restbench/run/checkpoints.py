@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from restbench.deploy.export import check_summary
 from restbench.plugins.contract import MethodContext, PluginError
 from restbench.records.atomic import atomic_path
 
@@ -103,17 +104,27 @@ def load_checkpoint(path: Path, registry=None, expected_key: str | None = None) 
 
 
 def export_checkpoint(path: Path, out: Path, int8: bool = True, calibration_dataset: str | None = None,
-                      cache_dir: Path | None = None, data_dir: Path | None = None) -> dict:
-    """Export a checkpoint's deployed pipeline (its method's test-time transforms included) to
-    .tflite, checking each file against PyTorch on validation windows; returns the report."""
+                      cache_dir: Path | None = None, data_dir: Path | None = None,
+                      exporters: list[str] | None = None) -> dict:
+    """Export a checkpoint's deployed pipeline (its method's test-time transforms included) through
+    the registered exporters, each file checked against PyTorch on validation windows; returns the
+    report ``{"checkpoint", "files": {variant: {"path", "size_kb", "check", "failed"}}}``.
+
+    ``exporters``: exporter ids (None: those marked default). With one exporter its files go to
+    ``out`` and are keyed by variant without the exporter's prefix (``tflite-int8`` -> ``int8``);
+    with several, each writes to ``out/EXPORTER/`` and keys are the full variant names. Files are
+    always written afresh (a file from an earlier export is replaced, never reused). ``int8=False``
+    drops the int8 variant of exporters that declare a ``variants`` option. A failed check or a
+    variant that could not be written is a one-line :class:`PluginError` after every file is
+    written."""
     from restbench.data.cache import default_cache_dir
-    from restbench.deploy.export import check_summary, export_checked
     from restbench.deploy.transforms import deploy
     from restbench.plugins.contract import DatasetOptions
     from restbench.plugins.registry import get_registry
     from restbench.training.loop import subsample
 
     registry = get_registry()
+    chosen, skipped = _chosen_exporters(registry, exporters, path)
     net, spec, meta = load_checkpoint(path, registry)
     transforms = []
     if meta.get("method") in registry.all("methods"):
@@ -139,10 +150,74 @@ def export_checkpoint(path: Path, out: Path, int8: bool = True, calibration_data
     rng = np.random.default_rng(0)
     calib, _ = data.get(subsample(data.windows("train"), 64, rng))
     check, _ = data.get(subsample(data.windows("val"), 64, rng))
-    variants = ("fp32", "int8") if int8 else ("fp32",)
-    files = export_checked(deployed, calib, check, Path(out), path.stem, variants)
-    failed = [f"{name}: {check_summary(f['check'])}" for name, f in files.items() if not f["check"]["passed"]]
+    files: dict[str, dict] = {}
+    for exporter in chosen:
+        folder = Path(out) if len(chosen) == 1 else Path(out) / exporter.id
+        for variant in _export_fresh(exporter, deployed, calib, check, folder, path.stem, _export_options(exporter, int8)):
+            key = variant.variant.removeprefix(f"{exporter.id}-") if len(chosen) == 1 else variant.variant
+            written = not variant.failed
+            files[key] = {"path": str(variant.path) if written else None,
+                          "size_kb": float(variant.size_kb) if written else None,
+                          "check": variant.check, "failed": variant.failed}
+    failed = [f"{key}: {f['failed']}" if f["failed"] else f"{key}: {check_summary(f['check'])}"
+              for key, f in files.items() if f["failed"] or (f["check"] and not f["check"].get("passed", True))]
     if failed:
         raise PluginError(f"export check failed for {path} ({'; '.join(failed)}); the files are in {out}")
     report: dict = {"checkpoint": str(path), "files": files}
+    if skipped:
+        report["skipped"] = skipped
     return report
+
+
+def _chosen_exporters(registry, ids: list[str] | None, path: Path) -> tuple[list, list[str]]:
+    """The exporters to run and why any default one is skipped. Named ones must all be available;
+    of the defaults, the unavailable are skipped. None left is a one-line error."""
+    from restbench.plugins.contract import UsageError
+
+    objects = registry.defaults("exporters") if ids is None else registry.resolve("exporters", ids, "--exporters")
+    if not objects:
+        raise UsageError("--exporters: no exporter chosen (and none is marked default); name one, see "
+                         "restbench list exporters")
+    chosen, skipped = [], []
+    for exporter in objects:
+        ok, reason = exporter.available()
+        if ok:
+            chosen.append(exporter)
+        else:
+            skipped.append(f"exporter {exporter.id} unavailable: {reason}")
+    if not chosen or (ids is not None and skipped):
+        raise PluginError(f"cannot export {path}: {'; '.join(skipped)}")
+    return chosen, skipped
+
+
+def _export_options(exporter, int8: bool) -> dict:
+    """The exporter's options for a checkpoint export: its defaults, without the int8 variant
+    when ``int8`` is off and it declares a ``variants`` option."""
+    from restbench.plugins.options import options_of
+
+    declared = {option.name: option for option in options_of(exporter)}
+    if int8 or "variants" not in declared:
+        return {}
+    return {"variants": [v for v in declared["variants"].default if v != "int8"]}
+
+
+def _export_fresh(exporter, module, calibration, check_windows, folder: Path, stem: str, options: dict) -> list:
+    """``exporter.export`` into a new folder beside ``folder``, then each written file moved into
+    ``folder``: exporters reuse a file already there (a resumed run), a checkpoint export must not."""
+    import shutil
+    import tempfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{stem}-", dir=folder))
+    try:
+        variants = exporter.export(module, calibration, check_windows, staging, stem, options)
+        for variant in variants:
+            written = Path(variant.path)
+            if not variant.failed and written.is_file() and written.is_relative_to(staging):
+                target = folder / written.relative_to(staging)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                written.replace(target)
+                variant.path = target
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return variants

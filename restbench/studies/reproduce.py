@@ -52,19 +52,21 @@ CROSS_MACHINE = {"name": "cross-machine", "macro_f1_abs": 0.01, "window_agreemen
                         "logits are within rounding (attacks amplify it); per cell at least 99 % of windows must "
                         "keep their stage and macro-F1 must stay within 0.01"}
 
-#: Provenance fields whose equality makes a reproduction "the same machine and software".
-_ENV_PACKAGES = ("torch", "numpy", "scipy", "ai-edge-litert", "litert-torch")
+#: Provenance fields whose equality makes a reproduction "the same machine and software", with the
+#: packages the exporters and runners declare (restbench.records.provenance.declared_packages).
+_ENV_PACKAGES = ("torch", "numpy", "scipy")
 
 
-def environment(prov: dict) -> dict:
-    """What decides whether two evaluations must agree bit for bit, from a provenance dict."""
+def environment(prov: dict, declared: tuple[str, ...] = ()) -> dict:
+    """What decides whether two evaluations must agree bit for bit, from a provenance dict;
+    ``declared``: the packages the registered exporters and runners declare."""
     packages = prov.get("packages") or {}
     return {
         "cpu_model": prov.get("cpu_model"),
         "accelerator": prov.get("accelerator"),
         "machine": (prov.get("platform") or {}).get("machine"),
         "torch_threads": prov.get("torch_threads"),
-        "packages": {name: packages.get(name) for name in _ENV_PACKAGES if packages.get(name)},
+        "packages": {name: packages.get(name) for name in _ENV_PACKAGES + declared if packages.get(name)},
     }
 
 
@@ -375,7 +377,7 @@ def reproduce(run_dir: str | Path, out: str | Path | None = None, *, data_dir: P
     import restbench
     from restbench.plugins.registry import get_registry
     from restbench.records.jsonio import utc_now, write_json_atomic
-    from restbench.records.provenance import provenance
+    from restbench.records.provenance import declared_packages, provenance
     from restbench.records.rundir import RunDir
     from restbench.records.verify import results_digest
     from restbench.run.pipeline import Pipeline
@@ -406,7 +408,8 @@ def reproduce(run_dir: str | Path, out: str | Path | None = None, *, data_dir: P
             # name the run's own files, not their copies in a directory about to be removed
             raise _refuse(name, str(exc).replace(str(target), str(run_dir))) from None
         now = provenance(registry)
-        same = environment(now) == environment(info.get("provenance") or {})
+        declared = declared_packages(registry)
+        same = environment(now, declared) == environment(info.get("provenance") or {}, declared)
         tolerance = EXACT if same else CROSS_MACHINE
         cells = compare(recorded, RunDir(target, create=False).records(), run_dir, target, tolerance)
         result = Reproduction(

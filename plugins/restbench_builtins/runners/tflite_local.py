@@ -67,11 +67,13 @@ class TFLiteLocal:
     description = "Per-window and per-night latency of .tflite graphs with the local TFLite interpreter"
     citation = None
     default = True
+    #: the interpreter its timings depend on, recorded in each run's provenance
+    packages = ("ai-edge-litert",)
     options = LATENCY_OPTIONS
 
     def available(self) -> tuple[bool, str]:
         try:
-            from restbench.deploy.export import interpreter_runtime
+            from restbench_builtins.tflite_graphs import interpreter_runtime
 
             interpreter_runtime()
         except PluginError as exc:
@@ -79,7 +81,7 @@ class TFLiteLocal:
         return True, ""
 
     def measure(self, artifact: Artifact, options: dict[str, Any]) -> list[LatencyReport]:
-        from restbench.deploy.export import TFLiteModel
+        from restbench_builtins.tflite_graphs import TFLiteModel
 
         ok, reason = self.available()
         if not ok:
