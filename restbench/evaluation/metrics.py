@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from restbench.evaluation.statistics import subject_bootstrap_interval
 from restbench.plugins.contract import STAGES
 from restbench.records.confusion import f1_per_class as _f1_per_class
 from restbench.records.confusion import macro_f1_from_confusion
@@ -140,31 +141,11 @@ def bootstrap_ci(
     alpha: float = 0.05,
     n_classes: int = len(STAGES),
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval ``(lo, hi)`` of the pooled macro-F1, resampling subjects.
-
-    Windows of one night are correlated, so the resampling unit is the subject: each replicate
-    draws as many subjects as there are, with replacement, pools their windows (a subject drawn
-    twice counts twice) and scores the pooled macro-F1. ``(lo, hi)`` are the ``alpha / 2`` and
-    ``1 - alpha / 2`` quantiles (95 % by default). Deterministic given ``seed``; with one
-    subject the interval collapses to the point estimate.
-    """
-    if n_boot < 1:
-        raise ValueError("n_boot must be at least 1")
-    if not 0.0 < alpha < 1.0:
-        raise ValueError("alpha must lie in (0, 1)")
+    """Percentile bootstrap interval ``(lo, hi)`` of the pooled macro-F1, resampling subjects
+    (:func:`restbench.evaluation.statistics.subject_bootstrap_interval` on each subject's confusion
+    counts): 95 % by default, deterministic given ``seed``."""
     _, conf = _per_subject_confusions(y_true, y_pred, subjects, n_classes)
-    n_subjects = conf.shape[0]
-    if n_subjects == 0:
-        raise ValueError("bootstrap_ci needs at least one window")
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n_subjects, size=(n_boot, n_subjects))
-    # multiplicity of each subject per replicate, then pooled confusion = weights @ confusions
-    weights = np.zeros((n_boot, n_subjects), dtype=np.float64)
-    np.add.at(weights, (np.repeat(np.arange(n_boot), n_subjects), draws.ravel()), 1.0)
-    pooled = (weights @ conf.reshape(n_subjects, -1).astype(np.float64)).reshape(n_boot, n_classes, n_classes)
-    scores = macro_f1_from_confusion(pooled)
-    lo, hi = np.quantile(np.atleast_1d(scores), [alpha / 2.0, 1.0 - alpha / 2.0])
-    return float(lo), float(hi)
+    return subject_bootstrap_interval(conf, n_boot=n_boot, seed=seed, alpha=alpha)
 
 
 def _severity_key(severity: Any) -> Any:
