@@ -246,7 +246,7 @@ def run_cmd(dataset, data_dir, protocol, dataset_option, model, methods, corrupt
             quiet, figures, n_jobs, executor, ray_address, store_dir, no_store, from_sweep_dir) -> None:
     """Train, compress, evaluate and measure METHODS on a dataset; write a run directory."""
     from restbench.records.rundir import check_run_name
-    from restbench.report.summary import print_summary
+    from restbench.report.terminal import print_summary
     from restbench.benchmark import run
     from restbench.run.plan import RunRequest
     from restbench.run.progress import quiet_by_default
@@ -295,7 +295,8 @@ def run_cmd(dataset, data_dir, protocol, dataset_option, model, methods, corrupt
 def _draw_figures(run_dir: Path) -> None:
     """A finished run's figures (restbench plot); a missing matplotlib or a drawing failure is a
     warning: the results are written and the figures can be drawn again with restbench plot."""
-    from restbench.report.plots import plotting_available, write_run_figures
+    from restbench.report.plots import plotting_available
+    from restbench.report.run_figures import write_run_figures
 
     ok, why = plotting_available()
     if not ok:
@@ -425,7 +426,8 @@ def data_info(dataset_id, data_dir, protocol, n_subjects, dataset_option, cache_
 def summary_cmd(run_dir: Path, write: bool, wide: bool) -> None:
     """Print a run's summary tables, rebuilt from its records. Only reads RUN_DIR (a run or a
     published leaderboard folder) unless --write is given."""
-    from restbench.report.summary import print_summary, read_summary, write_summary
+    from restbench.report.summary import read_summary, write_summary
+    from restbench.report.terminal import print_summary
 
     if not (run_dir / "results.jsonl").exists():
         raise UsageError(f"RUN_DIR: {run_dir} has no results.jsonl; pass a directory written by 'restbench run'")
@@ -446,7 +448,7 @@ def plot_cmd(run_dir: Path, noise: str | None) -> None:
     vs severity per corruption, confusion matrices clean vs the highest noise severity, one test
     subject's hypnograms (expert vs each method, clean and noisy), robust macro-F1 vs MFLOPs and
     latency (Pareto front)."""
-    from restbench.report.plots import write_run_figures
+    from restbench.report.run_figures import write_run_figures
 
     for path in write_run_figures(run_dir, noise=noise):
         click.echo(str(path))
@@ -595,9 +597,9 @@ def leaderboard_validate(path, strict, as_json) -> None:
     """Check a leaderboard: schema, runs complete, no duplicate cells, file hashes, every number recomputed."""
     from rich.markup import escape
 
-    from restbench.report.leaderboard import validate
+    from restbench.publish import validate_leaderboard
 
-    report = validate(path)
+    report = validate_leaderboard(path)
     if as_json:
         _emit_json(report.to_dict())
     else:
@@ -625,7 +627,7 @@ def leaderboard_validate(path, strict, as_json) -> None:
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=_cache_dir, show_default=".restbench-cache or $RESTBENCH_CACHE_DIR")
 def leaderboard_publish(run_dir, to, baseline, noise, reproduce, data_dir, cache_dir) -> None:
     """Validate the leaderboard, add RUN_DIR to it and rebuild it (publishing twice changes nothing)."""
-    from restbench.report.leaderboard import publish
+    from restbench.publish import publish
     from restbench.studies.reproduce import NotReproduced
 
     try:

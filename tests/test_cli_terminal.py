@@ -17,7 +17,9 @@ from rich.cells import cell_len
 from rich.console import Console
 
 from restbench.cli import cli, main
-from restbench.report.summary import _grid, print_summary, read_summary
+from restbench.report.formatting import grid
+from restbench.report.summary import read_summary
+from restbench.report.terminal import print_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ROOT / "leaderboards" / "sleep-synth-quick" / "runs" / "leaderboard-quick"  # a committed run with every table
@@ -44,7 +46,7 @@ def expected_numbers(tables) -> Counter:
     found: Counter = Counter()
     for table in tables.values():
         if table.show:
-            _, body = _grid(table)
+            _, body = grid(table)
             found.update(n for line in body for text in line[1:] for n in NUMBER.findall(text))
     return found
 

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from restbench.report import leaderboard as lb
-from restbench.report.summary import csv_text, read_summary, render_markdown
 from restbench.records.rundir import RunDir
+from restbench.report import leaderboard as lb
+from restbench.report.long_csv import summary_csv
+from restbench.report.markdown import summary_markdown
+from restbench.report.summary import read_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 BOARD = ROOT / "leaderboards" / "sleep-synth-quick"
@@ -43,5 +45,5 @@ def test_the_committed_leaderboard_rebuilds_to_the_same_numbers(rebuilt):
 
 def test_the_default_summary_renders_to_the_golden_files():
     tables, info = read_summary(RunDir(RUN, create=False))
-    assert render_markdown(tables, info) == (GOLDEN / "sleep-synth-quick-summary.md").read_text()
-    assert csv_text(tables) == (GOLDEN / "sleep-synth-quick-summary.csv").read_text()
+    assert summary_markdown(tables, info) == (GOLDEN / "sleep-synth-quick-summary.md").read_text()
+    assert summary_csv(tables) == (GOLDEN / "sleep-synth-quick-summary.csv").read_text()

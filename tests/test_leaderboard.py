@@ -17,7 +17,13 @@ import pytest
 
 from restbench.api import PluginError
 from restbench.cli import main
+from restbench.evaluation.statistics import paired_permutation_p
+from restbench.publish import publish, stale_lines, validate_leaderboard
 from restbench.report import leaderboard as lb
+from restbench.report.caveats import EXPORT_NOTE, entry_name
+from restbench.report.leaderboard_schema import schema_problems
+from restbench.report.leaderboard_validation import validate
+from restbench.report.leaderboard_view import table_groups
 from restbench.report.site import SORT_JS
 from restbench.benchmark import run
 from restbench.run.plan import RunRequest
@@ -59,7 +65,7 @@ def entry(data, method):
 
 def test_build_writes_a_schema_valid_leaderboard(built):
     out, data = built
-    assert lb.schema_problems(json.loads((out / lb.LEADERBOARD_JSON).read_text())) == []
+    assert schema_problems(json.loads((out / lb.LEADERBOARD_JSON).read_text())) == []
     assert [e["method"] for e in data["entries"]] == METHODS
     assert [r["name"] for r in data["runs"]] == ["run-s0", "run-s1"]
     run = data["runs"][0]
@@ -156,12 +162,12 @@ def test_identical_methods_are_marked_tied(runs, tmp_path):
 
 
 def test_paired_permutation_test():
-    assert lb.paired_permutation_p([]) is None
-    assert lb.paired_permutation_p([0.0, 0.0, 0.0]) == 1.0
-    assert lb.paired_permutation_p([1.0, 2.0, 3.0]) == 0.25  # only all-plus and all-minus reach |mean| = 2
-    assert lb.paired_permutation_p([0.1] * 8) == 2 / 256
-    assert lb.paired_permutation_p([0.1, -0.1]) == 1.0
-    assert 0 < lb.paired_permutation_p([0.01] * 30) < 0.001  # Monte Carlo branch
+    assert paired_permutation_p([]) is None
+    assert paired_permutation_p([0.0, 0.0, 0.0]) == 1.0
+    assert paired_permutation_p([1.0, 2.0, 3.0]) == 0.25  # only all-plus and all-minus reach |mean| = 2
+    assert paired_permutation_p([0.1] * 8) == 2 / 256
+    assert paired_permutation_p([0.1, -0.1]) == 1.0
+    assert 0 < paired_permutation_p([0.01] * 30) < 0.001  # Monte Carlo branch
 
 
 def _altered_copy(src: Path, dst: Path, change) -> Path:
@@ -208,14 +214,14 @@ def test_an_exported_graph_that_failed_its_check_is_named(runs, tmp_path):
     data = lb.build([src], board, plots=False)
     want = "export check failed: seed 0 tflite-int8: max abs diff 0.581, top-1 agreement 0.875 (needs 0.9) on 32 windows"
     assert entry(data, "liu")["warnings"] == [want] and "warnings" not in entry(data, "sors")
-    name = lb.entry_name(entry(data, "liu"))  # with the health marker when the smoke model collapsed
-    assert f"## Export checks\n\n{lb.EXPORT_NOTE}\n\n- {name}: {want}" in (board / lb.LEADERBOARD_MD).read_text()
+    name = entry_name(entry(data, "liu"))  # with the health marker when the smoke model collapsed
+    assert f"## Export checks\n\n{EXPORT_NOTE}\n\n- {name}: {want}" in (board / lb.LEADERBOARD_MD).read_text()
     assert "<h2>Export checks</h2>" in (board / lb.INDEX_HTML).read_text()
-    assert lb.validate(board).ok
+    assert validate(board).ok
     stored = json.loads((board / lb.LEADERBOARD_JSON).read_text())
     del next(e for e in stored["entries"] if e["method"] == "liu")["warnings"]
     (board / lb.LEADERBOARD_JSON).write_text(json.dumps(stored))
-    assert any("warnings: missing" in p for p in lb.validate(board).problems)
+    assert any("warnings: missing" in p for p in validate(board).problems)
 
 
 def test_plots_exist_as_png_and_svg(built):
@@ -335,7 +341,7 @@ def test_index_html_in_headless_chromium(built, tmp_path):
     rows as the numbers say and a second click reverses them, nothing is logged as an error,
     and its screenshot is not blank. Committed leaderboards' pages load without errors too."""
     out, data = built
-    groups = lb.table_groups(data)
+    groups = table_groups(data)
     keys = [e["key"] for e in data["entries"]]
     with Chromium(chromium_or_skip(), tmp_path / "profile") as browser:
         page = browser.new_page(1280, 900)
@@ -365,17 +371,17 @@ def test_index_html_in_headless_chromium(built, tmp_path):
         # a numeric column whose entries differ: best first, then reversed
         table_id, column, index = next(
             (tid, col, i) for tid, _, cols in groups for i, col in enumerate(cols, start=2)
-            if len({e["cells"][col["key"]]["mean"] for e in data["entries"] if col["key"] in e["cells"]}) == len(keys))
-        values = {e["key"]: e["cells"][column["key"]]["mean"] for e in data["entries"]}
+            if len({e["cells"][col.key]["mean"] for e in data["entries"] if col.key in e["cells"]}) == len(keys))
+        values = {e["key"]: e["cells"][column.key]["mean"] for e in data["entries"]}
         before = rows(table_id)
         page.click(f"#{table_id} thead th:nth-child({index + 1})")
         after = rows(table_id)
-        assert after == _expected_order(before, values, descending=column["better"] == "higher"), column["key"]
+        assert after == _expected_order(before, values, descending=column.better == "higher"), column.key
         page.click(f"#{table_id} thead th:nth-child({index + 1})")
         assert rows(table_id) == list(reversed(after))
         sorted_by = page.evaluate(f"document.querySelector('#{table_id} thead th:nth-child({index + 1})')"
                                   ".getAttribute('aria-sort')")
-        assert sorted_by == ("ascending" if column["better"] == "higher" else "descending")
+        assert sorted_by == ("ascending" if column.better == "higher" else "descending")
 
         page.evaluate("window.scrollTo(0, 0)")
         png = page.screenshot()
@@ -399,23 +405,29 @@ def test_index_html_in_headless_chromium(built, tmp_path):
             committed.goto((board / lb.INDEX_HTML).as_uri())
             stored = json.loads((board / lb.LEADERBOARD_JSON).read_text())
             ids = committed.evaluate("Array.from(document.querySelectorAll('table.sortable'), t => t.id)")
-            assert ids == [table_id for table_id, _, _ in lb.table_groups(stored)] + ["runs"], board.name
+            assert ids == [table_id for table_id, _, _ in table_groups(stored)] + ["runs"], board.name
             committed.click("table.sortable thead th:nth-child(3)")
             assert committed.errors() == [], board.name
 
 
 def test_validate_accepts_the_build_and_pinpoints_tampering(built, tmp_path, capsys):
     out, data = built
-    report = lb.validate(out)
+    report = validate_leaderboard(out)
     assert report.ok, report.problems
     assert report.stale == []  # made by this restbench with the current smoke profile
+    # the report layer judges no staleness itself: it asks the check it is given, once per run
+    seen = []
+    assert validate(out).stale == []
+    assert validate(out, stale=lambda name, info: seen.append((name, info["name"])) or [f"{name}: old"]).stale == [
+        "run-s0: old", "run-s1: old"]
+    assert seen == [("run-s0", "run-s0"), ("run-s1", "run-s1")]
     assert report.checked_files >= 4 and report.unchecked  # checkpoints hashed but not published
 
     number = shutil.copytree(out, tmp_path / "number")
     stored = json.loads((number / lb.LEADERBOARD_JSON).read_text())
     entry(stored, "liu")["cells"]["gaussian/high"]["mean"] += 0.25
     (number / lb.LEADERBOARD_JSON).write_text(json.dumps(stored))
-    problems = lb.validate(number).problems
+    problems = validate(number).problems
     assert problems == [f"entries[liu].cells.gaussian/high.mean: stored "
                         f"{entry(data, 'liu')['cells']['gaussian/high']['mean'] + 0.25!r}, "
                         f"recomputed {entry(data, 'liu')['cells']['gaussian/high']['mean']!r}"]
@@ -426,14 +438,14 @@ def test_validate_accepts_the_build_and_pinpoints_tampering(built, tmp_path, cap
     i = next(k for k, line in enumerate(lines) if '"corruption":"gaussian"' in line and '"method":"liu"' in line)
     lines[i] = lines[i].replace('"macro_f1":', '"macro_f1":0.0,"was":', 1)
     results.write_text("\n".join(lines) + "\n")
-    problems = lb.validate(record).problems
+    problems = validate(record).problems
     assert any("runs[run-s1]: results.jsonl was changed" in p for p in problems)
     assert any(p.startswith("entries[liu].cells.gaussian/") for p in problems)
 
     dup = shutil.copytree(out, tmp_path / "dup")
     results = dup / "runs" / "run-s0" / "results.jsonl"
     results.write_text(results.read_text() + results.read_text().splitlines()[-1] + "\n")
-    assert any(p.startswith("duplicate cell:") for p in lb.validate(dup).problems)
+    assert any(p.startswith("duplicate cell:") for p in validate(dup).problems)
 
     missing = shutil.copytree(out, tmp_path / "missing")
     results = missing / "runs" / "run-s0" / "results.jsonl"
@@ -441,7 +453,7 @@ def test_validate_accepts_the_build_and_pinpoints_tampering(built, tmp_path, cap
                                                                      and '"severity":3' in ln and '"variant":"torch"' in ln
                                                                      and '"method":"sors"' in ln)]
     results.write_text("\n".join(lines) + "\n")
-    problems = lb.validate(missing).problems
+    problems = validate(missing).problems
     assert any("incomplete: sors seed 0 has no torch record for gaussian/high" in p for p in problems)
 
     capsys.readouterr()
@@ -456,24 +468,24 @@ def test_stale_runs_are_named():
 
     info = {"provenance": {"restbench_version": "0.0.1"}, "config": {"profile": "smoke", "epochs": 99},
             "dataset": {"name": "sleep-synth", "info": {"generator": "restbench sleep-synth 0"}}}
-    lines = lb.stale_lines("old-run", info)
+    lines = stale_lines("old-run", info)
     assert any("made by restbench 0.0.1" in ln for ln in lines)
     assert any("profile 'smoke' now has epochs=1, the run used 99" in ln for ln in lines)
     current = get_registry().get("datasets", "sleep-synth").generator
     assert f"old-run: dataset 'sleep-synth' is now generated by {current}, the run's data by restbench sleep-synth 0" in lines
     info["dataset"]["info"]["generator"] = current
-    assert not any("generated by" in ln for ln in lb.stale_lines("old-run", info))
+    assert not any("generated by" in ln for ln in stale_lines("old-run", info))
     # a plugin option whose profile value has changed since, judged for installed plugins only
     info["options"] = {"rest-a": {"train_eps": 99.0}, "not-installed": {"x": 1}}
-    quick = lb.stale_lines("old-run", {**info, "config": {"profile": "quick"}})
+    quick = stale_lines("old-run", {**info, "config": {"profile": "quick"}})
     current_eps = {o.name: o for o in get_registry().get("methods", "rest-a").options}["train_eps"].default_for("quick")
     assert f"old-run: profile 'quick' now gives rest-a.train_eps={current_eps}, the run used 99.0" in quick
     assert not any("not-installed" in ln for ln in quick)
     # `auto` precision matches what it resolved to on the machine that ran
-    assert not any("precision" in ln for ln in lb.stale_lines("r", {**info, "config": {"profile": "quick", "precision": "bf16"}}))
-    assert not any("precision" in ln for ln in lb.stale_lines("r", {**info, "config": {"profile": "quick", "precision": "fp32"}}))
+    assert not any("precision" in ln for ln in stale_lines("r", {**info, "config": {"profile": "quick", "precision": "bf16"}}))
+    assert not any("precision" in ln for ln in stale_lines("r", {**info, "config": {"profile": "quick", "precision": "fp32"}}))
     assert any('precision="fp32", the run used "bf16"' in ln
-               for ln in lb.stale_lines("r", {**info, "config": {"profile": "smoke", "precision": "bf16"}}))
+               for ln in stale_lines("r", {**info, "config": {"profile": "smoke", "precision": "bf16"}}))
 
 
 def test_baseline_option_and_unknown_baseline(runs, tmp_path):
@@ -486,20 +498,20 @@ def test_baseline_option_and_unknown_baseline(runs, tmp_path):
 
 def test_publish_merges_and_is_idempotent(runs, tmp_path):
     board = tmp_path / "published"
-    assert lb.publish(runs[0], board, plots=False)[1] == "created"
-    data, outcome = lb.publish(runs[1], board, plots=False)
+    assert publish(runs[0], board, plots=False)[1] == "created"
+    data, outcome = publish(runs[1], board, plots=False)
     assert outcome == "added" and [r["name"] for r in data["runs"]] == ["run-s0", "run-s1"]
     assert all(e["label"] == "self-reported" for e in data["entries"])
     before = {p.name: p.read_bytes() for p in board.iterdir() if p.is_file()}
-    assert lb.publish(runs[1], board, plots=False)[1] == "unchanged"
+    assert publish(runs[1], board, plots=False)[1] == "unchanged"
     assert {p.name: p.read_bytes() for p in board.iterdir() if p.is_file()} == before
-    assert lb.validate(board).ok
+    assert validate(board).ok
     # the published run's checkpoint hashes survive rebuilding from the copies
     assert any(path.startswith("artifacts/models/") for path in data["runs"][0]["files"])
 
     impostor = _altered_copy(runs[1], tmp_path / "impostor" / "run-s1", lambda i: i["notes"].append("changed"))
     with pytest.raises(PluginError, match="a different run named run-s1 is already published"):
-        lb.publish(impostor, board, plots=False)
+        publish(impostor, board, plots=False)
 
 
 def _readme_entry(name: str) -> str:

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from restbench.report.summary import build_tables, read_summary, render_markdown
 from restbench.records.rundir import RunDir
 from restbench.records.schema import validate_record, validate_run
+from restbench.report.markdown import summary_markdown
+from restbench.report.summary import build_tables, read_summary
 
 BOARDS = Path(__file__).resolve().parents[1] / "leaderboards"
 # a leaderboard folder keeps its runs under runs/<name>/ (or, in the first layout, is itself one)
@@ -36,5 +37,5 @@ def test_published_run_validates(run):
     assert [row.method for row in tables["paper"].rows] == run_info["methods"]
     if (run / "summary.md").exists():
         rebuilt_tables, info = read_summary(RunDir(run, create=False))
-        assert render_markdown(rebuilt_tables, info) == (run / "summary.md").read_text(), \
+        assert summary_markdown(rebuilt_tables, info) == (run / "summary.md").read_text(), \
             f"{run}/summary.md differs from its records; rebuild the entry"

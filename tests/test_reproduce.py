@@ -13,7 +13,9 @@ import pytest
 from restbench.api import PluginError
 from restbench.cli import main
 from restbench.evaluation.metrics import classification_metrics, macro_f1_from_confusion
+from restbench.publish import publish
 from restbench.report import leaderboard as lb
+from restbench.report.leaderboard_validation import validate
 from restbench.benchmark import run
 from restbench.run.plan import RunRequest
 from restbench.studies.reproduce import CROSS_MACHINE, EXACT, NotReproduced, compare, reproduce
@@ -33,10 +35,10 @@ def smoke_run(tmp_path_factory):
 def reproduced_board(smoke_run, tmp_path_factory):
     """The run published self-reported, then again with --reproduce (relabelled)."""
     board = tmp_path_factory.mktemp("boards") / "board"
-    data, outcome = lb.publish(smoke_run, board, plots=False)
+    data, outcome = publish(smoke_run, board, plots=False)
     assert outcome == "created" and {e["label"] for e in data["entries"]} == {"self-reported"}
     assert "reproduction" not in data["runs"][0]
-    data, outcome = lb.publish(smoke_run, board, plots=False, reproduce=True, cache_dir=smoke_run.parent / "cache")
+    data, outcome = publish(smoke_run, board, plots=False, reproduce=True, cache_dir=smoke_run.parent / "cache")
     assert outcome == "relabelled"
     return board, data
 
@@ -66,12 +68,12 @@ def test_an_untouched_run_reproduces_exactly_and_is_labelled_reproduced(reproduc
     assert record["max_macro_f1_diff"] == 0.0 and record["min_window_agreement"] == 1.0
     assert record["results_sha256"] == data["runs"][0]["files"]["results.jsonl"]
     assert record["hardware"]["cpu_count"] and "hostname" not in json.dumps(record)
-    assert lb.validate(board).ok, lb.validate(board).problems
+    assert validate(board).ok, validate(board).problems
     assert "reproduced" in (board / lb.LEADERBOARD_MD).read_text()
     # publishing again keeps the label and the record; nothing changes
     before = (board / lb.LEADERBOARD_JSON).read_bytes()
-    assert lb.publish(smoke_run, board, plots=False)[1] == "unchanged"
-    assert lb.publish(smoke_run, board, plots=False, reproduce=True)[1] == "unchanged"
+    assert publish(smoke_run, board, plots=False)[1] == "unchanged"
+    assert publish(smoke_run, board, plots=False, reproduce=True)[1] == "unchanged"
     assert (board / lb.LEADERBOARD_JSON).read_bytes() == before
 
 
@@ -208,7 +210,7 @@ def test_validate_requires_the_record_behind_a_reproduced_label(reproduced_board
         data = json.loads((copy / lb.LEADERBOARD_JSON).read_text())
         change(data["runs"][0])
         (copy / lb.LEADERBOARD_JSON).write_text(json.dumps(data))
-        return lb.validate(copy).problems
+        return validate(copy).problems
 
     assert any("runs[0]" in p and "'reproduction' is a required property" in p
                for p in altered("no-record", lambda r: r.pop("reproduction")))

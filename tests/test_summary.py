@@ -18,17 +18,14 @@ from restbench.plugins.registry import Registry
 from restbench.records.cells import make_record
 from restbench.records.rundir import RunDir, new_run_info
 from restbench.records.schema import validate_record
-from restbench.report.summary import (
-    BUSY_MARKER,
-    BUSY_NOTE,
-    build_tables,
-    busy_lines,
-    csv_text,
-    format_cell,
-    print_summary,
-    render_markdown,
-    write_summary,
-)
+from restbench.report.caveats import BUSY_MARKER, BUSY_NOTE, busy_lines
+from restbench.report.formatting import format_cell
+from restbench.report.long_csv import summary_csv
+from restbench.report.markdown import summary_markdown
+from restbench.report.paired import BETTER, TIE
+from restbench.report.summary import build_tables, write_summary
+from restbench.report.tables import Cell
+from restbench.report.terminal import print_summary
 
 STAGES = ["W", "N1", "N2", "N3", "REM"]
 METHODS = ["sors", "liu", "rest-as"]
@@ -172,10 +169,10 @@ def test_stages_table_shows_per_stage_f1_and_a_stage_never_predicted():
     assert table.cell("sors", "N1").values == pytest.approx([0.30, 0.31, 0.32])
     assert table.cell("rest-as", "N1").values == [0.0, 0.0, 0.0]
     assert table.cell("sors", "N2").std == pytest.approx(0.01)
-    markdown = render_markdown(tables)
+    markdown = summary_markdown(tables)
     assert "## Per-stage F1 (clean)" in markdown
     assert "| rest-as | 0.80 ± 0.00 | 0.00 ± 0.00 | 0.69 ± 0.01 | 0.40 ± 0.00 | 0.60 ± 0.00 |" in markdown
-    assert any(row.startswith("stages,") and ",N1," in row for row in csv_text(tables).splitlines())
+    assert any(row.startswith("stages,") and ",N1," in row for row in summary_csv(tables).splitlines())
 
 
 def test_later_record_wins_and_missing_seeds_are_counted():
@@ -206,8 +203,28 @@ def test_efficiency_table():
     assert lat.mean == pytest.approx(11.0) and lat.std == pytest.approx(1.0)
     assert format_cell(table.cell("sors", "params"), "params") == "2,264,485"
     assert format_cell(table.cell("liu", "size_kb"), "size_kb") == "450.0 ± 1.0"
+    assert table.columns[4].label == "tflite fp32 file (KB)"
     training = build_tables(all_records())["training"]
     assert training.cell("sors", "train:selected_epoch").mean == pytest.approx(2.0)
+
+
+def test_every_exporters_file_sizes_are_columns():
+    """The efficiency table reads every ``VARIANT_size_kb`` field its records hold, whichever exporter wrote
+    it: between the model's own numbers and the FLOP ratio, in the records' order, in summary.md and CSV."""
+    records = []
+    for record in all_records():
+        if record["record_type"] == "efficiency":
+            record = {**record, "onnx_fp16_size_kb": 100.0 + record["seed"], "flop_ratio_vs_reference": 2.0}
+        records.append(record)
+    tables = build_tables(records, methods=METHODS)
+    table = tables["efficiency"]
+    assert [c.key for c in table.columns][:7] == ["params", "size_kb", "mflops", "macs", "tflite_fp32_size_kb",
+                                                  "onnx_fp16_size_kb", "flop_ratio_vs_reference"]
+    assert table.columns[5].label == "onnx fp16 file (KB)"
+    assert format_cell(table.cell("liu", "onnx_fp16_size_kb"), "onnx_fp16_size_kb") == "101.0 ± 1.0"
+    assert "| MMACs | tflite fp32 file (KB) | onnx fp16 file (KB) | FLOP ratio (×) |" in summary_markdown(tables)
+    assert any(row.startswith("efficiency,") and ",onnx_fp16_size_kb,onnx_fp16_size_kb," in row
+               for row in summary_csv(tables).splitlines())
 
 
 def quiet_phase_records():
@@ -250,7 +267,7 @@ def test_efficiency_table_speedups_transform_share_and_busy_warning():
     assert busy.marker == BUSY_MARKER and table.cell("sors", "latency_s_per_night_median[tflite-local:fp32]").marker is None
     assert busy_lines(tables) == ["rest-as seed 1 on tflite-local fp32: per-window spread (p90 - min) / min = 3.00 > 0.5"]
     assert format_cell(table.cell("liu", "transform_share[tflite-local:fp32]"), "transform_share") == "90 %"
-    md = render_markdown(tables, {"name": "t"})
+    md = summary_markdown(tables, {"name": "t"})
     assert "## Latency measured on a busy machine" in md and "rest-as seed 1 on tflite-local fp32" in md
     assert BUSY_NOTE in md and f"11.00 ± 1.00 {BUSY_MARKER}" in md
     console = Console(file=io.StringIO(), width=300, color_system=None)
@@ -258,7 +275,7 @@ def test_efficiency_table_speedups_transform_share_and_busy_warning():
     assert "Latency measured on a busy machine" in console.file.getvalue()
     # without busy records and without the new fields, nothing of it appears
     plain = build_tables(all_records(), methods=METHODS)
-    assert busy_lines(plain) == [] and "busy machine" not in render_markdown(plain, {"name": "t"})
+    assert busy_lines(plain) == [] and "busy machine" not in summary_markdown(plain, {"name": "t"})
 
 
 def test_undefined_kappa_is_left_out():
@@ -277,8 +294,6 @@ def test_several_models_get_distinct_rows():
 
 
 def test_format_cell():
-    from restbench.report.summary import Cell
-
     assert format_cell(Cell([0.66, 0.68], [0, 1]), "macro_f1") == "0.67 ± 0.01"
     assert format_cell(Cell([0.65, 0.67, 0.69], [0, 1, 2]), "macro_f1") == "0.67 ± 0.02"
     assert format_cell(None, "macro_f1") == "–"
@@ -298,7 +313,7 @@ def run_info():
 
 def test_markdown_has_tables_deviations_and_attack():
     tables = build_tables(all_records(int8=True), methods=METHODS)
-    text = render_markdown(tables, run_info())
+    text = summary_markdown(tables, run_info())
     assert "## Deviations from the paper protocol" in text
     assert "- 2 epochs instead of 30" in text and "- synthetic data" in text
     assert "| Method | Clean | gaussian low |" in text
@@ -311,12 +326,12 @@ def test_markdown_has_tables_deviations_and_attack():
     assert "Efficiency (Table 5)" in text and "2,264,485" in text
     assert "All robustness numbers" not in text  # CSV-only table
     assert "## Provenance" in text
-    assert render_markdown({}, {"name": "empty"}).count("No results recorded yet.") == 1
+    assert summary_markdown({}, {"name": "empty"}).count("No results recorded yet.") == 1
 
 
 def test_csv_is_long_format_with_numbers():
     tables = build_tables(all_records(int8=True), methods=METHODS)
-    rows = list(csv.DictReader(io.StringIO(csv_text(tables))))
+    rows = list(csv.DictReader(io.StringIO(summary_csv(tables))))
     n_cells = sum(1 for t in tables.values() for cols in t.cells.values() for c in cols.values())
     assert len(rows) == n_cells
     row = next(r for r in rows if r["table"] == "paper" and r["method"] == "liu" and r["column"] == "shot/high")
@@ -387,7 +402,6 @@ def _subject_record(method, seed, per_subject):
 
 
 def test_paired_table_marks_a_consistent_gain_and_a_tie():
-    from restbench.report.paired import BETTER, TIE
 
     subjects = [f"s{i}" for i in range(8)]
     base = {s: 0.50 + 0.01 * i for i, s in enumerate(subjects)}

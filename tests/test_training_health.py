@@ -17,7 +17,11 @@ from restbench.api import Phase
 from restbench.cli import cli
 from restbench.plugins.testing import make_sleep_data
 from restbench.report import leaderboard as lb
-from restbench.report.summary import HEALTH_MARKER, build_tables, print_summary, render_markdown
+from restbench.report.caveats import HEALTH_MARKER
+from restbench.report.leaderboard_validation import validate
+from restbench.report.markdown import summary_markdown
+from restbench.report.summary import build_tables
+from restbench.report.terminal import print_summary
 from restbench.records.cells import make_record
 from restbench.records.schema import validate_record
 from restbench.training import health
@@ -170,7 +174,7 @@ def test_leaderboard_marks_collapsed_entries(smoke):
     flags = {e["method"]: e.get("flags") for e in data["entries"]}
     assert flags["sors"] and all(f.startswith("collapsed: seed 0 train:") for f in flags["sors"])
     assert len(flags["rest-a"]) == 2 and flags["rest-a"][1].startswith("collapsed: seed 0 retrain:")
-    assert lb.validate(board).ok
+    assert validate(board).ok
     md = (board / lb.LEADERBOARD_MD).read_text()
     assert "## Training health" in md and f"| sors {HEALTH_MARKER} |" in md
     html = (board / lb.INDEX_HTML).read_text()
@@ -179,7 +183,7 @@ def test_leaderboard_marks_collapsed_entries(smoke):
     stored = json.loads((board / lb.LEADERBOARD_JSON).read_text())
     del stored["entries"][0]["flags"]
     (board / lb.LEADERBOARD_JSON).write_text(json.dumps(stored))
-    assert any("flags: missing" in p for p in lb.validate(board).problems)
+    assert any("flags: missing" in p for p in validate(board).problems)
 
 
 # --------------------------------------------------------------------------- summary without a run
@@ -212,9 +216,9 @@ def test_summary_is_unchanged_when_nothing_is_flagged():
     healthy = clean + [training_record("sors", 0, False), training_record("liu", 0, False)]
     for record in healthy:
         validate_record(record)
-    assert render_markdown(build_tables(healthy)) == render_markdown(build_tables(old))
+    assert summary_markdown(build_tables(healthy)) == summary_markdown(build_tables(old))
     flagged = build_tables(clean + [training_record("sors", 0, False), training_record("liu", 0, True)])
-    md = render_markdown(flagged)
+    md = summary_markdown(flagged)
     assert f"| liu {HEALTH_MARKER} |" in md and "| sors |" in md
     assert "- liu seed 0 train: N2 is 100% of validation predictions" in md
     console = Console(file=io.StringIO(), width=200, color_system=None)

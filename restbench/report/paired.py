@@ -1,80 +1,74 @@
-"""Intervals and paired tests for a run's robustness numbers.
+"""The summary's tested claims: each paper-table cell's 95 % interval, and every method's paired
+difference from the run's baseline.
 
-Every method is compared with the run's baseline on the same test subjects under the same
-corrupted windows (corruption noise depends only on seed, corruption and level): the paired
-difference per (seed, test subject) of macro-F1, its mean, a Student-t 95 % interval over those
-pairs, and an exact (or Monte Carlo) two-sided sign-flip permutation test
-(:func:`restbench.report.leaderboard.paired_permutation_p`). A difference whose p-value is not
-below ``alpha`` is a tie, shown as a tie.
+Every method is compared with the baseline on the same test subjects under the same corrupted
+windows (corruption noise depends only on seed, corruption and level): the paired difference per
+(seed, test subject) of macro-F1, its mean, a Student-t 95 % interval over those pairs, and a
+two-sided sign-flip permutation test (:mod:`restbench.evaluation.statistics`). A difference whose
+p-value is not below ``alpha`` is a tie, shown as a tie.
 """
 
 from __future__ import annotations
 
-import math
-import statistics
-from dataclasses import dataclass, field
+import pandas as pd
 
-from restbench.plugins.contract import plain_method  # noqa: F401  (re-exported for the report)
+from restbench.evaluation.statistics import ALPHA, PairedDifference, paired_difference, seed_interval
+from restbench.report.tables import Cell, Column, Row, Table
 
-ALPHA = 0.05
-
+#: A paired difference's verdict: better or worse than the baseline (p < alpha), else a tie.
 BETTER, WORSE, TIE = "↑", "↓", "≈"
 
 
-def t_interval(values: list[float]) -> list[float] | None:
-    """Student-t 95 % interval of the mean of ``values`` (None below two values)."""
-    if len(values) < 2:
+def verdict(diff: PairedDifference, alpha: float = ALPHA) -> str:
+    """:data:`BETTER`, :data:`WORSE` or :data:`TIE` for a paired difference."""
+    if not diff.differs(alpha):
+        return TIE
+    return BETTER if diff.mean > 0 else WORSE
+
+
+def cell_records(ref: pd.DataFrame, row: Row, column: Column) -> list[dict]:
+    """The reference-variant records behind one cell (``row``'s method at ``column``'s level), by seed."""
+    picked = ref[(ref["dataset"] == row.dataset) & (ref["model"] == row.model) & (ref["method"] == row.method)
+                 & (ref["corruption"] == column.corruption) & (ref["severity"] == column.severity)]
+    return picked.sort_values("seed").to_dict("records")
+
+
+def attach_intervals(table: Table, ref: pd.DataFrame) -> None:
+    """Each cell's 95 % interval: over seeds with two or more, else its subject bootstrap."""
+    for row in table.rows:
+        for column in table.columns:
+            cell = table.cell(row.key, column.key)
+            if cell is not None:
+                cell.interval, _ = seed_interval(cell_records(ref, row, column))
+    table.description += (" [95 % interval: Student t over seeds, or the test subjects' bootstrap with one seed.]")
+
+
+def paired_table(paper: Table, ref: pd.DataFrame, baseline: str) -> Table | None:
+    """Every method minus ``baseline`` per cell, paired by (seed, test subject)."""
+    base_rows = [r for r in paper.rows if r.method == baseline]
+    if len(base_rows) != 1:
         return None
-    from scipy import stats
-
-    mean = math.fsum(values) / len(values)
-    half = float(stats.t.ppf(0.975, len(values) - 1)) * statistics.stdev(values) / math.sqrt(len(values))
-    return [mean - half, mean + half]
-
-
-def level_interval(records: list[dict]) -> tuple[list[float] | None, str]:
-    """The 95 % interval of one cell's macro-F1 from its per-seed records: over seeds when there
-    are two or more, else the record's own subject bootstrap."""
-    if len(records) >= 2:
-        return t_interval([r["macro_f1"] for r in records]), "t over seeds"
-    if len(records) == 1 and records[0].get("macro_f1_ci95"):
-        return [float(v) for v in records[0]["macro_f1_ci95"]], "subject bootstrap"
-    return None, "none"
-
-
-@dataclass
-class PairedCell:
-    """One method's paired difference from the baseline in one cell."""
-
-    mean: float
-    interval: list[float] | None
-    p_value: float | None
-    n_pairs: int
-    seeds: list[int] = field(default_factory=list)
-
-    @property
-    def verdict(self) -> str:
-        if self.p_value is None or self.p_value >= ALPHA:
-            return TIE
-        return BETTER if self.mean > 0 else WORSE
-
-
-def paired_difference(method_records: list[dict], baseline_records: list[dict]) -> PairedCell | None:
-    """Paired macro-F1 differences per (seed, test subject) between two methods' records of one
-    cell (same corruption and level); None when they share no seed and subject."""
-    from restbench.report.leaderboard import paired_permutation_p
-
-    base = {r["seed"]: r.get("per_subject_macro_f1") or {} for r in baseline_records}
-    diffs, seeds = [], []
-    for record in method_records:
-        if record["seed"] not in base:
+    base = base_rows[0]
+    rows, cells = [], {}
+    for row in paper.rows:
+        if row is base:
             continue
-        theirs = base[record["seed"]]
-        pairs = [(f1 - theirs[subject]) for subject, f1 in (record.get("per_subject_macro_f1") or {}).items()
-                 if subject in theirs and f1 is not None and theirs[subject] is not None]
-        if pairs:
-            diffs += pairs
-            seeds.append(record["seed"])
-    if not diffs:
+        out = {}
+        for column in paper.columns:
+            diff = paired_difference(cell_records(ref, row, column), cell_records(ref, base, column))
+            if diff is not None:
+                out[column.key] = Cell([diff.mean], diff.seeds[:1], interval=diff.interval, marker=verdict(diff))
+        if out:
+            rows.append(Row(row.key, row.label, row.dataset, row.model, row.method, row.compressor, delta_to=baseline))
+            cells[row.key] = out
+    if not rows:
         return None
-    return PairedCell(math.fsum(diffs) / len(diffs), t_interval(diffs), paired_permutation_p(diffs), len(diffs), seeds)
+    return Table(
+        "paired", f"Paired differences versus {baseline} (macro-F1)",
+        f"Method minus {baseline} on the same test subjects and the same corrupted windows: mean over (seed, test "
+        f"subject) pairs [Student-t 95 % interval]; {BETTER} better / {WORSE} worse when a two-sided sign-flip "
+        f"permutation test gives p < {ALPHA}, else {TIE} (a tie: not shown to differ).",
+        paper.columns, rows, cells, health=paper.health)
+
+
+__all__ = ["BETTER", "TIE", "WORSE", "attach_intervals", "cell_records", "paired_table", "verdict"]

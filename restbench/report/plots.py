@@ -1,7 +1,9 @@
 """Figures of runs and leaderboards (matplotlib, Agg backend, imported only when plotting), each as
 PNG and SVG. A leaderboard draws them into its ``plots/`` (:func:`write_plots`); one run into
-``RUN_DIR/figures/`` (:func:`write_run_figures`: ``restbench plot RUN_DIR`` and the end of
-``restbench run``), the run read as a one-run leaderboard, so both draw with the same functions.
+``RUN_DIR/figures/`` (:func:`restbench.report.run_figures.write_run_figures`: ``restbench plot
+RUN_DIR`` and the end of ``restbench run``), the run read as a one-run leaderboard, so both draw
+with the same functions. They read the stored leaderboard data and the runs' records, never the
+builder.
 
 - ``f1-vs-severity``: macro-F1 (mean ± std over seeds) against severity, one panel per
   corruption, one line per method; severity 0 is clean data.
@@ -30,14 +32,12 @@ from typing import Any
 
 import numpy as np
 
-from restbench.errors import UsageError
 from restbench.plugins.contract import STAGES
+from restbench.report.leaderboard_view import columns_of
+from restbench.report.tables import REFERENCE_VARIANT
 
 #: Hypnogram order, top to bottom (wake on top, deep sleep at the bottom).
 _HYPNO_ORDER = ("W", "REM", "N1", "N2", "N3")
-_VARIANT = "torch"
-#: Where a run's figures go, inside its run directory.
-RUN_FIGURES_DIR = "figures"
 
 
 def _pyplot():
@@ -61,7 +61,7 @@ def _robustness(runs: list[Any]) -> dict[tuple, dict[int, dict]]:
     out: dict[tuple, dict[int, dict]] = {}
     for run in runs:
         for r in run.records:
-            if r.get("record_type") == "robustness" and r.get("variant") == _VARIANT:
+            if r.get("record_type") == "robustness" and r.get("variant") == REFERENCE_VARIANT:
                 out.setdefault((r["method"], r["corruption"], r["severity"]), {})[r["seed"]] = r
     return out
 
@@ -70,9 +70,9 @@ def noise_corruption(data: dict, noise: str | None = None) -> str | None:
     """The corruption shown as "under noise" (see the module docstring)."""
     if noise:
         return noise
-    cols = [c for c in data["columns"] if c.get("corruption") not in (None, "clean")]
-    table4 = [c["corruption"] for c in cols if c["table"] == "table4"]
-    return (table4 or [c["corruption"] for c in cols] or [None])[0]
+    cols = [c for c in columns_of(data) if c.corruption not in (None, "clean")]
+    table4 = [c.corruption for c in cols if c.table == "table4"]
+    return (table4 or [c.corruption for c in cols] or [None])[0]
 
 
 def plot_f1_vs_severity(data: dict, runs: list[Any], folder: Path) -> list[str]:
@@ -183,12 +183,12 @@ def plot_hypnograms(data: dict, runs: list[Any], folder: Path, noise: str | None
     order = np.argsort(first["window_end"][mask], kind="stable")
     noisy_key = None
     if noise:
-        levels = [int(k.split("/")[2]) for k in first if k.startswith(f"{_VARIANT}/{noise}/")]
-        noisy_key = f"{_VARIANT}/{noise}/{max(levels)}" if levels else None
+        levels = [int(k.split("/")[2]) for k in first if k.startswith(f"{REFERENCE_VARIANT}/{noise}/")]
+        noisy_key = f"{REFERENCE_VARIANT}/{noise}/{max(levels)}" if levels else None
     rows = [("expert", first["true"])]
     for e in methods:
         pred = loaded[e["method"]]
-        rows.append((f"{e['key']} clean", pred.get(f"{_VARIANT}/clean/0")))
+        rows.append((f"{e['key']} clean", pred.get(f"{REFERENCE_VARIANT}/clean/0")))
         if noisy_key:
             rows.append((f"{e['key']} {noise} (highest)", pred.get(noisy_key)))
     rows = [(label, y) for label, y in rows if y is not None]
@@ -222,12 +222,12 @@ def _pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]
 
 
 def plot_pareto(data: dict, folder: Path) -> list[str]:
-    keys = {c["key"] for c in data["columns"]}
+    keys = {c.key for c in columns_of(data)}
     score_key = "robust" if "robust" in keys else ("clean" if "clean" in keys else None)
     costs = [("mflops", "MFLOPs per window")]
-    latency = next((c for c in data["columns"] if c["metric"] == "latency_s_per_night_median"), None)
+    latency = next((c for c in columns_of(data) if c.metric == "latency_s_per_night_median"), None)
     if latency:
-        costs.append((latency["key"], f"latency per night (s), {latency['runner']} {latency['variant']}"))
+        costs.append((latency.key, f"latency per night (s), {latency.runner} {latency.variant}"))
     costs = [(k, label) for k, label in costs if k in keys]
     if score_key is None or not costs:
         return []
@@ -336,38 +336,5 @@ def plotting_available() -> tuple[bool, str]:
     return True, ""
 
 
-def write_run_figures(run_dir: str | Path, noise: str | None = None) -> list[Path]:
-    """Draw one run's figures into ``RUN_DIR/figures/`` and return the files written (PNG and SVG).
-
-    The run, finished or not, is read as a one-run leaderboard (:func:`restbench.report.leaderboard.assemble`)
-    and drawn by the same functions as a leaderboard's plots: macro-F1 against severity per
-    corruption, confusion matrices clean and under ``noise`` at its highest severity, one test
-    subject's hypnograms from the stored predictions, robust macro-F1 against MFLOPs and latency.
-    A directory that is not a run, or holds no robustness result yet, is a one-line :class:`UsageError`.
-    """
-    from restbench.records.rundir import RunDir
-    from restbench.records.schema import validate_run
-    from restbench.report.leaderboard import LoadedRun, assemble
-
-    path = Path(run_dir)
-    if not (path / RunDir.RUN_JSON).is_file():
-        raise UsageError(f"RUN_DIR: {path} is not a run directory (no {RunDir.RUN_JSON}); pass a directory written by "
-                         "'restbench run'")
-    ok, why = plotting_available()
-    if not ok:
-        raise UsageError(f"cannot draw figures: {why}")
-    run = RunDir(path, create=False)
-    info = validate_run(run.read_run())
-    records = run.checked_records(refuse_duplicates=False) if (path / RunDir.RESULTS).exists() else []
-    recorded = list(dict.fromkeys(r["corruption"] for r in records if r.get("record_type") == "robustness"))
-    if not recorded:
-        raise UsageError(f"RUN_DIR: {path} holds no robustness results yet; nothing to plot")
-    if noise is not None and noise not in recorded:
-        raise UsageError(f"--noise: corruption '{noise}' is not in this run (recorded: {', '.join(recorded)})")
-    loaded = LoadedRun(path, info, records)
-    data = assemble([loaded], name=loaded.name)
-    return [path / relative for relative in write_plots(data, [loaded], path / RUN_FIGURES_DIR, noise=noise)]
-
-
-__all__ = ["RUN_FIGURES_DIR", "noise_corruption", "plot_confusions", "plot_f1_vs_severity", "plot_hypnograms",
-           "plot_pareto", "plotting_available", "write_plots", "write_run_figures"]
+__all__ = ["noise_corruption", "plot_confusions", "plot_f1_vs_severity", "plot_hypnograms", "plot_pareto",
+           "plotting_available", "sweep_figure", "write_plots"]

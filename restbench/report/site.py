@@ -18,6 +18,10 @@ import base64
 import html
 from pathlib import Path
 
+from restbench.report.caveats import ENTRY_HEALTH_NOTE, EXPORT_NOTE, HEALTH_MARKER, entry_name
+from restbench.report.leaderboard_view import cell_text, power_note, table_groups
+from restbench.report.tables import Column
+
 SORT_JS = r"""
 /* rb-sort:begin */
 function rbOrder(keys, descending) {
@@ -75,11 +79,8 @@ def _sort_value(cell: dict | None) -> str:
     return "" if cell is None else repr(float(cell["mean"]))
 
 
-def _table(data: dict, table_id: str, cols: list[dict]) -> str:
-    from restbench.report.leaderboard import cell_text
-    from restbench.report.summary import HEALTH_MARKER
-
-    head = "".join(f'<th data-better="{_e(c["better"])}" title="{_e(c["metric"])}">{_e(c["label"])}</th>' for c in cols)
+def _table(data: dict, table_id: str, cols: list[Column]) -> str:
+    head = "".join(f'<th data-better="{_e(c.better)}" title="{_e(c.metric)}">{_e(c.label)}</th>' for c in cols)
     out = [f'<div class="wrap"><table class="sortable" id="{_e(table_id)}"><thead><tr>'
            f'<th data-better="lower">Method</th><th data-better="lower">Compressor</th>{head}</tr></thead><tbody>']
     for entry in data["entries"]:
@@ -89,7 +90,7 @@ def _table(data: dict, table_id: str, cols: list[dict]) -> str:
         tds = [f'<td class="text" data-sort="{_e(entry["key"])}">{name}</td>',
                f'<td class="text" data-sort="{_e(entry["compressor"] or "")}">{_e(entry["compressor"] or "–")}</td>']
         for col in cols:
-            cell = entry["cells"].get(col["key"])
+            cell = entry["cells"].get(col.key)
             text = cell_text(data, entry, col, markup="html")
             klass = ' class="tied"' if text.endswith(" ≈") else (' class="best"' if text.startswith("<b>") else "")
             shown = _e(text.removeprefix("<b>").removesuffix("</b>"))
@@ -104,12 +105,12 @@ def _table(data: dict, table_id: str, cols: list[dict]) -> str:
             tds.append(f'<td{klass} data-sort="{_sort_value(cell)}"{tip}>{shown}</td>')
         out.append("<tr>" + "".join(tds) + "</tr>")
     out.append("</tbody>")
-    refs = [r for r in data["reference"] if any(c["key"] in r["cells"] for c in cols)]
+    refs = [r for r in data["reference"] if any(c.key in r["cells"] for c in cols)]
     if refs:
         out.append('<tbody class="reference">')
         for ref in refs:
             tds = [f"<td>{_e(ref['label'])}</td><td>(reference)</td>"]
-            tds += [f"<td>{ref['cells'][c['key']]:g}</td>" if c["key"] in ref["cells"] else "<td></td>" for c in cols]
+            tds += [f"<td>{ref['cells'][c.key]:g}</td>" if c.key in ref["cells"] else "<td></td>" for c in cols]
             out.append("<tr>" + "".join(tds) + "</tr>")
         out.append("</tbody>")
     out.append("</table></div>")
@@ -145,14 +146,6 @@ def _figure(out_dir: Path, png: str) -> str:
 
 def render_html(data: dict, out_dir: str | Path) -> str:
     """index.html for the leaderboard ``data`` whose plots lie under ``out_dir``."""
-    from restbench.report.leaderboard import (
-        EXPORT_NOTE,
-        HEALTH_NOTE,
-        entry_name,
-        power_note,
-        table_groups,
-    )
-
     out_dir = Path(out_dir)
     proto, stats = data["protocol"], data["statistics"]
     seeds = sorted({s for e in data["entries"] for s in e["seeds"]})
@@ -176,7 +169,7 @@ def render_html(data: dict, out_dir: str | Path) -> str:
     ]
     flagged = [e for e in data["entries"] if e.get("flags")]
     if flagged:
-        parts.append(f'<h2>Training health</h2><p style="color:#b00">{_e(HEALTH_NOTE)}</p><ul>'
+        parts.append(f'<h2>Training health</h2><p style="color:#b00">{_e(ENTRY_HEALTH_NOTE)}</p><ul>'
                      + "".join(f"<li>{_e(entry_name(e))}: {_e(flag)}</li>" for e in flagged for flag in e["flags"])
                      + "</ul>")
     warned = [e for e in data["entries"] if e.get("warnings")]

@@ -32,7 +32,6 @@ differences a leaderboard ranks. Both bounds are recorded with the outcome.
 from __future__ import annotations
 
 import hashlib
-import math
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -426,18 +425,5 @@ def reproduce(run_dir: str | Path, out: str | Path | None = None, *, data_dir: P
             shutil.rmtree(target, ignore_errors=True)
 
 
-def within(record: dict) -> bool:
-    """Whether a stored reproduction record shows a successful reproduction within its own tolerance."""
-    tolerance = record.get("tolerance") or {}
-    diff, agree = record.get("max_macro_f1_diff"), record.get("min_window_agreement")
-    try:
-        return (record.get("outcome") == "reproduced" and record.get("cells_differing") == 0
-                and record.get("cells_compared", 0) > 0 and diff is not None and agree is not None
-                and math.isfinite(diff) and diff <= tolerance["macro_f1_abs"]
-                and agree >= tolerance["window_agreement_min"])
-    except (KeyError, TypeError):
-        return False
-
-
 __all__ = ["CROSS_MACHINE", "EXACT", "CellComparison", "NotReproduced", "Reproduction", "compare", "environment",
-           "hardware", "reproduce", "within"]
+           "hardware", "reproduce"]
