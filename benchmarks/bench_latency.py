@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    from restbench_builtins.runners.tflite_local import TFLiteLocal, synthetic_windows
+    from restbench_builtins.runners.common import synthetic_windows
+    from restbench_builtins.runners.tflite_local import TFLiteLocal
     from restbench_builtins.runners.torch_cpu import TorchCPU
 
     _common.runtime(args.threads)

@@ -16,6 +16,7 @@ graphs):
   e.g. int8, under the corruption suite).
 - :func:`interpreter_runtime` finds a TFLite interpreter: ai-edge-litert, then tflite-runtime,
   then TensorFlow.
+- :func:`artifact_graphs` picks the graphs of an artifact a runner times (tflite-local, android-adb).
 
 litert-torch and the interpreter are imported lazily (they are heavy) and their console output
 (progress bars, C++ logs) is captured; ``RESTBENCH_EXPORT_VERBOSE=1`` lets it through.
@@ -48,7 +49,11 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from restbench.api import Artifact
+
 QUANTIZE_CHOICES = (None, "fp32", "int8")
+#: The graphs an artifact may hold, as ``tflite-VARIANT`` files (what the tflite exporter writes).
+VARIANTS = ("fp32", "int8")
 INSTALL_HINT = "pip install 'restbench[tflite]'"
 
 
@@ -314,6 +319,29 @@ def predict_tflite(
     ``(n, 1, n_times)`` in microvolts. int8 graphs (batch 1) run one window per call; inputs
     are quantised and outputs dequantised with the graph's own parameters."""
     return TFLiteModel(path, threads=threads).predict(windows, batch=batch)
+
+
+def artifact_graphs(artifact: Artifact, wanted: tuple[str, ...] | None, runner: str) -> dict[str, Path]:
+    """The artifact's exported graphs by variant, restricted to ``wanted`` (validated)."""
+    graphs = {v: artifact.files.get(f"tflite-{v}") for v in VARIANTS}
+    if wanted is not None:
+        bad = [v for v in wanted if v not in VARIANTS]
+        if bad:
+            raise UsageError(f"runner {runner}: unknown variant(s) {', '.join(bad)}; use fp32, int8")
+        missing = [v for v in wanted if graphs[v] is None]
+        if missing:
+            raise PluginError(
+                f"runner {runner}: artifact {artifact.name} has no {'/'.join(missing)} .tflite "
+                "graph: export it first (restbench export)"
+            )
+        graphs = {v: graphs[v] for v in wanted}
+    graphs = {v: p for v, p in graphs.items() if p is not None}
+    if not graphs:
+        raise PluginError(
+            f"runner {runner}: artifact {artifact.name} has no exported .tflite graph: "
+            "export it first (restbench export)"
+        )
+    return graphs
 
 
 # --------------------------------------------------------------------------- check

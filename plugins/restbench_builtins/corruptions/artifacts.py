@@ -34,7 +34,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from restbench.api import NOT_IN_PAPER, Option, UsageError, hookimpl
-from restbench_builtins.corruptions.paper import CorruptionBase, like, severities, to_numpy
+from restbench_builtins.corruptions.common import CorruptionBase, like, severities, to_numpy
 
 if TYPE_CHECKING:  # numpy and scipy are imported where a batch is corrupted, not to list corruptions
     import numpy as np

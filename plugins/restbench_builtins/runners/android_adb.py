@@ -306,7 +306,7 @@ class AndroidAdb:
         return opts, extra
 
     def measure(self, artifact: Artifact, options: dict[str, Any]) -> list[LatencyReport]:
-        from restbench_builtins.runners.tflite_local import artifact_graphs
+        from restbench_builtins.tflite_graphs import artifact_graphs
 
         opts, extra = self._options(options, artifact.windows_per_night)
         ok, reason = self.available()

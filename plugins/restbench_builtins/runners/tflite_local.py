@@ -8,7 +8,7 @@ Options (``--set tflite-local.NAME=VALUE``): :data:`restbench.deploy.efficiency.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from restbench.api import (
     LATENCY_OPTIONS,
@@ -16,47 +16,11 @@ from restbench.api import (
     LatencyOptions,
     LatencyReport,
     PluginError,
-    UsageError,
     hookimpl,
     host_cpu,
     measure_latency,
 )
-
-if TYPE_CHECKING:  # numpy is imported where windows are made, not to list runners
-    import numpy as np
-
-VARIANTS = ("fp32", "int8")
-
-
-def synthetic_windows(shape: tuple[int, ...], seed: int, n: int = 8) -> np.ndarray:
-    """``n`` random windows of ``shape`` (batch first) in microvolts (N(0, 30 uV)), float32."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    return (rng.standard_normal((n, *shape)) * 30.0).astype(np.float32)
-
-
-def artifact_graphs(artifact: Artifact, wanted: tuple[str, ...] | None, runner: str) -> dict[str, Any]:
-    """The artifact's exported graphs by variant, restricted to ``wanted`` (validated)."""
-    graphs = {v: artifact.files.get(f"tflite-{v}") for v in VARIANTS}
-    if wanted is not None:
-        bad = [v for v in wanted if v not in VARIANTS]
-        if bad:
-            raise UsageError(f"runner {runner}: unknown variant(s) {', '.join(bad)}; use fp32, int8")
-        missing = [v for v in wanted if graphs[v] is None]
-        if missing:
-            raise PluginError(
-                f"runner {runner}: artifact {artifact.name} has no {'/'.join(missing)} .tflite "
-                "graph: export it first (restbench export)"
-            )
-        graphs = {v: graphs[v] for v in wanted}
-    graphs = {v: p for v, p in graphs.items() if p is not None}
-    if not graphs:
-        raise PluginError(
-            f"runner {runner}: artifact {artifact.name} has no exported .tflite graph: "
-            "export it first (restbench export)"
-        )
-    return graphs
+from restbench_builtins.runners.common import synthetic_windows
 
 
 class TFLiteLocal:
@@ -81,7 +45,7 @@ class TFLiteLocal:
         return True, ""
 
     def measure(self, artifact: Artifact, options: dict[str, Any]) -> list[LatencyReport]:
-        from restbench_builtins.tflite_graphs import TFLiteModel
+        from restbench_builtins.tflite_graphs import TFLiteModel, artifact_graphs
 
         ok, reason = self.available()
         if not ok:

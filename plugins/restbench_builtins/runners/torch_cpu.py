@@ -44,7 +44,7 @@ class TorchCPU:
     def measure(self, artifact: Artifact, options: dict[str, Any]) -> list[LatencyReport]:
         import torch
 
-        from restbench_builtins.runners.tflite_local import synthetic_windows
+        from restbench_builtins.runners.common import synthetic_windows
 
         opts = LatencyOptions.parse(options, self.id, artifact.windows_per_night)
         if opts.variants is not None and tuple(opts.variants) != ("torch",):
