@@ -74,9 +74,11 @@ if TYPE_CHECKING:
     from restbench.records.atomic import atomic_path  # noqa: F401
     from restbench.training.attacks import PGD_SETTINGS, pgd, pgd_kwargs, pgd_settings  # noqa: F401
     from restbench.training.augment import GaussianNoise, PGDAdversarial  # noqa: F401
+    from restbench.training.loop import StepContext  # noqa: F401
     from restbench.training.pruning import (  # noqa: F401
         ChannelGroup,
         Member,
+        apply_channel_surgery,
         channel_pruning_options,
         check_prunable,
         gamma_scores,
@@ -101,9 +103,10 @@ LAZY: dict[str, str] = {
     "atomic_path": "restbench.records.atomic",
     **dict.fromkeys(("PGD_SETTINGS", "pgd", "pgd_kwargs", "pgd_settings"), "restbench.training.attacks"),
     **dict.fromkeys(("GaussianNoise", "PGDAdversarial"), "restbench.training.augment"),
-    **dict.fromkeys(("ChannelGroup", "Member", "channel_pruning_options", "check_prunable", "gamma_scores",
-                     "l1_filter_scores", "min_keep_count", "prune_and_report", "require_prunable", "top_k_sorted"),
-                    "restbench.training.pruning"),
+    "StepContext": "restbench.training.loop",
+    **dict.fromkeys(("ChannelGroup", "Member", "apply_channel_surgery", "channel_pruning_options", "check_prunable",
+                     "gamma_scores", "l1_filter_scores", "min_keep_count", "prune_and_report", "require_prunable",
+                     "top_k_sorted"), "restbench.training.pruning"),
     **dict.fromkeys(("BNSparsity", "SpectralRegularizer"), "restbench.training.regularizers"),
 }
 

@@ -5,9 +5,12 @@
 - No registered built-in plugin module imports another one (a dataset does not borrow from another
   dataset, a runner from another runner): what they share sits in helper modules. The built-ins hold
   no import circle either. Function-level imports count; imports under ``if TYPE_CHECKING:`` do not.
+- The core names no TFLite or LiteRT in its code (TFLite lives in the tflite plugins); docstrings
+  and comments may give them as examples.
 """
 
 import ast
+import re
 import shutil
 import tomllib
 from pathlib import Path
@@ -17,6 +20,7 @@ import pytest
 from test_architecture import find_cycle, module_name
 
 ROOT = Path(__file__).resolve().parents[1]
+CORE = ROOT / "restbench"
 BUILTINS = ROOT / "plugins" / "restbench_builtins"
 #: every plugin source in the repository: the built-ins, the example plugin, the test plugins
 PLUGIN_SOURCES = (ROOT / "plugins", ROOT / "tests" / "plugins")
@@ -71,6 +75,15 @@ def test_the_facade_check_catches_any_other_core_import(tmp_path, statement):
     plugin.parent.mkdir()
     plugin.write_text("from restbench.api import hookimpl\n" + statement)
     assert len(facade_offenders(plugin.parent)) == 1
+
+
+def test_every_lazy_name_of_the_facade_is_its_module_s_object():
+    import importlib
+
+    import restbench.api as api
+
+    for name, module in api.LAZY.items():
+        assert getattr(api, name) is getattr(importlib.import_module(module), name), name
 
 
 # --------------------------------------------------------------------------- the built-ins' imports
@@ -143,3 +156,60 @@ def test_the_checks_catch_a_function_level_import_of_another_plugin_and_a_circle
     spec.write_text(spec.read_text() + "\n\ndef _late():\n    from restbench_builtins.models.sors2018_net import SorsNet\n")
     assert find_cycle(builtin_graph(root)) is not None
 
+
+# --------------------------------------------------------------------------- no TFLite in the core
+
+FORMAT_NAMES = re.compile(r"tflite|litert", re.IGNORECASE)
+
+
+def format_names_in_code(root: Path = CORE) -> list[str]:
+    """Where code under ``root`` names TFLite or LiteRT: a string constant that is not a docstring,
+    an identifier, an attribute, a definition, an argument or an imported name."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                      if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                      and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+                texts = [node.value]
+            elif isinstance(node, ast.Name):
+                texts = [node.id]
+            elif isinstance(node, ast.Attribute):
+                texts = [node.attr]
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                texts = [node.name]
+            elif isinstance(node, ast.arg):
+                texts = [node.arg]
+            elif isinstance(node, ast.keyword):
+                texts = [node.arg or ""]
+            elif isinstance(node, ast.alias):
+                texts = [node.name, node.asname or ""]
+            elif isinstance(node, ast.ImportFrom):
+                texts = [node.module or ""]
+            else:
+                continue
+            found += [f"{path.relative_to(root.parent)}:{node.lineno}: {text[:80]!r}"
+                      for text in texts if FORMAT_NAMES.search(text)]
+    return found
+
+
+def test_the_core_names_no_tflite_or_litert_in_code():
+    assert format_names_in_code() == []
+
+
+@pytest.mark.parametrize("code, named", [
+    ('"""Exported variants, e.g. tflite-int8."""\n# litert-torch writes them\nX = 1\n', False),
+    ('def f():\n    """Reads a .tflite graph."""\n    return 1\n', False),
+    ('PACKAGES = ("torch", "ai-edge-litert")\n', True),
+    ('def export_tflite(module):\n    pass\n', True),
+    ('def f(path):\n    return f"{path}.tflite"\n', True),
+    ('from litert_torch import convert\n', True),
+    ('import numpy\nnumpy.TFLITE = 1\n', True),
+])
+def test_the_format_check_reads_code_not_docstrings_or_comments(tmp_path, code, named):
+    core = tmp_path / "restbench"
+    core.mkdir()
+    (core / "module.py").write_text(code)
+    assert bool(format_names_in_code(core)) is named
