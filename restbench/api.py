@@ -88,6 +88,7 @@ if TYPE_CHECKING:
         require_prunable,
         top_k_sorted,
     )
+    from restbench.training.flop_budget import BudgetResult, flop_budget_keep  # noqa: F401
     from restbench.training.regularizers import BNSparsity, SpectralRegularizer  # noqa: F401
 
 #: Lazily loaded names and the module each comes from (the architecture test reads this table as
@@ -108,6 +109,7 @@ LAZY: dict[str, str] = {
                      "gamma_scores", "l1_filter_scores", "min_keep_count", "prune_and_report", "require_prunable",
                      "top_k_sorted"), "restbench.training.pruning"),
     **dict.fromkeys(("BNSparsity", "SpectralRegularizer"), "restbench.training.regularizers"),
+    **dict.fromkeys(("flop_budget_keep", "BudgetResult"), "restbench.training.flop_budget"),
 }
 
 

@@ -131,6 +131,10 @@ def train_inputs(data_fingerprint: str, model: Any, model_options: dict, method_
     custom step); plugin versions included, so an upgraded plugin trains again."""
     training_knobs = {k: v for k, v in knobs.items() if k not in EVAL_ONLY_KNOBS and k != "profile"}
     training = {k: v for k, v in recipe.to_dict().items() if k != "test_transforms"}
+    # a compressor option at null is "not set" (restbench.plugins.options.Option), so it cannot shape
+    # the weights: leaving it out keeps every key when a compressor gains an optional setting
+    if compressor_options is not None:
+        compressor_options = {k: v for k, v in compressor_options.items() if v is not None}
     return {"data": data_fingerprint, "model": [model.id, str(model.version)], "model_options": model_options,
             "method": [method_id, method_version], "method_options": method_options, "recipe": training,
             "compressor": compressor, "compressor_options": compressor_options, "knobs": training_knobs,

@@ -676,6 +676,14 @@ def apply_channel_surgery(
     return new_module, new_spec
 
 
+def pruned_structure(module: nn.Module, spec: dict, model_plugin: "Model", keep: dict[str, Any],
+                     groups: list[ChannelGroup]) -> nn.Module:
+    """The network with only the ``keep``-ed channels (no bias folding): for measuring what a
+    candidate pruning would cost (FLOPs, latency) before choosing it."""
+    new_module, _, _ = _surgery(module, spec, model_plugin, keep, "none", groups)
+    return new_module
+
+
 def kept_channels_report(groups: list[ChannelGroup], keep: dict[str, Any]) -> dict[str, list[int]]:
     """``{layer: [kept, total]}`` for every group (groups absent from ``keep`` keep all)."""
     return {g.name: [len(keep[g.name]) if g.name in keep else g.size, g.size] for g in groups}
