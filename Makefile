@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/bench_dataset_cache.py $(BENCH_ARGS)
 	$(VENV)/bin/python benchmarks/bench_latency.py $(BENCH_ARGS)
 	$(VENV)/bin/python benchmarks/bench_braindecode.py $(BENCH_ARGS)
+	$(VENV)/bin/python benchmarks/bench_flop_pruning.py $(BENCH_ARGS)
 	$(VENV)/bin/python benchmarks/bench_quick_run.py $(BENCH_ARGS)
 	$(VENV)/bin/python benchmarks/bench_scaleout.py $(BENCH_ARGS)
 
