@@ -94,7 +94,8 @@ if TYPE_CHECKING:
 #: Lazily loaded names and the module each comes from (the architecture test reads this table as
 #: imports of this module).
 LAZY: dict[str, str] = {
-    **dict.fromkeys(("SleepData", "TrainingStats", "fingerprint", "subject_split"), "restbench.data.sleep_data"),
+    **dict.fromkeys(("SleepData", "TrainingStats", "fingerprint", "subject_split", "compute_window_ends",
+                     "training_stats"), "restbench.data.sleep_data"),
     **dict.fromkeys(("cache_key", "file_digests", "load_or_build"), "restbench.data.cache"),
     **dict.fromkeys(("LATENCY_OPTIONS", "LatencyOptions", "busy_reasons", "efficiency_report", "host_cpu",
                      "measure_latency"), "restbench.deploy.efficiency"),

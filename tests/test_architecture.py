@@ -70,8 +70,10 @@ def imports_of(path: Path, known: set[str], root: Path = CORE) -> dict[str, int]
     tree = ast.parse(path.read_text())
     skipped = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            skipped.update(id(sub) for sub in ast.walk(node))
+        if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
+            skipped.update(id(sub) for sub in ast.walk(node.test))
+            for sub in node.body:  # only the branch that never runs (an else branch does)
+                skipped.update(id(x) for x in ast.walk(sub))
     found: dict[str, int] = {}
 
     def add(name: str, line: int) -> None:
@@ -92,6 +94,10 @@ def imports_of(path: Path, known: set[str], root: Path = CORE) -> dict[str, int]
             for alias in node.names:
                 if alias.name.split(".")[0] == "restbench":
                     add(alias.name, node.lineno)
+        elif (isinstance(node, ast.Call) and ast.unparse(node.func).split(".")[-1] in ("import_module", "__import__")
+              and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)
+              and node.args[0].value.split(".")[0] == "restbench"):
+            add(node.args[0].value, node.lineno)  # an import spelled as a call is still an import
         elif (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.target.id == "LAZY"
               and node.value is not None):
             # the facade's lazy-name table: {name: "restbench.module"}
@@ -164,6 +170,11 @@ def _copy_core(tmp_path: Path) -> Path:
     ("records/jsonio.py", "\n\ndef _late():\n    from restbench.run import pipeline\n", "above it"),
     # a function-level import from run/ up into report/
     ("run/steps.py", "\n\ndef _late():\n    from restbench.report import summary\n", "above it"),
+    # the same, spelled as a call, or hidden behind a condition that does run
+    ("run/steps.py", "\n\ndef _late():\n    import importlib\n    importlib.import_module('restbench.report.summary')\n",
+     "above it"),
+    ("records/jsonio.py", "\nfrom typing import TYPE_CHECKING\nif not TYPE_CHECKING:\n    from restbench.run import plan\n",
+     "above it"),
 ])
 def test_the_layer_check_catches_an_upward_function_level_import(tmp_path, where, statement, expected):
     root = _copy_core(tmp_path)

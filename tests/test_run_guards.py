@@ -53,6 +53,15 @@ def test_anything_else_is_refused(changes, words):
     assert any(words in line for line in differences), differences
 
 
+def test_an_option_a_plugin_gained_at_null_does_not_block_a_resume():
+    """A run made before slimming had flop_budget resumes (and reproduces) with it at null; a value
+    set is a different experiment."""
+    gained = info(options={"rest-a": {"train_eps": 10.0, "flop_budget": None}})
+    assert resume_differences(info(), gained, allow_extend=False) == []
+    set_now = info(options={"rest-a": {"train_eps": 10.0, "flop_budget": 0.1}})
+    assert any("options of rest-a" in line for line in resume_differences(info(), set_now, allow_extend=False))
+
+
 def test_allow_extend_adds_but_never_changes():
     added = info(methods=["rest-a", "sors"], corruptions=["gaussian", "pgd"], seeds=[0, 1])
     assert resume_differences(info(), added, allow_extend=True) == []

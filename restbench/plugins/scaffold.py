@@ -101,7 +101,7 @@ TEST_HEAD = '''\
 import pytest
 
 import $module
-from restbench.plugins.testing import check_object, make_sleep_data, plugin_options, registry_with
+from restbench.plugins.testing import check_object, make_sleep_data, plugin_options, profile_knobs, registry_with
 
 
 @pytest.fixture
@@ -128,7 +128,7 @@ imported inside functions: every restbench command imports every plugin.
 
 from __future__ import annotations
 
-from restbench import hookimpl
+from restbench.api import hookimpl
 '''
 
 REGISTER = '''
@@ -146,8 +146,7 @@ TEMPLATES["methods"] = {
     "singular": "training method",
     "description": "Gaussian-noise augmentation with a label-smoothed cross-entropy step",
     "module": '''\
-from restbench.api import MethodContext, Phase, Recipe
-from restbench.plugins.options import NOT_IN_PAPER, Option
+from restbench.api import NOT_IN_PAPER, MethodContext, Option, Phase, Recipe
 
 __version__ = "0.1.0"
 
@@ -196,7 +195,7 @@ class $cls:
     )
 
     def recipe(self, context: MethodContext) -> Recipe:
-        from restbench.training.augment import GaussianNoise
+        from restbench.api import GaussianNoise
 
         c_g = context.options["gaussian_c"]
         phase = Phase(augmentations=[GaussianNoise(c_g)], step=SmoothedStep(context.options["smoothing"]),
@@ -207,15 +206,13 @@ class $cls:
 def test_the_option_changes_the_recipe_and_the_step_trains(registry):
     import torch
 
-    from restbench.api import MethodContext
-    from restbench.run import profiles
-    from restbench.training.loop import StepContext
+    from restbench.api import MethodContext, StepContext
 
     method = registry.get("methods", "$id")
 
     def recipe(smoothing):
         options = plugin_options(method, {"smoothing": smoothing})
-        return method.recipe(MethodContext("toy", profiles.resolve("smoke"), options))
+        return method.recipe(MethodContext("toy", profile_knobs(), options))
 
     assert recipe(0.1).to_dict() != recipe(0.3).to_dict()  # the option enters the recipe identity
     data = make_sleep_data(n_subjects=3, epochs_per_subject=12)
@@ -223,7 +220,7 @@ def test_the_option_changes_the_recipe_and_the_step_trains(registry):
     model = torch.nn.Sequential(torch.nn.Conv1d(1, 4, 9, stride=4), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool1d(1),
                                 torch.nn.Flatten(), torch.nn.Linear(4, 5))
     phase = recipe(0.1).train
-    ctx = StepContext(data.stats, profiles.resolve("smoke"), torch.Generator().manual_seed(0), 1,
+    ctx = StepContext(data.stats, profile_knobs(), torch.Generator().manual_seed(0), 1,
                       phase.augmentations, phase.regularizers)
     loss = phase.step(model, torch.from_numpy(x), torch.from_numpy(y), ctx)
     loss.backward()
@@ -235,8 +232,7 @@ TEMPLATES["corruptions"] = {
     "singular": "corruption",
     "description": "Baseline wander: a slow sinusoidal drift of the signal, amplitude in uV",
     "module": '''\
-from restbench.api import Severity
-from restbench.plugins.options import NOT_IN_PAPER, Option, fill_options
+from restbench.api import NOT_IN_PAPER, Option, Severity, fill_options
 
 __version__ = "0.1.0"
 
@@ -296,7 +292,7 @@ TEMPLATES["datasets"] = {
     "singular": "dataset",
     "description": "Toy sleep EEG: one stage-specific rhythm per 30-s epoch plus noise (replace with your reader)",
     "module": '''\
-from restbench.plugins.options import NOT_IN_PAPER, Option, fill_options
+from restbench.api import NOT_IN_PAPER, Option, fill_options
 
 __version__ = "0.1.0"
 
@@ -317,8 +313,7 @@ class $cls:
         """``options``: restbench.api.DatasetOptions; returns restbench SleepData (signal in uV)."""
         import numpy as np
 
-        from restbench.data.sleep_data import (SleepData, compute_window_ends, fingerprint, subject_split,
-                                               training_stats)
+        from restbench.api import SleepData, compute_window_ends, fingerprint, subject_split, training_stats
 
         opts = fill_options(self.options, options.extra, self.id)
         n_subjects, per = options.n_subjects or 10, opts["epochs_per_subject"]
@@ -360,8 +355,7 @@ TEMPLATES["models"] = {
     "singular": "model",
     "description": "A small two-layer convolutional sleep stager",
     "module": '''\
-from restbench.api import ModelInput
-from restbench.plugins.options import NOT_IN_PAPER, Option
+from restbench.api import NOT_IN_PAPER, ModelInput, Option
 
 __version__ = "0.1.0"
 
@@ -417,7 +411,7 @@ TEMPLATES["compressors"] = {
     "singular": "compressor",
     "description": "Filter pruning: each prunable layer keeps its largest-L1 filters",
     "module": '''\
-from restbench.plugins.options import NOT_IN_PAPER, Option, fill_options
+from restbench.api import NOT_IN_PAPER, Option, fill_options
 
 __version__ = "0.1.0"
 
@@ -436,7 +430,7 @@ class $cls:
 
     def compress(self, module, spec, model, options):
         """Return ``(smaller module, its spec, CompressionReport)``; the spec rebuilds it through ``model``."""
-        from restbench.training.pruning import l1_filter_scores, prune_and_report, require_prunable, top_k_sorted
+        from restbench.api import l1_filter_scores, prune_and_report, require_prunable, top_k_sorted
 
         opts = fill_options(self.options, options, self.id)
         groups = require_prunable(module, f"compressor {self.id}")
@@ -464,7 +458,7 @@ TEMPLATES["exporters"] = {
     "singular": "exporter",
     "description": "TorchScript export of the deployed pipeline, checked against PyTorch",
     "module": '''\
-from restbench.plugins.options import NOT_IN_PAPER, Option, fill_options
+from restbench.api import NOT_IN_PAPER, Option, fill_options
 
 __version__ = "0.1.0"
 
@@ -535,7 +529,7 @@ TEMPLATES["runners"] = {
     "singular": "runner",
     "description": "Latency of the PyTorch module, batch of one, on this CPU",
     "module": '''\
-from restbench.plugins.options import NOT_IN_PAPER, Option, fill_options
+from restbench.api import NOT_IN_PAPER, Option, fill_options
 
 __version__ = "0.1.0"
 

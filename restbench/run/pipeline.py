@@ -2,10 +2,15 @@
 
 Data flows one way: dataset -> model -> method (train, compress, retrain) -> export and evaluation
 under every corruption -> (once every method and seed is done) a quiet phase timing every deployed
-model, with its efficiency (size, FLOPs, speedups) -> results -> summary. Trained
+model, with its efficiency (size, FLOPs, speedups) -> records in the run directory (the summary
+is the report layer's: :mod:`restbench.benchmark` writes it after the pipeline). Trained
 models are keyed by a hash of everything that determines them, so work shared between
 methods (Blanco deploys Liu's model) runs once and an interrupted run resumes with
 ``--resume``: finished checkpoints and result cells are reused, nothing computed is lost.
+
+The pipeline is the driver: it resolves the plan (:mod:`restbench.run.plan`), holds the jobs'
+:class:`~restbench.run.context.JobContext`, and writes every record; the jobs compute
+(:mod:`restbench.run.jobs`), wherever an executor runs them.
 """
 
 from __future__ import annotations

@@ -24,6 +24,8 @@ def resume_differences(old: dict, new: dict, allow_extend: bool) -> list[str]:
             out.append(f"{key}: {json.dumps(old_config.get(key))} -> {json.dumps(new_config.get(key))}")
     for section in ("options", "plugin_versions"):
         before, after = old.get(section) or {}, new.get(section) or {}
+        if section == "options":  # an option at null is "not set", like one a plugin did not have yet
+            before, after = _set_options(before), _set_options(after)
         for oid in sorted(set(before) | set(after)):
             if oid in before and oid in after and before[oid] != after[oid]:
                 out.append(f"{section} of {oid}: {json.dumps(before[oid])} -> {json.dumps(after[oid])}")
@@ -40,6 +42,11 @@ def resume_differences(old: dict, new: dict, allow_extend: bool) -> list[str]:
         out.append(f"{name}: {json.dumps(before)} -> {json.dumps(after)}"
                    + ("" if allow_extend else " (--allow-extend may add, never change)"))
     return out
+
+
+def _set_options(options: dict) -> dict:
+    return {oid: {k: v for k, v in values.items() if v is not None} if isinstance(values, dict) else values
+            for oid, values in options.items()}
 
 
 def check_integrity(run_dir: Path, old_info: dict | None) -> set[str]:

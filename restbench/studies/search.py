@@ -20,17 +20,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from restbench.data.cache import default_cache_dir
 from restbench.deploy.transforms import deploy
-from restbench.plugins.contract import DatasetOptions, UsageError
+from restbench.plugins.contract import UsageError
 from restbench.plugins.options import options_of
 from restbench.plugins.registry import get_registry
 from restbench.records.atomic import atomic_path
 from restbench.run import profiles, steps
-from restbench.run.plan import RunRequest, resolve_device, resolve_plan
-from restbench.run.validation import SCORE_DEFINITION, WithoutTest, validation_score, validation_windows
+from restbench.run.allocator import tune_allocator
+from restbench.run.plan import RunRequest, prepare_data, resolve_device, resolve_plan
 from restbench.run.progress import Reporter
+from restbench.run.validation import (
+    SCORE_DEFINITION,
+    validation_score,
+    validation_windows,
+)
+
 
 @dataclass
 class SearchRequest:
@@ -91,8 +96,6 @@ def checked_values(registry, method_id: str, option_name: str, values: list[Any]
 def search(request: SearchRequest, console=None) -> dict:
     """Train ``request.method`` at every value of its option, score each on validation, write
     ``request.out`` (JSON) and its Markdown twin (``.md``); return the table."""
-    from restbench.run.allocator import tune_allocator
-
     tune_allocator()  # tensor buffers reused from the heap: same numbers, far fewer page faults
     registry = get_registry()
     method, values = checked_values(registry, request.method, request.option, list(request.values))
@@ -102,31 +105,24 @@ def search(request: SearchRequest, console=None) -> dict:
     corruption = attack_corruption(registry, request.corruption)
     seeds = [request.seed] if request.seed is not None else None
 
-    def plan_for(value):
-        run_request = RunRequest(
+    def request_for(value):
+        return RunRequest(
             dataset=request.dataset, model=request.model, methods=[method.id], corruptions=[corruption.id],
             runners=[], exporters=[], profile=request.profile, overrides={**request.overrides, target: value},
             seeds=seeds, data_dir=request.data_dir, cache_dir=request.cache_dir, protocol=request.protocol,
-            dataset_options=dict(request.dataset_options), quiet=request.quiet,
+            dataset_options=dict(request.dataset_options), quiet=request.quiet, validation_only=True,
         )
-        return resolve_plan(run_request, registry)
 
-    plans = [plan_for(v) for v in values]  # every value is resolved and checked before anything trains
+    requests = [request_for(v) for v in values]
+    plans = [resolve_plan(r, registry) for r in requests]  # every value is resolved and checked before training
     first = plans[0]
     knobs = first.knobs
     seed = int(knobs["seeds"][0])
     device = resolve_device(knobs["device"])
     reporter = Reporter(console, quiet=request.quiet)
-
     dataset = first.dataset
-    data_options = DatasetOptions(
-        data_dir=request.data_dir, cache_dir=request.cache_dir, seed=0, protocol=request.protocol,
-        n_subjects=knobs.get("n_subjects"), skip_bad=False, allow_download=False, extra=first.options[dataset.id],
-    )
-    reporter.log(f"preparing dataset {dataset.id}")
     # windowed to the model and built with its resolved options below, exactly as restbench run does
-    data = WithoutTest(steps.fit_to_model(steps.prepare_data(dataset, data_options, registry), first.model,
-                                          first.model_input))
+    data, _notes = prepare_data(first, requests[0], registry, reporter)
 
     ends, x, y = validation_windows(data, knobs, request.max_windows)
     batch = int(knobs["corruption_batch_size"])
@@ -138,9 +134,7 @@ def search(request: SearchRequest, console=None) -> dict:
         recipe = plan.recipes[method.id]
         if recipe.reuse:
             raise UsageError(f"method '{method.id}' deploys method '{recipe.reuse}''s model; search that method")
-        compressor = plan.compressors.get(recipe.compressor) if recipe.compressor else None
-        compressor_options = ({**plan.options[compressor.id], **recipe.compressor_options}
-                              if compressor is not None else None)
+        compressor, compressor_options = plan.compressor_of(recipe)
         key = steps.train_key(data.fingerprint, plan.model, plan.options[plan.model.id], method.id,
                               plan.options[method.id], recipe, compressor_options, plan.knobs, seed)
         reporter.log(f"search {target}={json.dumps(value)}: training")

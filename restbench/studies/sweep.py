@@ -4,11 +4,12 @@ A grid over declared plugin options (``--grid rest-a.train_eps=0:30:2``, several
 product such as lambda_o x lambda_g) trains the method at every point exactly as ``restbench
 run`` would (one train job per point, through the job store, so a point trained before is not
 trained again) and scores it on validation windows only -- a sweep's data has no test split --
-by the paper's criterion (restbench.studies.search.SCORE_DEFINITION). The highest score is chosen
+by the paper's criterion (restbench.run.validation.SCORE_DEFINITION). The highest score is chosen
 (the first point in grid order on a tie). Written to ``--out DIR``: ``sweep.json`` (no timings:
-the same seed gives the same file), ``sweep.md``, ``sweep.png``/``.svg`` (score, clean and
-attacked F1 against the value: Figure 3's shape; a heat map for two options: Tables 2-3's
-shape) and ``chosen.json``, a ``--config`` file that ``restbench run --from-sweep DIR`` reads.
+the same seed gives the same file), ``sweep.md`` and ``chosen.json``, a ``--config`` file that
+``restbench run --from-sweep DIR`` reads. ``restbench sweep`` then draws ``sweep.png``/``.svg``
+(:func:`restbench.report.plots.sweep_figure`: score, clean and attacked F1 against the value,
+Figure 3's shape; a heat map for two options, Tables 2-3's shape).
 """
 
 from __future__ import annotations
@@ -22,10 +23,9 @@ from typing import Any
 from restbench.data.cache import default_cache_dir
 from restbench.plugins.contract import UsageError
 from restbench.plugins.options import parse_value
-from restbench.records.atomic import atomic_path
-from restbench.run import profiles
 from restbench.plugins.registry import get_registry
-from restbench.run import jobs
+from restbench.records.atomic import atomic_path
+from restbench.run import jobs, profiles
 from restbench.run.allocator import tune_allocator
 from restbench.run.context import job_context
 from restbench.run.executors import check_executor, make_executor, worker_request

@@ -23,6 +23,7 @@ from restbench.plugins.testing.common import (  # noqa: F401
     SFREQ,
     CheckResult,
     plugin_options,
+    profile_knobs,
 )
 from restbench.plugins.testing.compressors import check_compressor  # noqa: F401
 from restbench.plugins.testing.conformance import CHECKS, check_object  # noqa: F401
@@ -35,7 +36,7 @@ from restbench.plugins.testing.toys import make_sleep_data, registry_with  # noq
 
 __all__ = [
     "make_sleep_data", "registry_with", "check_object", "check_dataset", "check_sleep_data", "check_model",
-    "check_method", "check_corruption", "check_compressor", "check_runner", "CheckResult", "plugin_options",
+    "check_method", "check_corruption", "check_compressor", "check_runner", "CheckResult", "plugin_options", "profile_knobs",
     "Artifact",
 ]
 

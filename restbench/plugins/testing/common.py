@@ -60,6 +60,14 @@ def _declared_options(obj) -> tuple:
     return tuple(declared)
 
 
+def profile_knobs(profile: str = PROFILE) -> dict:
+    """The core knobs of a run profile (the checks' default: ``smoke``), as a method's
+    :class:`MethodContext` receives them."""
+    from restbench.run import profiles
+
+    return profiles.resolve(profile)
+
+
 def plugin_options(obj, overrides: dict | None = None, profile: str | None = PROFILE) -> dict | None:
     """The options the harness hands ``obj`` under ``profile``: every option it declares at its
     (profile) default, with ``overrides`` for the names it declares (others are dropped).
