@@ -26,7 +26,12 @@ from typing import TYPE_CHECKING, Any
 
 from restbench.errors import PluginError
 from restbench.evaluation.cost import count_flops
-from restbench.training.pruning import ChannelGroup, example_input, min_keep_count, pruned_structure
+from restbench.training.pruning import (
+    ChannelGroup,
+    example_input,
+    min_keep_count,
+    pruned_structure,
+)
 
 if TYPE_CHECKING:
     import torch
