@@ -438,6 +438,34 @@ def summary_cmd(run_dir: Path, write: bool, wide: bool) -> None:
         print_summary(read_summary(run_dir)[0], console, wide=wide)
 
 
+@cli.command("compare")
+@click.argument("run_a", type=click.Path(path_type=Path))
+@click.argument("run_b", type=click.Path(path_type=Path))
+@click.option("--method", "method", required=True, help="Method compared (its id in RUN_A).")
+@click.option("--method-b", default=None, help="Its id in RUN_B, when it differs (default: --method).")
+@click.option("--all-variants", is_flag=True, help="Compare every deployed variant (default: the PyTorch model).")
+@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True,
+              help="Significance level of the paired tests that mark ties.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Also write the comparison as Markdown.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def compare_cmd(run_a: Path, run_b: Path, method: str, method_b: str | None, all_variants: bool, alpha: float,
+                out: Path | None, as_json: bool) -> None:
+    """Compare a method's macro-F1 in two runs of one protocol cell by cell, paired per (seed, test
+    subject), with each side's MFLOPs and parameters: e.g. a compressor setting against the
+    default (restbench compare runs/a runs/b --method rest-as)."""
+    from restbench.records.atomic import write_text_atomic
+    from restbench.report.compare import compare_runs, markdown
+
+    kwargs = {"variant": None} if all_variants else {}  # default: the PyTorch model only
+    result = compare_runs(run_a, run_b, method, method_b, alpha=alpha, **kwargs)
+    if as_json:
+        _emit_json(result.to_dict())
+    else:
+        click.echo(markdown(result), nl=False)
+    if out is not None:
+        write_text_atomic(out, markdown(result))
+
+
 @cli.command("plot")
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--noise", default=None,
