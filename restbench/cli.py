@@ -227,8 +227,9 @@ def list_cmd(kind: str, show_options: bool, as_json: bool) -> None:
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable input files (listed in the results) instead of stopping.")
 @click.option("--download", is_flag=True, help="Allow the dataset to download missing public files.")
 @click.option("--quiet", "-q", is_flag=True, default=None, help="No progress bars (default in CI).")
-@click.option("--figures/--no-figures", default=True, show_default=True,
-              help="Draw the run's figures into RUN_DIR/figures/ at the end (as restbench plot does).")
+@click.option("--figures/--no-figures", default=True, show_default=True, envvar="RESTBENCH_FIGURES",
+              help="Draw the run's figures into RUN_DIR/figures/ at the end (as restbench plot does); "
+                   "RESTBENCH_FIGURES=0 makes --no-figures the default.")
 @click.option("--jobs", "n_jobs", default="1", show_default=True,
               help="Worker processes for the run's jobs, each computing with the threads knob (same numbers "
                    "for any N); 'auto': cores / threads. With --executor ray, the local cluster's size.")

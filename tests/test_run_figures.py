@@ -18,11 +18,14 @@ def restbench(*args):
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
-    """One smoke run of two methods (plain: sors' recipe under its own name) under two corruptions."""
+    """One smoke run of two methods (plain: sors' recipe under its own name) under two corruptions,
+    drawing its figures as a user's run does (tests/conftest.py sets RESTBENCH_FIGURES=0 for the others)."""
     run_dir = tmp_path_factory.mktemp("figures") / "run"
-    out = restbench("run", "--profile", "smoke", "--methods", "plain,liu", "--corruptions", "gaussian,pgd",
-                    "--runners", "torch-cpu", "--exporters", "", "--set", "torch-cpu.repetitions=2", "-q",
-                    "--run-dir", str(run_dir))
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv("RESTBENCH_FIGURES", raising=False)
+        out = restbench("run", "--profile", "smoke", "--methods", "plain,liu", "--corruptions", "gaussian,pgd",
+                        "--runners", "torch-cpu", "--exporters", "", "--set", "torch-cpu.repetitions=2", "-q",
+                        "--run-dir", str(run_dir))
     assert out.returncode == 0, out.stderr[-2000:]
     return run_dir, out.stdout
 
@@ -80,3 +83,19 @@ def test_plot_refuses_what_is_not_a_run(tmp_path, smoke_run):
     out = restbench("plot", str(run_dir), "--noise", "shot")
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
     assert "--noise: corruption 'shot' is not in this run (recorded: clean, gaussian, pgd)" in out.stderr
+
+
+def test_figures_are_drawn_unless_turned_off_by_flag_or_restbench_figures(monkeypatch):
+    """--figures is the default; RESTBENCH_FIGURES=0 (what the test suite sets) makes --no-figures
+    the default, and either flag still wins."""
+    from restbench.cli import cli
+
+    def figures(*args):
+        return cli.commands["run"].make_context("run", list(args)).params["figures"]
+
+    monkeypatch.delenv("RESTBENCH_FIGURES", raising=False)
+    assert figures() is True and figures("--no-figures") is False
+    monkeypatch.setenv("RESTBENCH_FIGURES", "0")
+    assert figures() is False and figures("--figures") is True
+    monkeypatch.setenv("RESTBENCH_FIGURES", "1")
+    assert figures() is True and figures("--no-figures") is False
