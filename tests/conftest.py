@@ -6,6 +6,9 @@ from pathlib import Path
 pytest_plugins = ["restbench.plugins.testing"]  # the plugin-author fixtures, used as an author would
 
 os.environ.setdefault("RESTBENCH_QUIET", "1")
+# `restbench run` draws its figures (matplotlib, a few seconds a run) unless told not to; no test
+# reads them except tests/test_run_figures.py, which turns drawing back on for its runs.
+os.environ.setdefault("RESTBENCH_FIGURES", "0")
 # Prepared data goes to one cache per session outside the checkout (runs in subprocesses inherit it),
 # so a fresh clone stays clean; set RESTBENCH_CACHE_DIR to reuse a cache between sessions.
 if not os.environ.get("RESTBENCH_CACHE_DIR"):
