@@ -75,6 +75,15 @@ def test_the_cli_prints_markdown_and_json_and_refuses_an_unknown_method(run, tmp
     assert len(err.strip().splitlines()) == 1
 
 
+def test_the_options_that_differ_are_those_of_plugins_both_runs_used(run, tmp_path):
+    other = shifted_copy(tmp_path, "rest-as", 0.0)
+    info = json.loads((other / "run.json").read_text())
+    info["options"]["slimming"]["flop_budget"] = 0.3
+    info["options"].pop("yasa", None)  # a plugin only run A used
+    (other / "run.json").write_text(json.dumps(info))
+    assert compare_runs(run, other, "rest-as").differing_options == {"slimming.flop_budget": [None, 0.3]}
+
+
 def test_runs_of_different_protocols_are_refused(run, tmp_path):
     other = shifted_copy(tmp_path, "rest-as", 0.0)
     info = json.loads((other / "run.json").read_text())

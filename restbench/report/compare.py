@@ -74,7 +74,7 @@ def _cost(run: LoadedRun, method: str) -> dict[str, float | None]:
 def _differing_options(a: LoadedRun, b: LoadedRun) -> dict[str, list[Any]]:
     oa, ob = a.info.get("options") or {}, b.info.get("options") or {}
     out = {}
-    for plugin in sorted(set(oa) | set(ob)):
+    for plugin in sorted(set(oa) & set(ob)):  # a plugin only one run used is not a setting that differs
         va, vb = oa.get(plugin) or {}, ob.get(plugin) or {}
         for name in sorted(set(va) | set(vb)):
             if va.get(name) != vb.get(name):
