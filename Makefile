@@ -16,8 +16,12 @@ env: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/restbench run --methods all --jobs auto
 
+# The suite on TEST_WORKERS processes (pytest-xdist), each taking one test module at a time, so a
+# module's shared smoke run is built once and its tests keep their order; TEST_WORKERS=0 runs it
+# in one process.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	RESTBENCH_STRICT_PLUGINS=1 $(VENV)/bin/python -m pytest -q
+	RESTBENCH_STRICT_PLUGINS=1 $(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # The embedded-dataset leaderboard: the six paper methods, YASA (what users run today) and REST as
 # released (the authors' 0.01 uV attack step: is the paper's clean F1 the attack's?), 3 seeds, quick

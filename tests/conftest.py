@@ -9,8 +9,9 @@ os.environ.setdefault("RESTBENCH_QUIET", "1")
 # `restbench run` draws its figures (matplotlib, a few seconds a run) unless told not to; no test
 # reads them except tests/test_run_figures.py, which turns drawing back on for its runs.
 os.environ.setdefault("RESTBENCH_FIGURES", "0")
-# Prepared data goes to one cache per session outside the checkout (runs in subprocesses inherit it),
-# so a fresh clone stays clean; set RESTBENCH_CACHE_DIR to reuse a cache between sessions.
+# Prepared data goes to one cache per session outside the checkout (runs in subprocesses and the
+# pytest-xdist workers inherit it), so a fresh clone stays clean; set RESTBENCH_CACHE_DIR to reuse
+# a cache between sessions.
 if not os.environ.get("RESTBENCH_CACHE_DIR"):
     import tempfile
 
@@ -100,7 +101,16 @@ def untracked_entries(root: Path = ROOT) -> set[str] | None:
     return {e for e in entries if not any(part in e for part in _EXEMPT)}
 
 
+def _xdist_worker(config) -> bool:
+    """True in a pytest-xdist worker (make test runs the suite on two, one test module per worker
+    at a time): the checkout is checked once, by the controller, before the first and after the
+    last worker's tests, not by a worker while another is mid-test."""
+    return hasattr(config, "workerinput")
+
+
 def pytest_sessionstart(session):
+    if _xdist_worker(session.config):
+        return
     session.config._restbench_untracked = untracked_entries()
 
 
