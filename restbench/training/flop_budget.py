@@ -30,6 +30,7 @@ from restbench.training.pruning import (
     ChannelGroup,
     example_input,
     min_keep_count,
+    pruned_copy,
     pruned_structure,
 )
 
@@ -59,9 +60,10 @@ class BudgetResult:
 
 class _Counter:
     """Counted FLOPs per window of the network with ``counts[group]`` channels kept (the first
-    ``n`` indices of each group's ranking), memoised by counts."""
+    ``n`` indices of each group's ranking), memoised by counts. Without a model plugin (``model``
+    None, derived groups only) a candidate is a copy of ``module`` pruned in place by torch-pruning."""
 
-    def __init__(self, module: nn.Module, spec: dict, model: Model, groups: list[ChannelGroup]):
+    def __init__(self, module: nn.Module, spec: dict, model: Model | None, groups: list[ChannelGroup]):
         self.module, self.spec, self.model, self.groups = module, spec, model, groups
         self.shape = tuple(example_input(module, spec).shape)
         self.memo: dict[tuple, int] = {}
@@ -72,12 +74,30 @@ class _Counter:
         key = tuple(counts[g.name] for g in self.groups)
         if key not in self.memo:
             keep = {g.name: torch.arange(counts[g.name]) for g in self.groups if counts[g.name] < g.size}
-            if keep:
-                pruned = pruned_structure(self.module, self.spec, self.model, keep, self.groups)
-            else:
+            if not keep:
                 pruned = self.module
+            elif self.model is None:
+                pruned = pruned_copy(self.module, self.spec, keep, self.groups)
+            else:
+                pruned = pruned_structure(self.module, self.spec, self.model, keep, self.groups)
             self.memo[key] = count_flops(pruned, self.shape)
         return self.memo[key]
+
+
+def channel_costs(count: _Counter, counts: dict[str, int], probe: float = 0.1) -> dict[str, float]:
+    """FLOPs per window saved per channel removed from each group, at the widths ``counts``: the
+    counted FLOPs of the network minus those of the same network with ``probe`` of that group's channels
+    (at least one) removed, divided by the channels removed. 0.0 for a group that cannot lose a channel."""
+    now = count(counts)
+    costs = {}
+    for g in count.groups:
+        n = counts[g.name]
+        delta = max(1, round(probe * n))
+        if n - delta < 1:
+            costs[g.name] = 0.0
+            continue
+        costs[g.name] = (now - count({**counts, g.name: n - delta})) / delta
+    return costs
 
 
 def flop_budget_keep(module: nn.Module, spec: dict, model: Model, groups: list[ChannelGroup],
@@ -123,14 +143,7 @@ def flop_budget_keep(module: nn.Module, spec: dict, model: Model, groups: list[C
         now = count(counts)
         if now <= target:
             continue
-        costs = {}
-        for g in groups:  # FLOPs saved per channel removed from this group, at the current widths
-            n = counts[g.name]
-            delta = max(1, int(round(probe * n)))
-            if n - delta < 1:
-                costs[g.name] = 0.0
-                continue
-            costs[g.name] = (now - count({**counts, g.name: n - delta})) / delta
+        costs = channel_costs(count, counts, probe)  # per channel removed, at the current widths
         removable = sum(counts[g.name] - floor[g.name] for g in groups)
         lo, hi = 0, removable  # the fewest removals that reach the target: bisect on counted FLOPs
         if count(ranked_counts(counts, costs, hi)) > target:
@@ -148,3 +161,47 @@ def flop_budget_keep(module: nn.Module, spec: dict, model: Model, groups: list[C
     return BudgetResult(keep=keep, flops_before=flops_before, flops_after=count(counts), budget=float(budget),
                         evaluations=len(count.memo))
 
+
+
+def bn_flop_weights(module: nn.Module, input_shape: tuple[int, ...], probe: float = 0.1) -> dict[str, float]:
+    """The FLOP cost of keeping each BatchNorm's channels, as weights of their L1 penalty (MorphNet,
+    Gordon et al. 2018): ``{BatchNorm module name: weight}``, every channel of a BatchNorm weighted
+    alike, normalised so the mean weight over all BatchNorm channels is 1 (``lambda`` keeps its meaning:
+    with all ``|gamma|`` equal the weighted penalty equals the uniform one).
+
+    A BatchNorm's cost is :func:`channel_costs` of the channel group it scales, measured on a copy of
+    the network at its full widths with an input of ``input_shape`` (``(1, n_chans, n_times)``); the
+    groups are always derived by torch-pruning (:func:`restbench.training.pruning.derive_channel_groups`),
+    so this needs only the network, no model plugin, and holds for any architecture. A BatchNorm in no
+    prunable group (one coupled to the output layer) gets the mean cost, so it is penalised as
+    uniformly as before."""
+    import copy
+
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    from restbench.training.pruning import derive_channel_groups
+
+    bns = [(name, m) for name, m in module.named_modules() if isinstance(m, _BatchNorm) and m.weight is not None]
+    if not bns:
+        return {}
+    clone = copy.deepcopy(module).cpu().float().eval()
+    spec = {"n_times": int(input_shape[-1]), "n_chans": int(input_shape[1]) if len(input_shape) > 2 else 1}
+    groups = derive_channel_groups(clone, spec, None, fresh=lambda: copy.deepcopy(clone))
+    measured: dict[str, float] = {}
+    if groups:
+        count = _Counter(clone, spec, None, groups)
+        costs = channel_costs(count, {g.name: g.size for g in groups}, probe)
+        names = {m: n for n, m in clone.named_modules()}
+        for g in groups:
+            for item in g.auto.group:
+                target = item.dep.target.module
+                if isinstance(target, _BatchNorm) and target in names and target.num_features == g.size:
+                    measured.setdefault(names[target], costs[g.name])
+    sizes = {name: int(m.num_features) for name, m in bns}
+    known = [name for name, _ in bns if name in measured]
+    mean_known = sum(measured[n] * sizes[n] for n in known) / sum(sizes[n] for n in known) if known else 0.0
+    if mean_known <= 0.0:
+        return {name: 1.0 for name, _ in bns}
+    cost = {name: measured.get(name, mean_known) for name, _ in bns}
+    mean = sum(cost[n] * sizes[n] for n in cost) / sum(sizes.values())
+    return {name: cost[name] / mean for name in cost}

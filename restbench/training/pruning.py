@@ -684,6 +684,23 @@ def pruned_structure(module: nn.Module, spec: dict, model_plugin: "Model", keep:
     return new_module
 
 
+def pruned_copy(module: nn.Module, spec: dict | None, keep: dict[str, Any], groups: list[ChannelGroup]) -> nn.Module:
+    """A copy of ``module`` with only the ``keep``-ed channels of its derived ``groups``, pruned in place
+    by torch-pruning (no model plugin needed, no bias folding): for measuring what a pruning would cost
+    when only the network is at hand (a regulariser during training). Hand-written groups need
+    :func:`pruned_structure` (the model plugin rebuilds them)."""
+    import copy
+
+    if any(g.auto is None for g in groups if g.name in keep):
+        raise PluginError("pruned_copy: only channel groups derived by torch-pruning can be pruned without the "
+                          "model plugin; use pruned_structure")
+    sizes = {g.name: g.size for g in groups}
+    clone = copy.deepcopy(module).eval()
+    steps = [(name, sorted(set(range(sizes[name])) - {int(i) for i in kept})) for name, kept in keep.items()]
+    _prune_steps(clone, example_input(module, spec), [(n, r) for n, r in steps if r])
+    return clone
+
+
 def kept_channels_report(groups: list[ChannelGroup], keep: dict[str, Any]) -> dict[str, list[int]]:
     """``{layer: [kept, total]}`` for every group (groups absent from ``keep`` keep all)."""
     return {g.name: [len(keep[g.name]) if g.name in keep else g.size, g.size] for g in groups}

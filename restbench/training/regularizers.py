@@ -108,25 +108,72 @@ class SpectralRegularizer:
         }
 
 
+SPARSITY_WEIGHTINGS = ("uniform", "flops")
+
+
 class BNSparsity:
     """L1 sparsity on BatchNorm scales (REST Eq. 6, network slimming), applied as the paper's
-    subgradient: after backward, ``lam * sign(gamma)`` is added to every BN gamma's gradient."""
+    subgradient: after backward, ``lam * sign(gamma)`` is added to every BN gamma's gradient.
 
-    def __init__(self, lam: float = 1e-5) -> None:
+    ``weighting="flops"`` (MorphNet, Gordon et al. 2018) multiplies each BatchNorm's term by the FLOP
+    cost of keeping its channels (:func:`restbench.training.flop_budget.bn_flop_weights`: the FLOPs
+    per window one channel of its group costs at full width, measured on a copy of the network),
+    normalised so the mean weight over all BatchNorm channels is 1, so ``lam`` keeps its meaning and
+    the channels that are expensive to keep are pushed to zero hardest. The weights depend only on
+    the architecture and the input size, which the regulariser learns from the network's first
+    forward pass (a forward pre-hook): the very first batch is therefore penalised uniformly, every
+    later one with the weights. ``"uniform"`` (default) is the paper's penalty, and its ``config()``
+    is what it always was, so recipes (and job keys) without the weighting are unchanged."""
+
+    def __init__(self, lam: float = 1e-5, weighting: str = "uniform") -> None:
+        if weighting not in SPARSITY_WEIGHTINGS:
+            raise ValueError(f"BNSparsity: unknown weighting {weighting!r}; choose from {SPARSITY_WEIGHTINGS}")
         self.lam = float(lam)
+        self.weighting = weighting
+        self.weights: dict[str, float] | None = None  # per BatchNorm module name, once measured
+        self._input_shape: tuple[int, ...] | None = None
+        self._hook = None
         self.description = (
             f"BN sparsity (REST Eq. 6), lambda_g={self.lam:g}: adds lambda_g * sign(gamma) to every BatchNorm "
             "gamma's gradient after backward"
         )
+        if weighting == "flops":
+            self.description += (", each BatchNorm's term weighted by the FLOP cost per window of keeping one of "
+                                 "its channels (MorphNet), weights normalised to mean 1 over all BN channels")
 
     def loss(self, model: nn.Module) -> torch.Tensor | None:
         return None
 
+    def channel_weights(self, model: nn.Module) -> dict[str, float] | None:
+        """The per-BatchNorm weights of ``weighting="flops"`` (None: uniform, or the input size not yet seen).
+
+        Measured once, at the first call after a forward pass has shown the input size."""
+        if self.weighting == "uniform" or self.weights is not None:
+            return self.weights
+        if self._input_shape is None:
+            if self._hook is None:
+                def record(module: nn.Module, args: tuple) -> None:
+                    if self._input_shape is None and args and isinstance(args[0], torch.Tensor):
+                        self._input_shape = (1, *args[0].shape[1:])
+                self._hook = model.register_forward_pre_hook(record)
+            return None
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+        from restbench.training.flop_budget import bn_flop_weights
+
+        self.weights = bn_flop_weights(model, self._input_shape)
+        return self.weights
+
     def after_backward(self, model: nn.Module) -> None:
+        weights = self.channel_weights(model) or {}
         with torch.no_grad():
-            for module in model.modules():
+            for name, module in model.named_modules():
                 if isinstance(module, _BatchNorm) and module.weight is not None and module.weight.grad is not None:
-                    module.weight.grad.add_(torch.sign(module.weight), alpha=self.lam)
+                    module.weight.grad.add_(torch.sign(module.weight), alpha=self.lam * weights.get(name, 1.0))
 
     def config(self) -> dict:
-        return {"name": "bn-sparsity", "lambda_g": self.lam, "applied": "subgradient after backward"}
+        config = {"name": "bn-sparsity", "lambda_g": self.lam, "applied": "subgradient after backward"}
+        if self.weighting != "uniform":
+            config["weighting"] = self.weighting
+        return config

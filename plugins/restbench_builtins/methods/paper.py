@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
-from restbench.api import MethodContext, Option, Phase, Recipe, hookimpl
+from restbench.api import NOT_IN_PAPER, MethodContext, Option, Phase, Recipe, hookimpl
 
 if TYPE_CHECKING:  # the parts import torch: each is imported where a recipe is written
     from restbench.api import BNSparsity, GaussianNoise, PGDAdversarial, SpectralRegularizer
@@ -26,6 +26,12 @@ REST_CITATION = "Duggal, Freitas et al., REST: Robust and Efficient Neural Netwo
 
 SPARSITY = Option("sparsity_lambda", float, 1e-5, "L1 weight on every BatchNorm gamma (lambda_g), added to the "
                   "gradient after backward as in the authors' code", minimum=0.0)
+# only rest-as-flops declares it: a new option of the paper's methods would change every one of their job keys
+SPARSITY_WEIGHTING = Option("sparsity_weighting", str, "flops", "flops: each BatchNorm's L1 term weighted by the FLOP "
+                            "cost per window of keeping one of its channels (MorphNet; measured on the network, any "
+                            "architecture), weights normalised to mean 1 over all BN channels so sparsity_lambda keeps "
+                            "its meaning; uniform: the paper's penalty (then the method trains as rest-as does)",
+                            choices=("flops", "uniform"), paper=NOT_IN_PAPER)
 GAUSSIAN = Option("gaussian_c", float, 0.2, "training noise sigma as a multiple of the training data's sigma (c_g)",
                   minimum=0.0)
 ADVERSARIAL = (
@@ -69,7 +75,8 @@ def pgd_train_steps(context: MethodContext) -> int:
 def sparsity(context: MethodContext) -> BNSparsity:
     from restbench.api import BNSparsity
 
-    return BNSparsity(float(context.options["sparsity_lambda"]))
+    return BNSparsity(float(context.options["sparsity_lambda"]),
+                      weighting=str(context.options.get("sparsity_weighting", "uniform")))
 
 
 def gaussian(context: MethodContext) -> GaussianNoise:
@@ -172,6 +179,13 @@ def rest_as_recipe(ctx: MethodContext, setting: str = "standard") -> Recipe:
     )
 
 
+def rest_as_flops_recipe(ctx: MethodContext) -> Recipe:
+    recipe = rest_as_recipe(ctx)
+    recipe.description = (f"{recipe.description} The BN sparsity penalty is weighted by each channel's FLOP cost "
+                          f"({ctx.options['sparsity_weighting']}; MorphNet, Gordon et al. 2018), for slimming.flop_budget.")
+    return recipe
+
+
 def rest_a_released_recipe(ctx: MethodContext) -> Recipe:
     return rest_a_recipe(ctx, setting="authors-code")
 
@@ -214,6 +228,11 @@ METHODS = [
                 (*ADVERSARIAL, SPARSITY)),
     PaperMethod("rest-as", "REST (A+S): adversarial + spectral regularisation + slimming", REST_CITATION, rest_as_recipe,
                 (*ADVERSARIAL, SPARSITY, SPECTRAL)),
+    PaperMethod("rest-as-flops", "REST (A+S) with the BN sparsity penalty weighted by each channel's FLOP cost "
+                "(MorphNet), to prune with slimming.flop_budget (issue 26; not in --methods all)",
+                "Gordon et al., MorphNet: Fast & Simple Resource-Constrained Structure Learning of Deep Networks, "
+                "CVPR 2018; " + REST_CITATION, rest_as_flops_recipe, (*ADVERSARIAL, SPARSITY, SPARSITY_WEIGHTING, SPECTRAL),
+                in_all=False),
     PaperMethod("rest-a-released", "REST (A) as released: trained with the authors' 0.01 uV PGD step (mostly "
                 "uniform noise), to show how much published robustness depends on it (not in --methods all)", REST_CITATION,
                 rest_a_released_recipe, (*ADVERSARIAL, SPARSITY), in_all=False),
