@@ -343,6 +343,29 @@ def data_group() -> None:
     """Inspect datasets."""
 
 
+def _prepare_dataset(dataset_id: str, data_dir: Path | None, protocol: str | None, n_subjects: int | None,
+                     dataset_option: tuple[str, ...], cache_dir: Path, skip_bad: bool, *, where: str = "DATASET_ID",
+                     suffix: str = ""):
+    """The dataset ``dataset_id`` prepared as ``restbench data`` commands load it (its options
+    checked); ``where`` names the argument and ``suffix`` the options (``-a``) in one-line errors."""
+    from restbench.plugins.contract import DatasetOptions
+    from restbench.plugins.options import resolve_options
+
+    ds = get_registry().get("datasets", dataset_id, where)
+    option = f"--dataset-option{suffix}"
+    given = {k: (option, v) for k, v in _key_values(dataset_option, option).items()}
+    extra = resolve_options(options_of(ds), None, given, ds.id)
+    try:
+        return ds.prepare(DatasetOptions(data_dir=data_dir, cache_dir=cache_dir, protocol=protocol,
+                                         n_subjects=n_subjects, skip_bad=skip_bad, extra=extra))
+    except PluginError as exc:
+        if not suffix:
+            raise
+        # the dataset names its own options (--data-dir); say which side's they are here
+        kind = UsageError if isinstance(exc, UsageError) else PluginError
+        raise kind(f"{where}: {exc} (here: --data-dir{suffix}, --protocol{suffix}, {option})") from None
+
+
 @data_group.command("info")
 @click.argument("dataset_id")
 @click.option("--data-dir", type=click.Path(path_type=Path))
@@ -356,14 +379,9 @@ def data_info(dataset_id, data_dir, protocol, n_subjects, dataset_option, cache_
     """Windows per stage per split (the paper's Table 1 shape), each stage's median amplitude in
     the training split, and every corruption level in uV and relative to that amplitude."""
     from restbench.data.scale import data_scale, measured_levels
-    from restbench.plugins.contract import STAGES, DatasetOptions
-    from restbench.plugins.options import resolve_options
+    from restbench.plugins.contract import STAGES
 
-    ds = get_registry().get("datasets", dataset_id, "DATASET_ID")
-    given = {k: ("--dataset-option", v) for k, v in _key_values(dataset_option, "--dataset-option").items()}
-    extra = resolve_options(options_of(ds), None, given, ds.id)
-    data = ds.prepare(DatasetOptions(data_dir=data_dir, cache_dir=cache_dir, protocol=protocol,
-                                     n_subjects=n_subjects, skip_bad=skip_bad, extra=extra))
+    data = _prepare_dataset(dataset_id, data_dir, protocol, n_subjects, dataset_option, cache_dir, skip_bad)
     counts = data.stage_counts()
     levels = [(f"{cid} {sev.name}", sev.value, sev.unit)
               for cid, corruption in sorted(get_registry().all("corruptions").items())
@@ -417,6 +435,106 @@ def data_info(dataset_id, data_dir, protocol, n_subjects, dataset_option, cache_
     for item in data.info.get("skipped", []):
         console.print(f"[yellow]skipped[/yellow] {item.get('file')}: {item.get('reason')}")
 
+
+_SIDE_OPTIONS = [
+    click.option(f"--data-dir-{side}", f"data_dir_{side}", type=click.Path(path_type=Path),
+                 help=f"Local files of DATASET_{side.upper()}.")
+    for side in "ab"
+] + [click.option(f"--protocol-{side}", f"protocol_{side}", help=f"Protocol of DATASET_{side.upper()}.") for side in "ab"] + [
+    click.option(f"--dataset-option-{side}", f"dataset_option_{side}", multiple=True, metavar="KEY=VALUE",
+                 help=f"Option of DATASET_{side.upper()} (repeatable).")
+    for side in "ab"
+]
+
+
+def _side_options(command):
+    for option in reversed(_SIDE_OPTIONS):
+        command = option(command)
+    return command
+
+
+@data_group.command("compare")
+@click.argument("dataset_a")
+@click.argument("dataset_b")
+@_side_options
+@click.option("--n-subjects", type=int, help="Subjects to load from each dataset (default: all).")
+@click.option("--split", type=_Choice(["all", "train", "val", "test"]), default="all", show_default=True,
+              help="Whose scored epochs are measured (all: every split's).")
+@click.option("--stager", default=None, metavar="METHOD_ID",
+              help="Also score each dataset with this pretrained reference method's clean macro-F1 (e.g. yasa).")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=_cache_dir, show_default=".restbench-cache or $RESTBENCH_CACHE_DIR")
+@click.option("--skip-bad", is_flag=True, help="Skip unreadable input files instead of stopping.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Also write the comparison as Markdown.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def data_compare(dataset_a, dataset_b, data_dir_a, data_dir_b, protocol_a, protocol_b, dataset_option_a,
+                 dataset_option_b, n_subjects, split, stager, cache_dir, skip_bad, out, as_json) -> None:
+    """Two datasets side by side per stage: median epoch RMS and relative band power (delta, theta,
+    alpha, sigma, beta), and with --stager a pretrained stager's macro-F1 on each (docs/REALISM.md)."""
+    from restbench.data.compare import (
+        BANDS_HZ,
+        compare_profiles,
+        markdown,
+        stage_profile,
+    )
+    from restbench.plugins.contract import STAGES
+
+    loaded = {side: _prepare_dataset(dataset_id, data_dir, protocol, n_subjects, options, cache_dir, skip_bad,
+                                     where=f"DATASET_{side.upper()}", suffix=f"-{side}")
+              for side, dataset_id, data_dir, protocol, options in
+              (("a", dataset_a, data_dir_a, protocol_a, dataset_option_a),
+               ("b", dataset_b, data_dir_b, protocol_b, dataset_option_b))}
+    comparison = compare_profiles(*(stage_profile(loaded[side], split) for side in "ab"))
+    for side, dataset_id in (("a", dataset_a), ("b", dataset_b)):
+        comparison[side]["dataset"] = dataset_id  # the id the user gave (a prepared dataset names itself)
+    scores = None
+    if stager is not None:
+        from restbench.studies.realism import stager_score
+
+        scores = {side: stager_score(loaded[side], stager, get_registry(), split, dataset_id)
+                  for side, dataset_id in (("a", dataset_a), ("b", dataset_b))}
+    if out is not None:
+        from restbench.records.atomic import write_text_atomic
+
+        write_text_atomic(out, markdown(comparison, scores))
+    if as_json:
+        _emit_json({**comparison, "stager": scores})
+        return
+
+    def num(value, fmt):
+        return "–" if value is None else format(value, fmt)
+
+    a, b = comparison["a"], comparison["b"]
+    console.print(f"A = {dataset_a} ({a['sfreq']:g} Hz, {a['n_recordings']} recordings), "
+                  f"B = {dataset_b} ({b['sfreq']:g} Hz, {b['n_recordings']} recordings); split: {split}")
+    amp = Table(title="Median epoch RMS (uV), mean removed")
+    for column in ("stage", "epochs A", "epochs B", "RMS A", "RMS B", "B / A"):
+        amp.add_column(column, justify="left" if column == "stage" else "right")
+    for stage in STAGES:
+        row = comparison["stages"][stage]
+        rms = row["rms_uv"]
+        amp.add_row(stage, f"{row['n_epochs']['a']:,}", f"{row['n_epochs']['b']:,}", num(rms["a"], ".1f"),
+                    num(rms["b"], ".1f"), num(rms["ratio_b_over_a"], ".2f"))
+    console.print(amp)
+    rel = Table(title="Relative band power: median share of 0.5-30 Hz power, A / B (Welch, 4-s segments)")
+    rel.add_column("stage")
+    for band, (lo, hi) in BANDS_HZ.items():
+        rel.add_column(f"{band} {lo:g}-{hi:g} Hz", justify="right")
+    for stage in STAGES:
+        shares = comparison["stages"][stage]["relative_power"]
+        rel.add_row(stage, *[f"{num(shares[band]['a'], '.2f')} / {num(shares[band]['b'], '.2f')}" for band in BANDS_HZ])
+    console.print(rel)
+    if scores:
+        table = Table(title=f"Stager {stager} on the scored epochs ({split}): clean macro-F1, accuracy, F1 per stage")
+        for column in ("", "windows", "macro-F1", "accuracy", *STAGES):
+            table.add_column(column, justify="right")
+        for side in "ab":
+            score = scores[side]
+            table.add_row(side.upper(), f"{score['n_windows']:,}", f"{score['macro_f1']:.3f}", f"{score['accuracy']:.3f}",
+                          *[f"{score['per_class_f1'][s]:.2f}" for s in STAGES])
+        console.print(table)
+    for side in "ab":
+        for item in loaded[side].info.get("skipped", []):
+            console.print(f"[yellow]skipped[/yellow] ({side.upper()}) {item.get('file')}: {item.get('reason')}")
 
 @cli.command("summary")
 @click.argument("run_dir", type=click.Path(path_type=Path))
