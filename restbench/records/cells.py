@@ -1,5 +1,5 @@
 """Records and the cells they fill: one record per (record type, dataset, model, method, seed,
-corruption, severity, variant, runner, phase)."""
+corruption, severity, variant, runner, phase, evaluation set)."""
 
 from __future__ import annotations
 
@@ -36,8 +36,10 @@ def make_record(
     return to_jsonable(record)
 
 
-#: The fields that name one result cell: a run holds at most one record per cell.
-CELL_FIELDS = ("record_type", "dataset", "model", "method", "seed", "corruption", "severity", "variant", "runner", "phase")
+#: The fields that name one result cell: a run holds at most one record per cell. ``eval_set`` is
+#: absent (None) on the run's own test split and names another dataset's evaluation set otherwise.
+CELL_FIELDS = ("record_type", "dataset", "model", "method", "seed", "corruption", "severity", "variant", "runner", "phase",
+               "eval_set")
 
 
 def cell_of(record: dict) -> tuple:

@@ -31,7 +31,8 @@ from restbench.errors import PluginError, UsageError
 #: The run.json key holding the digests.
 INTEGRITY_KEY = "integrity"
 #: Fields that name one result cell: two records with equal values here are duplicates.
-CELL_FIELDS: tuple[str, ...] = ("record_type", "method", "seed", "corruption", "severity", "variant", "runner", "phase")
+CELL_FIELDS: tuple[str, ...] = ("record_type", "method", "seed", "corruption", "severity", "variant", "runner", "phase",
+                                "eval_set")
 #: Largest difference tolerated between a record's macro_f1 and the one its confusion counts give.
 F1_TOLERANCE = 1e-9
 

@@ -72,12 +72,18 @@ def check_logits(logits: Any, n: int, n_classes: int, who: str, plugin: str) -> 
     return arr
 
 
-def check_sleep_data(data: Any, n_classes: int, who: str, plugin: str) -> None:
-    """What every later step relies on: labels in range, finite training statistics, windows."""
+def check_sleep_data(data: Any, n_classes: int, who: str, plugin: str, trains: bool = True) -> None:
+    """What every later step relies on: labels in range, finite training statistics, windows in
+    every split. Data that is only evaluated on (``trains`` False: an evaluation set, whose
+    statistics are the training data's) needs labels in range and some window."""
     labels = np.asarray(data.labels)
     if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
         raise PluginFailure(f"{who} returned labels outside 0..{n_classes - 1} "
                             f"(found {int(labels.min())}..{int(labels.max())})", plugin)
+    if not trains:
+        if len(data.window_end) == 0:
+            raise PluginFailure(f"{who} returned no windows", plugin)
+        return
     stats = data.stats
     values = [stats.mean, stats.sigma, stats.min, stats.max]
     if not all(np.isfinite(v) for v in values) or not stats.sigma > 0 or not stats.min < stats.max:

@@ -39,7 +39,7 @@ from restbench.records.jsonio import load_json, utc_now
 from restbench.records.lock import RunLock
 from restbench.records.rundir import RunDir, new_run_info
 from restbench.records.verify import integrity
-from restbench.run import jobs, steps, timing
+from restbench.run import eval_sets, jobs, steps, timing
 from restbench.run.allocator import tune_allocator
 from restbench.run.checkpoints import CheckpointError, load_checkpoint
 from restbench.run.context import job_context
@@ -97,6 +97,9 @@ class Pipeline:
         old_info = load_json(run_dir / "run.json") if req.resume and (run_dir / "run.json").exists() else None
         self.ctx.reporter = Reporter(self.console, quiet=req.quiet)  # the log file only once the run is accepted
         data = self.prepare_data()
+        # every evaluation set is prepared before anything trains: a bad one stops the run now
+        self.eval_views = [(s, eval_sets.prepare(s, data, self.plan.model, self.plan.model_input, req, self.plan.knobs,
+                                                 self.ctx.registry, self.reporter)) for s in self.plan.eval_sets]
         run_info = self.run_info(data, status="running")
         if old_info is not None:
             differences = resume_differences(old_info, run_info, req.allow_extend)
@@ -125,6 +128,7 @@ class Pipeline:
                         self.failures.append({"method": method.id, "seed": int(seed), "plugin": exc.plugin,
                                               "error": str(exc)})
                         self.note_once(f"FAILED {method.id} seed {seed}: {exc}")
+            self.evaluate_sets(data)
             timing.measure_phase(self, self.deployments, data)
         except BaseException:
             run_info.update(status="failed", notes=self.notes, failures=self.failures)
@@ -231,6 +235,7 @@ class Pipeline:
             exporters=[e.id for e in self.plan.exporters],
             runners=[r.id for r in self.plan.runners],
             failures=self.failures,
+            **({"eval_sets": [eval_sets.record(s, view) for s, view in self.eval_views]} if self.eval_views else {}),
         )
 
     def finished_cells(self) -> set[tuple]:
@@ -241,11 +246,15 @@ class Pipeline:
         """A result cell computed from one trained model (job key) under one evaluation setting."""
         return (*cell_of(record), record.get("job_key"), record.get("eval_key"))
 
-    def base_record(self, method: str, seed: int, trained: steps.TrainedModel, record_type: str) -> dict:
+    def base_record(self, method: str, seed: int, trained: steps.TrainedModel, record_type: str,
+                    eval_set: eval_sets.EvalSet | None = None) -> dict:
+        """A record's identity; a cell of an evaluation set names its dataset and carries ``eval_set``."""
         recipe = self.plan.recipes[method]
         compressor = recipe.compressor or (self.plan.recipes[recipe.reuse].compressor if recipe.reuse else None)
-        return make_record(record_type, dataset=self.plan.dataset.id, model=self.plan.model.id, method=method,
-                           compressor=compressor, seed=seed, profile=self.plan.knobs["profile"], job_key=trained.key)
+        where = {} if eval_set is None else {"eval_set": eval_set.name}
+        return make_record(record_type, dataset=self.plan.dataset.id if eval_set is None else eval_set.dataset.id,
+                           model=self.plan.model.id, method=method, compressor=compressor, seed=seed,
+                           profile=self.plan.knobs["profile"], job_key=trained.key, **where)
 
     def emit(self, record: dict) -> None:
         if self.cell_key(record) in self.done:
@@ -327,17 +336,7 @@ class Pipeline:
         trained = self.trained_model(method.id, data, seed)
         for rec in trained.records:
             self.emit({**self.base_record(method.id, seed, trained, "training"), **rec, "reused_from": recipe.reuse})
-        deployed = deploy(trained.net, recipe.test_transforms, data.sfreq).to(self.ctx.device)
-        # export, FLOP counting and CPU runners see a CPU copy; evaluation runs where training ran
-        on_cpu = deployed if self.ctx.device.type == "cpu" else copy.deepcopy(deployed).cpu()
-        export_inputs = jobs.export_inputs(self.ctx, method.id, seed, trained.key, data.fingerprint)
-        export_job = jobs.Job("export", method.id, seed, jobs.key_of("export", export_inputs), after=(trained.key,))
-        entry, _ = jobs.ensure(self.ctx, data, export_job, export_inputs, self.reporter)
-        stored, notes, failures = jobs.exported_variants(self.ctx, entry)
-        for note in notes:
-            self.note_once(note)
-        self.export_failures += [f"{method.id} seed {seed}: {f}" for f in failures]
-        exported = self.copy_exported(entry, stored)
+        deployed, on_cpu, export_key, stored, exported = self.deployed(data, method.id, seed, trained)
         windows_per_night = int(self.plan.knobs["windows_per_night"])
         artifact = Artifact(name=f"{method.id}-seed{seed}", module=on_cpu, input_shape=(1, 1, data.n_times),
                             files={v.variant: Path(v.path) for _, v in exported}, windows_per_night=windows_per_night)
@@ -345,7 +344,53 @@ class Pipeline:
         # latency is timed once all training has finished (timing.measure_phase), never beside it
         self.deployments.append(timing.Deployment(method.id, seed, trained, artifact, efficiency,
                                                   list(recipe.test_transforms), float(data.sfreq)))
-        self.evaluate(data, method.id, seed, trained, deployed, stored, export_key=export_job.key)
+        self.evaluate(data, method.id, seed, trained, deployed, stored, export_key=export_key)
+
+    def deployed(self, data: SleepData, method_id: str, seed: int, trained: steps.TrainedModel) -> tuple:
+        """``(deployed, its CPU copy, export key, exported variants in the store, their copies in
+        this run)`` of a trained model: the method's test-time transforms applied, every exporter's
+        files made (or taken from the store) and checked."""
+        recipe = self.plan.recipes[method_id]
+        deployed = deploy(trained.net, recipe.test_transforms, data.sfreq).to(self.ctx.device)
+        # export, FLOP counting and CPU runners see a CPU copy; evaluation runs where training ran
+        on_cpu = deployed if self.ctx.device.type == "cpu" else copy.deepcopy(deployed).cpu()
+        export_inputs = jobs.export_inputs(self.ctx, method_id, seed, trained.key, data.fingerprint)
+        export_job = jobs.Job("export", method_id, seed, jobs.key_of("export", export_inputs), after=(trained.key,))
+        entry, _ = jobs.ensure(self.ctx, data, export_job, export_inputs, self.reporter)
+        stored, notes, failures = jobs.exported_variants(self.ctx, entry)
+        for note in notes:
+            self.note_once(note)
+        for failure in failures:
+            if f"{method_id} seed {seed}: {failure}" not in self.export_failures:
+                self.export_failures.append(f"{method_id} seed {seed}: {failure}")
+        return deployed, on_cpu, export_job.key, stored, self.copy_exported(entry, stored)
+
+    def evaluate_sets(self, data: SleepData) -> None:
+        """Every trained model (and reference) of the run on every evaluation set, under every
+        corruption: the same jobs as the run's own test split, on the set's windows."""
+        for eval_set, view in self.eval_views:
+            for seed in self.plan.knobs["seeds"]:
+                for method in order_methods(self.plan.methods, self.plan.recipes):
+                    if any(f["method"] == method.id and f["seed"] == int(seed) for f in self.failures):
+                        continue  # it failed on the run's own data (--keep-going): nothing to evaluate
+                    try:
+                        self.evaluate_on_set(data, eval_set, view, method, int(seed))
+                    except PluginFailure as exc:
+                        if not self.request.keep_going:
+                            raise
+                        self.failures.append({"method": method.id, "seed": int(seed), "plugin": exc.plugin,
+                                              "error": f"evaluation set {eval_set.name}: {exc}"})
+                        self.note_once(f"FAILED {method.id} seed {seed} on evaluation set {eval_set.name}: {exc}")
+
+    def evaluate_on_set(self, data: SleepData, eval_set: eval_sets.EvalSet, view: SleepData, method, seed: int) -> None:
+        recipe = self.plan.recipes[method.id]
+        if recipe.reference is not None:
+            reference, trained, module = self.reference_model(data, method, seed)
+            self.evaluate(view, method.id, seed, trained, module, [], reference=reference, eval_set=eval_set)
+            return
+        trained = self.trained_model(method.id, data, seed)
+        deployed, _, export_key, stored, _ = self.deployed(data, method.id, seed, trained)
+        self.evaluate(view, method.id, seed, trained, deployed, stored, export_key=export_key, eval_set=eval_set)
 
     def copy_exported(self, entry: Path, stored: list) -> list:
         """The export entry's files copied into this run's artifacts (same relative paths); the
@@ -363,16 +408,9 @@ class Pipeline:
     def run_reference(self, data: SleepData, method, seed: int) -> None:
         """A reference method (``Recipe.reference``, e.g. YASA): nothing trains or exports; it is
         evaluated on the same test windows and corrupted arrays, and timed where a runner can."""
-        from restbench.data.sleep_data import fingerprint
-
-        reference = self.plan.recipes[method.id].reference
+        reference, trained, module = self.reference_model(data, method, seed)
         with guarded(method, "methods", "reference", self.ctx.registry):
-            config = reference.config()
-            module = reference.module(float(data.sfreq), int(data.context))
             sizes = reference.efficiency()
-        key = fingerprint("reference", data.fingerprint, method.id, str(method.version), self.plan.options[method.id],
-                          config, seed)
-        trained = steps.TrainedModel(key, module, {"reference": config}, [], None)
         self.note_once(f"{method.id}: a reference (no training, no export); corruptions that need the model's "
                        "gradients are left out for it")
         if module is not None:
@@ -384,12 +422,28 @@ class Pipeline:
                                                       float(data.sfreq)))
         self.evaluate(data, method.id, seed, trained, module, [], reference=reference)
 
-    def evaluate(self, data, method_id, seed, trained, deployed, exported, reference=None, export_key=None) -> None:
+    def reference_model(self, data: SleepData, method, seed: int) -> tuple:
+        """``(reference, its TrainedModel stand-in, its module)`` for a reference method: keyed by
+        the training data, its method, options and config, nothing trained."""
+        from restbench.data.sleep_data import fingerprint
+
+        reference = self.plan.recipes[method.id].reference
+        with guarded(method, "methods", "reference", self.ctx.registry):
+            config = reference.config()
+            module = reference.module(float(data.sfreq), int(data.context))
+        key = fingerprint("reference", data.fingerprint, method.id, str(method.version), self.plan.options[method.id],
+                          config, seed)
+        return reference, steps.TrainedModel(key, module, {"reference": config}, [], None), module
+
+    def evaluate(self, data, method_id, seed, trained, deployed, exported, reference=None, export_key=None,
+                 eval_set: eval_sets.EvalSet | None = None) -> None:
         """Every corruption (clean first) on the PyTorch pipeline and on each exported variant
         whose exporter asks for it (e.g. the int8 graph a phone runs): one stored evaluate job per
         corruption (restbench.run.jobs); a ``reference`` predicts every cell itself, seeing which
-        night each window comes from, and is not stored."""
-        out = self.run.artifacts / "predictions" / f"{method_id}-seed{seed}.npz"
+        night each window comes from, and is not stored. ``data`` is the run's data, or an
+        evaluation set's (``eval_set``) prepared view."""
+        folder = self.run.artifacts / "predictions" / ("" if eval_set is None else eval_set.name)
+        out = folder / f"{method_id}-seed{seed}.npz"
         predictions: dict[str, np.ndarray] = {}
         if out.exists() and out.relative_to(self.run.path).as_posix() not in self.untrusted:  # a resume keeps them
             with np.load(out) as kept:
@@ -401,7 +455,7 @@ class Pipeline:
             for corruption in corruptions:
                 name = jobs.CLEAN if corruption is None else corruption.id
                 if (reference is not None and corruption is not None and corruption.needs_model) \
-                        or not self.cells_missing(method_id, seed, trained.key, corruption, exported):
+                        or not self.cells_missing(method_id, seed, trained.key, corruption, exported, eval_set):
                     rep.advance(name)  # a white-box attack needs gradients a reference does not have
                     continue
                 if reference is not None:
@@ -420,20 +474,24 @@ class Pipeline:
                         new = {k: stored[k] for k in stored.files}
                 predictions.update(new)
                 for fields in cells:
-                    self.emit({**self.base_record(method_id, seed, trained, "robustness"), **fields})
+                    self.emit({**self.base_record(method_id, seed, trained, "robustness", eval_set), **fields})
+        folder.mkdir(parents=True, exist_ok=True)
         with atomic_path(out) as tmp:
             np.savez_compressed(tmp, **predictions)
 
-    def cells_missing(self, method_id: str, seed: int, job_key: str, corruption, exported: list) -> bool:
+    def cells_missing(self, method_id: str, seed: int, job_key: str, corruption, exported: list,
+                      eval_set: eval_sets.EvalSet | None = None) -> bool:
         """Whether a result cell of ``corruption`` (every severity, every evaluated variant) is not
-        yet in this run's results."""
+        yet in this run's results (of ``eval_set``, when given)."""
         name = jobs.CLEAN if corruption is None else corruption.id
         options = None if corruption is None else self.plan.options[corruption.id]
         labels = ["torch"] + [v.variant for _, v in exported if v.robustness
                               and (corruption is None or v.robustness in ("all", corruption.suite))]
         for severity in [None] if corruption is None else corruption.severities:
             for label in labels:
-                cell = self.cell_key({"record_type": "robustness", "dataset": self.plan.dataset.id, "model": self.plan.model.id,
+                cell = self.cell_key({"record_type": "robustness", "model": self.plan.model.id,
+                                      "dataset": self.plan.dataset.id if eval_set is None else eval_set.dataset.id,
+                                      **({} if eval_set is None else {"eval_set": eval_set.name}),
                                       "method": method_id, "seed": seed, "corruption": name,
                                       "severity": 0 if severity is None else severity.level, "variant": label,
                                       "job_key": job_key, "eval_key": steps.evaluation_key(corruption, options, label,

@@ -28,6 +28,7 @@ from restbench.plugins.contract import (
 )
 from restbench.plugins.options import deviations as option_deviations
 from restbench.plugins.options import options_of, resolve_options
+from restbench.run import eval_sets as evaluation_sets
 from restbench.run import profiles, steps
 from restbench.run.guard import guarded
 from restbench.run.validation import WithoutTest
@@ -73,6 +74,8 @@ class RunRequest:
     # a sweep's view of the data: asking for test windows raises (restbench.run.validation.WithoutTest)
     validation_only: bool = False
     max_validation_windows: int | None = None  # a sweep's scored validation windows (None: max_test_windows)
+    # other datasets every trained model is also evaluated on (restbench.run.eval_sets)
+    eval_sets: list[evaluation_sets.EvalSetRequest] = field(default_factory=list)
 
 
 def order_methods(methods: list, recipes: dict[str, Recipe]) -> list:
@@ -113,6 +116,7 @@ class Plan:
     model_input: ModelInput = field(default_factory=ModelInput)  # what the model declares it takes
     width_applied: bool = True  # the core width knob reached the model (it declares a width option)
     methods_by_id: dict[str, Any] = field(default_factory=dict)  # selected and reused methods
+    eval_sets: list[evaluation_sets.EvalSet] = field(default_factory=list)  # other datasets evaluated on
 
     def compressor_of(self, recipe: Recipe) -> tuple[Any, dict | None]:
         """The recipe's compressor and its options (the compressor's resolved ones, then the recipe's)."""
@@ -200,7 +204,9 @@ def resolve_plan(request: RunRequest, registry) -> Plan:
         why = ("is not part of this run (select it, or drop the setting)" if known
                else "is not an installed plugin or core knob" + did_you_mean(unused[0], installed))
         raise UsageError(f"{where}: '{unused[0]}' {why}; plugins in this run: {', '.join(options)}")
+    eval_sets = evaluation_sets.resolve(list(request.eval_sets), registry, request.profile)
     participants = [dataset, model, *selected.values(), *corruptions, *compressors.values(), *exporters, *runners]
+    participants += list({s.dataset.id: s.dataset for s in eval_sets if s.dataset.id != dataset.id}.values())
     # The core width knob reaches only a model that declares a width option (unless set as MODEL.width).
     width_applied = any(o.name == "width" for o in options_of(model))
     if width_applied and "width" not in per_plugin.get(model.id, {}):
@@ -208,13 +214,17 @@ def resolve_plan(request: RunRequest, registry) -> Plan:
     # the model's width line says it (with the model's name); unapplied, the knob changed nothing
     deviation_lines = [line for line in profiles.deviations(knobs) if not line.startswith("width:")]
     for obj in participants:
-        deviation_lines += option_deviations(options_of(obj), options[obj.id], prefix=f"{obj.id}.")
+        if obj.id in options:
+            deviation_lines += option_deviations(options_of(obj), options[obj.id], prefix=f"{obj.id}.")
+    for eval_set in eval_sets:
+        deviation_lines += option_deviations(options_of(eval_set.dataset), eval_set.options,
+                                             prefix=f"evaluation set {eval_set.name}: {eval_set.dataset.id}.")
     contract = model_input(model, options[model.id])
     steps.check_compressors(model, options[model.id], contract, recipes, compressors, registry)
     return Plan(knobs=knobs, dataset=dataset, model=model, methods=methods, corruptions=corruptions,
                 exporters=exporters, runners=runners, recipes=recipes, compressors=compressors, options=options,
                 deviations=deviation_lines, participants=participants, model_input=contract,
-                width_applied=width_applied, methods_by_id=dict(selected))
+                width_applied=width_applied, methods_by_id=dict(selected), eval_sets=eval_sets)
 
 
 

@@ -41,6 +41,31 @@ def resume_differences(old: dict, new: dict, allow_extend: bool) -> list[str]:
             continue
         out.append(f"{name}: {json.dumps(before)} -> {json.dumps(after)}"
                    + ("" if allow_extend else " (--allow-extend may add, never change)"))
+    return out + _eval_set_differences(old.get("eval_sets") or [], new.get("eval_sets") or [], allow_extend)
+
+
+#: What must stay equal for an evaluation set's recorded cells to stand (its files may move).
+_EVAL_SET_IDENTITY = ("dataset", "version", "protocol", "n_subjects", "split", "options")
+
+
+def _eval_set_differences(before: list[dict], after: list[dict], allow_extend: bool) -> list[str]:
+    """Evaluation sets (--eval-dataset) are compared by name: a kept one must be the same data
+    and options; with ``allow_extend`` new ones may be added, none removed."""
+    old, new = {s["name"]: s for s in before}, {s["name"]: s for s in after}
+    out = []
+    for name in sorted(set(old) | set(new)):
+        if name not in new:
+            out.append(f"evaluation set {name} is no longer part of the run (give its --eval-dataset again)")
+        elif name not in old:
+            if not allow_extend:
+                out.append(f"evaluation set {name} is new (--allow-extend may add it)")
+        else:
+            for key in _EVAL_SET_IDENTITY:
+                if old[name].get(key) != new[name].get(key):
+                    out.append(f"evaluation set {name} {key}: {json.dumps(old[name].get(key))} -> "
+                               f"{json.dumps(new[name].get(key))}")
+            if (old[name].get("data") or {}).get("fingerprint") != (new[name].get("data") or {}).get("fingerprint"):
+                out.append(f"evaluation set {name}: its data's fingerprint changed (other files or preparation)")
     return out
 
 

@@ -55,11 +55,12 @@ class TrainedModel:
 # --------------------------------------------------------------------------- data
 
 
-def prepare_data(dataset: Any, dataset_options: DatasetOptions, registry: Any = None) -> SleepData:
-    """The dataset's prepared, split data, checked before anything trains on it."""
+def prepare_data(dataset: Any, dataset_options: DatasetOptions, registry: Any = None, trains: bool = True) -> SleepData:
+    """The dataset's prepared, split data, checked before anything trains on it (``trains`` False:
+    only evaluated on, see :func:`restbench.run.guard.check_sleep_data`)."""
     with guarded(dataset, "datasets", "prepare", registry):
         data = dataset.prepare(dataset_options)
-    check_sleep_data(data, N_CLASSES, describe(dataset, registry, "datasets"), dataset.id)
+    check_sleep_data(data, N_CLASSES, describe(dataset, registry, "datasets"), dataset.id, trains=trains)
     return data
 
 

@@ -93,6 +93,7 @@ class CellComparison:
     window_agreement: float | None = None
     counts_equal: bool | None = None
     problems: list[str] = field(default_factory=list)
+    eval_set: str | None = None  # None: the run's own test split
 
     @property
     def macro_f1_diff(self) -> float | None:
@@ -103,7 +104,8 @@ class CellComparison:
     @property
     def name(self) -> str:
         level = "clean" if self.corruption == "clean" else f"{self.corruption}/{self.severity_name}"
-        return f"{self.method} seed {self.seed} {level} ({self.variant})"
+        where = "" if self.eval_set is None else f" on {self.eval_set}"
+        return f"{self.method} seed {self.seed} {level} ({self.variant}){where}"
 
     def describe(self) -> str:
         return f"{self.name}: {'; '.join(self.problems)}"
@@ -113,7 +115,8 @@ class CellComparison:
                 "severity_name": self.severity_name, "variant": self.variant,
                 "recorded_macro_f1": self.recorded_macro_f1, "recomputed_macro_f1": self.recomputed_macro_f1,
                 "macro_f1_diff": self.macro_f1_diff, "window_agreement": self.window_agreement,
-                "counts_equal": self.counts_equal, "problems": list(self.problems)}
+                "counts_equal": self.counts_equal, "problems": list(self.problems),
+                **({} if self.eval_set is None else {"eval_set": self.eval_set})}
 
 
 @dataclass
@@ -202,7 +205,7 @@ def _refuse(name: str, why: str) -> PluginError:
     return PluginError(f"cannot reproduce {name}: {why}")
 
 
-def _checked_run(run_dir: Path) -> dict:
+def checked_run(run_dir: Path) -> dict:
     """run.json of a complete run whose files match its integrity record."""
     from restbench.records.jsonio import load_json
     from restbench.records.schema import validate_run
@@ -252,9 +255,10 @@ def _check_plugins(info: dict, registry: Any, name: str) -> None:
                                 f"version {version} to reproduce it")
 
 
-def _request(info: dict, out: Path, data_dir: Path | None, cache_dir: Path | None, quiet: bool):
+def request_from_run(info: dict, out: Path, data_dir: Path | None, cache_dir: Path | None, quiet: bool):
     """The recorded configuration as a resume request that trains nothing and times nothing."""
     from restbench.data.cache import default_cache_dir
+    from restbench.run.eval_sets import EvalSetRequest
     from restbench.run.plan import RunRequest
     from restbench.run.profiles import CORE_OPTIONS
 
@@ -272,7 +276,8 @@ def _request(info: dict, out: Path, data_dir: Path | None, cache_dir: Path | Non
                       exporters=list(info.get("exporters") or []), profile=config["profile"], overrides=overrides,
                       seeds=[int(s) for s in info["seeds"]], data_dir=data_dir,
                       cache_dir=cache_dir or default_cache_dir(), protocol=config.get("protocol"), run_dir=out,
-                      resume=True, train=False, quiet=quiet, use_store=False)
+                      resume=True, train=False, quiet=quiet, use_store=False,
+                      eval_sets=[EvalSetRequest.from_record(entry) for entry in info.get("eval_sets") or []])
 
 
 def _seed_directory(run_dir: Path, info: dict, out: Path) -> None:
@@ -298,13 +303,14 @@ def _seed_directory(run_dir: Path, info: dict, out: Path) -> None:
 
 
 def _cell_key(record: dict) -> tuple:
-    return (record["method"], record["seed"], record["corruption"], record["severity"], record["variant"])
+    return (record["method"], record["seed"], record["corruption"], record["severity"], record["variant"],
+            record.get("eval_set"))
 
 
-def _predictions(folder: Path, method: str, seed: int) -> dict:
+def _predictions(folder: Path, method: str, seed: int, eval_set: str | None = None) -> dict:
     import numpy as np
 
-    path = folder / "artifacts" / "predictions" / f"{method}-seed{seed}.npz"
+    path = folder / "artifacts" / "predictions" / (eval_set or "") / f"{method}-seed{seed}.npz"
     if not path.is_file():
         return {}
     with np.load(path) as stored:
@@ -323,12 +329,12 @@ def compare(recorded: list[dict], recomputed: list[dict], run_dir: Path, out: Pa
     preds: dict[tuple, tuple[dict, dict]] = {}
     cells = []
     for key in [*old, *(k for k in new if k not in old)]:
-        method, seed, corruption, severity, variant = key
+        method, seed, corruption, severity, variant, eval_set = key
         rec, fresh = old.get(key), new.get(key)
         ref = rec or fresh
         cell = CellComparison(method, seed, corruption, severity, ref.get("severity_name") or str(severity), variant,
                               recorded_macro_f1=None if rec is None else rec["macro_f1"],
-                              recomputed_macro_f1=None if fresh is None else fresh["macro_f1"])
+                              recomputed_macro_f1=None if fresh is None else fresh["macro_f1"], eval_set=eval_set)
         cells.append(cell)
         if rec is None:
             cell.problems.append("recomputed but not in the recorded results")
@@ -336,9 +342,10 @@ def compare(recorded: list[dict], recomputed: list[dict], run_dir: Path, out: Pa
         if fresh is None:
             cell.problems.append("recorded but not recomputed (its plugin or exporter did not evaluate it here)")
             continue
-        if (method, seed) not in preds:
-            preds[(method, seed)] = (_predictions(run_dir, method, seed), _predictions(out, method, seed))
-        stored, again = preds[(method, seed)]
+        if (method, seed, eval_set) not in preds:
+            preds[(method, seed, eval_set)] = (_predictions(run_dir, method, seed, eval_set),
+                                               _predictions(out, method, seed, eval_set))
+        stored, again = preds[(method, seed, eval_set)]
         name = f"{variant}/{corruption}/{severity}"
         if name not in stored or "true" not in stored:
             cell.problems.append(f"the run holds no recorded predictions for it (artifacts/predictions, key {name})")
@@ -382,7 +389,7 @@ def reproduce(run_dir: str | Path, out: str | Path | None = None, *, data_dir: P
     from restbench.run.pipeline import Pipeline
 
     run_dir = Path(run_dir)
-    info = _checked_run(run_dir)
+    info = checked_run(run_dir)
     name = info.get("name") or run_dir.name
     registry = get_registry()
     _check_plugins(info, registry, name)
@@ -399,7 +406,7 @@ def reproduce(run_dir: str | Path, out: str | Path | None = None, *, data_dir: P
                                     f"{expected} (other files or preparation; pass the run's --data-dir)")
 
         try:
-            pipeline = Pipeline(_request(info, target, data_dir, cache_dir, quiet), console, check_data=check_data)
+            pipeline = Pipeline(request_from_run(info, target, data_dir, cache_dir, quiet), console, check_data=check_data)
             pipeline.execute()
         except PluginError as exc:
             if str(exc).startswith(f"cannot reproduce {name}:"):
