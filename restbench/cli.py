@@ -204,6 +204,10 @@ def list_cmd(kind: str, show_options: bool, as_json: bool) -> None:
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Local dataset files.")
 @click.option("--protocol", help="Dataset protocol, e.g. paper, sleep-edf-20, sleep-edf-78.")
 @click.option("--dataset-option", multiple=True, metavar="KEY=VALUE", help="Dataset option (repeatable; same as --set DATASET.KEY=VALUE).")
+@click.option("--eval-dataset", "eval_datasets", multiple=True, metavar="ID[,KEY=VALUE...]",
+              help="Also evaluate every trained model on this dataset (repeatable): keys name, data_dir, protocol, "
+                   "n_subjects, split (all|test; default all), any other is a dataset option, e.g. "
+                   "edf-folder,data_dir=lab/,channel=C4-M1.")
 @click.option("--model", default=None, help="Model id (default: the one marked default).")
 @click.option("--methods", default="all", show_default=True,
               help="Comma-separated method ids, or 'all' (every method except those marked in_all = False).")
@@ -242,13 +246,14 @@ def list_cmd(kind: str, show_options: bool, as_json: bool) -> None:
 @click.option("--no-store", is_flag=True, help="Share nothing: compute every job, keep them only in this run.")
 @click.option("--from-sweep", "from_sweep_dir", type=click.Path(path_type=Path), default=None,
               help="Take the options a restbench sweep chose (its --out folder); --set still overrides them.")
-def run_cmd(dataset, data_dir, protocol, dataset_option, model, methods, corruptions, runners, exporters, profile, sets,
+def run_cmd(dataset, data_dir, protocol, dataset_option, eval_datasets, model, methods, corruptions, runners, exporters, profile, sets,
             config_file, seeds, name, run_dir, cache_dir, resume, allow_extend, keep_going, skip_bad, download,
             quiet, figures, n_jobs, executor, ray_address, store_dir, no_store, from_sweep_dir) -> None:
     """Train, compress, evaluate and measure METHODS on a dataset; write a run directory."""
     from restbench.records.rundir import check_run_name
     from restbench.report.terminal import print_summary
     from restbench.benchmark import run
+    from restbench.run.eval_sets import EvalSetRequest
     from restbench.run.plan import RunRequest
     from restbench.run.progress import quiet_by_default
 
@@ -283,6 +288,7 @@ def run_cmd(dataset, data_dir, protocol, dataset_option, model, methods, corrupt
         allow_download=download, run_dir=run_dir, resume=resume, allow_extend=allow_extend, keep_going=keep_going,
         quiet=quiet_by_default() if quiet is None else quiet, jobs=_jobs(n_jobs), executor=executor,
         ray_address=ray_address, store=store_dir, use_store=not no_store,
+        eval_sets=[EvalSetRequest.parse(spec) for spec in eval_datasets],
     )
     result = run(request, console=err_console)
     print_summary(result.tables, console)
@@ -654,6 +660,30 @@ def reproduce_cmd(run_dir: Path, out: Path | None, data_dir, cache_dir, as_json:
         _print_reproduction(result)
     if not result.ok:
         sys.exit(1)
+
+
+@cli.command("evaluate")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--eval-dataset", "eval_datasets", multiple=True, required=True, metavar="ID[,KEY=VALUE...]",
+              help="Dataset to evaluate the run's models on (repeatable), as in restbench run --eval-dataset.")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="The run's own dataset files, as the run was given them.")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=_cache_dir, show_default=".restbench-cache or $RESTBENCH_CACHE_DIR")
+@click.option("--keep-going", is_flag=True, help="Record a failing method and seed as failed and continue.")
+@click.option("--quiet", "-q", is_flag=True, default=None, help="No progress bars (default in CI).")
+def evaluate_cmd(run_dir: Path, eval_datasets, data_dir, cache_dir, keep_going, quiet) -> None:
+    """Evaluate a finished run's trained models on more datasets, in place, under every corruption; nothing trains."""
+    from restbench.benchmark import run
+    from restbench.report.terminal import print_summary
+    from restbench.run.eval_sets import EvalSetRequest
+    from restbench.run.progress import quiet_by_default
+    from restbench.studies.evaluate import evaluation_request
+
+    request = evaluation_request(run_dir, [EvalSetRequest.parse(spec) for spec in eval_datasets], data_dir=data_dir,
+                                 cache_dir=cache_dir, quiet=quiet_by_default() if quiet is None else quiet,
+                                 keep_going=keep_going)
+    result = run(request, console=err_console)
+    print_summary(result.tables, console)
+    console.print(f"run directory: {result.run_dir.path}")
 
 
 def _print_reproduction(result) -> None:
