@@ -105,6 +105,21 @@ def test_one_command_evaluates_on_both_sets_with_intervals(cross_run):
 
 
 @pytest.mark.shared_fixture("sleep-edf-hypnograms")
+def test_the_summary_reports_each_set_apart(cross_run):
+    run_dir, *_ = cross_run
+    summary = (run_dir / "summary.md").read_text()
+    own = [r for r in robustness(run_dir) if r.get("eval_set") is None and r["corruption"] == "clean"]
+    lab = [r for r in robustness(run_dir) if r.get("eval_set") == "lab" and r["corruption"] == "clean"]
+    assert "## On lab (edf-folder, 4 subjects, all windows): Robustness (Table 4, macro-F1)" in summary
+    assert "## On sc (sleep-edf, 1 subject, all windows): Robustness (Table 4, macro-F1)" in summary
+    section = summary.split("## On lab (edf-folder", 1)[1].split("\n## ", 1)[0]
+    table = summary.split("## Robustness", 1)[1].split("\n## ", 1)[0]
+    # the run's own table holds its own cells, not an average with the other sets
+    assert f"{own[0]['macro_f1']:.2f}" in table
+    assert f"{lab[0]['macro_f1']:.2f}" in section
+
+
+@pytest.mark.shared_fixture("sleep-edf-hypnograms")
 def test_evaluate_adds_a_set_later_keeping_every_cell(cross_run, tmp_path):
     run_dir, lab, _, _ = cross_run
     copy = tmp_path / "run"

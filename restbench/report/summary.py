@@ -52,6 +52,7 @@ import pandas as pd
 from restbench.evaluation.metrics import mean_corrupted_f1
 from restbench.plugins.contract import plain_method
 from restbench.records.rundir import RunDir
+from restbench.report.eval_sets import eval_set_tables
 from restbench.report.caveats import BUSY_MARKER
 from restbench.report.long_csv import write_summary_csv
 from restbench.report.markdown import summary_markdown
@@ -478,8 +479,10 @@ def read_summary(run_dir: RunDir | str | os.PathLike) -> tuple[dict[str, Table],
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir, create=False)
     run_info = run.read_run() if run.run_json.exists() else {"name": run.name}
     records = run.checked_records()
-    tables = build_tables(records, methods=run_info.get("methods"), corruptions=run_info.get("corruptions"),
-                          baseline=plain_method(run_info.get("method_recipes") or {}))
+    options = {"methods": run_info.get("methods"), "corruptions": run_info.get("corruptions"),
+               "baseline": plain_method(run_info.get("method_recipes") or {})}
+    tables = build_tables([r for r in records if r.get("eval_set") is None], **options)
+    tables.update(eval_set_tables(records, run_info, build_tables, **options))  # other datasets, apart
     return tables, run_info
 
 
