@@ -20,7 +20,8 @@ BOARD = ROOT / "leaderboards" / "sleep-synth-quick"
 GOLDEN = Path(__file__).resolve().parent / "golden"
 RUN = next((BOARD / "runs").iterdir())
 #: what a leaderboard holds besides provenance (file digests, dates) and the figures list
-NUMBER_KEYS = ("protocol", "statistics", "baseline", "columns", "entries", "reference", "reference_columns", "notes")
+NUMBER_KEYS = ("protocol", "statistics", "baseline", "columns", "entries", "frontier", "claims", "reference",
+               "reference_columns", "notes")
 
 
 @pytest.fixture(scope="module")

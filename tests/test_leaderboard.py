@@ -112,6 +112,21 @@ def test_numbers_equal_a_hand_computation_from_the_records(runs, built):
     speedup = entry(data, "liu")["cells"]["speedup:torch-cpu:torch"]
     assert speedup["values"] == pytest.approx([lat[("sors", s)] / lat[("liu", s)] for s in (0, 1)])
     assert entry(data, "sors")["cells"]["speedup:torch-cpu:torch"]["mean"] == 1.0
+    # params and FLOP ratios beside the speedups: the baseline's numbers over the entry's, per seed
+    for ratio, fld in (("ratio:params", "params"), ("ratio:mflops", "mflops")):
+        assert entry(data, "liu")["cells"][ratio]["values"] == pytest.approx(
+            [eff[("sors", s)][fld] / eff[("liu", s)][fld] for s in (0, 1)])
+        assert entry(data, "sors")["cells"][ratio]["mean"] == 1.0
+    keys = [c["key"] for c in data["columns"]]
+    assert keys.index("ratio:mflops") + 1 == keys.index("speedup:torch-cpu:torch")
+
+    # per-subject macro-F1 of every robustness cell: the records' values, aligned with the cell's seeds
+    clean = entry(data, "liu")["cells"]["clean"]
+    assert clean["per_subject"] == {subject: [rob("liu", s, "clean", 0)["per_subject_macro_f1"][subject] for s in (0, 1)]
+                                    for subject in rob("liu", 0, "clean", 0)["per_subject_macro_f1"]}
+    # the frontier and the claims are stored (no REST method here: every claim is not testable)
+    assert [a["y"] for a in data["frontier"]["axes"]] == ["robust"]
+    assert {c["verdict"] for c in data["claims"]} == {"not testable"}
 
     # per-stage clean F1, read from the clean records' per_class_f1, in stage order
     stages = [c for c in data["columns"] if c["table"] == "stages"]
@@ -127,7 +142,11 @@ def test_csv_holds_every_cell_at_full_precision(built):
     import pandas as pd
 
     frame = pd.read_csv(out / lb.LEADERBOARD_CSV)
-    assert len(frame) == sum(len(e["cells"]) for e in data["entries"])
+    cells = frame[~frame["table"].isin(["frontier", "claims"])]
+    assert len(cells) == sum(len(e["cells"]) for e in data["entries"])
+    # then one row per entry and frontier axis, and one per paper claim
+    placed = sum(len(data["entries"]) - len(a["not_placed"]) for a in data["frontier"]["axes"])
+    assert (frame["table"] == "frontier").sum() == placed and (frame["table"] == "claims").sum() == len(data["claims"])
     row = frame[(frame["method"] == "liu") & (frame["column"] == "gaussian/high")].iloc[0]
     assert float(row["mean"]) == entry(data, "liu")["cells"]["gaussian/high"]["mean"]
 
@@ -226,7 +245,7 @@ def test_an_exported_graph_that_failed_its_check_is_named(runs, tmp_path):
 
 def test_plots_exist_as_png_and_svg(built):
     out, data = built
-    for name in ("f1-vs-severity", "confusion", "hypnograms", "pareto"):
+    for name in ("f1-vs-severity", "confusion", "hypnograms", "pareto", "frontier"):
         png, svg = out / "plots" / f"{name}.png", out / "plots" / f"{name}.svg"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 2000
         assert "<svg" in svg.read_text()[:2000] and svg.stat().st_size > 2000
@@ -257,7 +276,7 @@ def test_index_html_is_self_contained_and_sortable_by_numbers(built):
     assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", page)
     assert "http://" not in page and "https://" not in page
     assert "<link" not in page and "<script src" not in page
-    assert page.count("data:image/png;base64,") == 4
+    assert page.count("data:image/png;base64,") == 5
     parser = _Cells()
     parser.feed(page)
     body = [row for row in parser.tables["table4"] if row]
@@ -351,7 +370,7 @@ def test_index_html_in_headless_chromium(built, tmp_path):
                               "t => [t.id, Array.from(t.tBodies[0].rows, r => r.cells[0].dataset.sort)])")
         assert shown == [[table_id, keys] for table_id, _, _ in groups] + [["runs", [r["name"] for r in data["runs"]]]]
         figures = page.evaluate("Array.from(document.images, i => [i.complete, i.naturalWidth, i.naturalHeight])")
-        assert len(figures) == 4 and all(done and w > 100 and h > 100 for done, w, h in figures), figures
+        assert len(figures) == 5 and all(done and w > 100 and h > 100 for done, w, h in figures), figures
 
         def rows(table_id):
             return page.evaluate(f"Array.from(document.getElementById('{table_id}').tBodies[0].rows, "
@@ -431,6 +450,19 @@ def test_validate_accepts_the_build_and_pinpoints_tampering(built, tmp_path, cap
     assert problems == [f"entries[liu].cells.gaussian/high.mean: stored "
                         f"{entry(data, 'liu')['cells']['gaussian/high']['mean'] + 0.25!r}, "
                         f"recomputed {entry(data, 'liu')['cells']['gaussian/high']['mean']!r}"]
+
+    # a tampered per-subject value, frontier or claim verdict is named too
+    claims = shutil.copytree(out, tmp_path / "claims")
+    stored = json.loads((claims / lb.LEADERBOARD_JSON).read_text())
+    subject = next(iter(entry(stored, "liu")["cells"]["clean"]["per_subject"]))
+    entry(stored, "liu")["cells"]["clean"]["per_subject"][subject][0] = 1.0
+    stored["frontier"]["axes"][0]["front"] = ["liu"]
+    stored["claims"][0]["verdict"] = "reproduced"
+    (claims / lb.LEADERBOARD_JSON).write_text(json.dumps(stored))
+    problems = validate(claims).problems
+    assert any(p.startswith(f"entries[liu].cells.clean.per_subject.{subject}[0]: stored 1.0") for p in problems)
+    assert any(p.startswith("frontier.axes[0].front") for p in problems), problems
+    assert any(p.startswith("claims[0].verdict: stored \"reproduced\"") for p in problems), problems
 
     record = shutil.copytree(out, tmp_path / "record")
     results = record / "runs" / "run-s1" / "results.jsonl"

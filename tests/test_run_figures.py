@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-FIGURES = ("f1-vs-severity", "confusion", "hypnograms", "pareto")
+FIGURES = ("f1-vs-severity", "confusion", "hypnograms", "pareto", "frontier")
 
 
 def restbench(*args):

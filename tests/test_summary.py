@@ -253,15 +253,19 @@ def test_efficiency_table_speedups_transform_share_and_busy_warning():
     tables = build_tables(records, methods=METHODS)
     table = tables["efficiency"]
     keys = [c.key for c in table.columns]
-    assert keys == ["params", "size_kb", "mflops", "macs", "tflite_fp32_size_kb", "flop_ratio_vs_reference",
-                    "latency_s_per_night_median[tflite-local:fp32]", "speedup_vs_reference[tflite-local:fp32]",
-                    "transform_share[tflite-local:fp32]"]
+    assert keys == ["params", "size_kb", "mflops", "macs", "tflite_fp32_size_kb", "params_ratio_vs_reference",
+                    "flop_ratio_vs_reference", "latency_s_per_night_median[tflite-local:fp32]",
+                    "speedup_vs_reference[tflite-local:fp32]", "transform_share[tflite-local:fp32]"]
     assert table.cell("rest-as", "flop_ratio_vs_reference").mean == pytest.approx(1451.0 / 94.0)
+    # the params ratio beside it: sors' parameters over the model's, same seed
+    assert table.cell("rest-as", "params_ratio_vs_reference").values == pytest.approx(
+        [2_264_485 / (450_000 + 1000 * seed) for seed in SEEDS])
     assert table.cell("rest-as", "speedup_vs_reference[tflite-local:fp32]").mean == pytest.approx(6.0)  # seeds 0, 1, 2
     assert table.cell("sors", "speedup_vs_reference[tflite-local:fp32]").mean == 1.0
     assert table.cell("liu", "transform_share[tflite-local:fp32]").mean == pytest.approx(0.9)
     assert table.cell("sors", "transform_share[tflite-local:fp32]") is None
     assert "unpruned sors" in table.description and "Transform share" in table.description
+    assert "params ratio: its parameters over the model's" in table.description
     # the busy measurement marks its method's latency cells and is listed with its reasons
     busy = table.cell("rest-as", "latency_s_per_night_median[tflite-local:fp32]")
     assert busy.marker == BUSY_MARKER and table.cell("sors", "latency_s_per_night_median[tflite-local:fp32]").marker is None
@@ -341,7 +345,8 @@ def test_csv_is_long_format_with_numbers():
     assert row["severity"] == "3" and row["seeds"] == "0;1;2"
     detail = [r for r in rows if r["table"] == "detail" and r["method"] == "liu" and r["column"].endswith("pgd/high:kappa")]
     assert {r["variant"] for r in detail} == {"torch", "tflite-int8"}
-    assert {r["table"] for r in rows} == {"paper", "artifact", "stages", "variants", "efficiency", "training", "detail"}
+    assert {r["table"] for r in rows} == {"paper", "frontier", "claims", "artifact", "stages", "variants", "efficiency",
+                                          "training", "detail"}
 
 
 def test_write_summary_from_run_dir(tmp_path):

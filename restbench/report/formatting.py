@@ -19,8 +19,12 @@ _ONE_DECIMAL = ("size_kb", "mflops", "wall_s")
 def format_number(metric: str, value: float, signed: bool = False) -> str:
     """One number of ``metric`` at that metric's precision; ``signed`` for differences."""
     sign = "+" if signed else ""
-    if metric == "params":
+    if metric in ("params", "n_pairs"):
         return f"{value:{sign},.0f}"
+    if metric == "p_value":
+        return f"{value:.3g}"
+    if metric.endswith("_difference"):
+        return f"{value:+.3f}"
     if metric == "macs":
         return f"{value / 1e6:{sign},.1f}"
     if metric in _ONE_DECIMAL or metric.endswith(EXPORTED_SIZE_SUFFIX):
@@ -66,7 +70,7 @@ def grid(table: Table, terminal: bool = False) -> tuple[list[str], list[list[str
     """Header and body strings of a table, formatted for people. ``terminal``: a cell's
     interval goes on a line of its own (the marker stays with the value), so columns stay narrow."""
     n_expected = max((c.n_seeds for cols in table.cells.values() for c in cols.values()), default=0)
-    header = ["Method"] + [c.label for c in table.columns]
+    header = [table.row_header] + [c.label for c in table.columns]
 
     def text(row: Row, column: Column) -> str:
         cell, delta = table.cell(row.key, column.key), row.delta_to is not None

@@ -60,6 +60,13 @@ separate anything (two pairs give p >= 0.5): that is the honest answer, not a bu
 columns are deterministic per seed, and per-stage F1 has no per-subject pairs; there a tie is an
 equal mean.
 
+The frontier and the paper's claims (:mod:`restbench.report.frontier`). ``frontier``: per y column
+(the robust mean, PGD at each eps) the entries on the front of clean macro-F1 against it, who
+dominates each other entry (means at least as high on both axes and better on one by the paired
+test) and the entries without a value. ``claims``: each claim of ``paper_claims.json`` with its
+verdict (reproduced, not reproduced, not testable) and the paired test behind it. Every robustness
+cell also holds its per-subject macro-F1 (``per_subject``).
+
 Training health. An entry whose runs hold a training record with a collapsed ``health``
 (restbench.training.health) gets ``flags`` (``["collapsed: seed 0 train: <reasons>", ...]``;
 absent when nothing is flagged) and a ⚠ after its name in leaderboard.md and index.html, with
@@ -84,9 +91,15 @@ from restbench.plugins.contract import PluginError, plain_method
 from restbench.records.atomic import write_text_atomic
 from restbench.records.jsonio import to_jsonable, write_json_atomic
 from restbench.records.rundir import RunDir
+from restbench.report.frontier import (
+    AxisValues,
+    evaluate_claims,
+    frontier,
+    frontier_columns,
+)
 from restbench.report.leaderboard_cells import cell_of, rank_column
-from restbench.report.leaderboard_columns import leaderboard_columns
-from restbench.report.leaderboard_entries import leaderboard_entries
+from restbench.report.leaderboard_columns import Levels, leaderboard_columns
+from restbench.report.leaderboard_entries import Entry, leaderboard_entries
 from restbench.report.leaderboard_provenance import plugin_of, run_files, run_summary
 from restbench.report.leaderboard_schema import LEADERBOARD_SCHEMA_VERSION, check_leaderboard_schema
 from restbench.report.long_csv import leaderboard_csv
@@ -94,7 +107,7 @@ from restbench.report.markdown import leaderboard_markdown
 from restbench.report.plots import write_plots
 from restbench.report.runs import LoadedRun, load_runs, protocol_of
 from restbench.report.site import render_html
-from restbench.report.tables import ordered
+from restbench.report.tables import Column, ordered
 
 LEADERBOARD_JSON = "leaderboard.json"
 LEADERBOARD_CSV = "leaderboard.csv"
@@ -173,6 +186,8 @@ def assemble(runs: list[LoadedRun], *, name: str, baseline: str | None = None, b
             **({"warnings": list(dict.fromkeys(e.warnings))} if e.warnings else {}),
         })
 
+    front, claims = frontier_and_claims(entries, cols, levels, alpha)
+
     first = protocol_of(runs[0].info)
     protocol = {k: first[k] for k in ("dataset", "fingerprint", "split", "model", "profile", "knobs")}
     protocol["hash"] = hashlib.sha256(json.dumps(first, sort_keys=True, default=str).encode()).hexdigest()
@@ -195,10 +210,28 @@ def assemble(runs: list[LoadedRun], *, name: str, baseline: str | None = None, b
         "runs": run_meta or [],
         "columns": [c.to_dict() for c in cols],
         "entries": out_entries,
+        "frontier": front,
+        "claims": claims,
         "reference": [{**row, "source": reference["source"]} for row in reference["rows"]],
         "reference_columns": reference["columns"],
         "notes": notes,
     })
+
+
+def frontier_and_claims(entries: list[Entry], cols: list[Column], levels: dict[str, Levels],
+                        alpha: float) -> tuple[dict, list[dict]]:
+    """The clean-vs-robust frontier of the entries and the paper's claims judged on them
+    (:mod:`restbench.report.frontier`), from the entries' per-seed and per-(seed, subject) values of
+    the Table 4 columns."""
+    table4 = [c for c in cols if c.table == "table4" and levels.get(c.key)]
+    points = {e.key: {c.key: AxisValues(e.per_seed[c.key], e.pairs.get(c.key, {})) for c in table4
+                      if c.key in e.per_seed} for e in entries}
+    x, ys = frontier_columns([c.key for c in table4], {c.key: c.corruption for c in table4})
+    front = frontier(points, x, ys, {c.key: c.label for c in table4}, alpha)
+    groups: dict[tuple, dict] = {}
+    for e in entries:
+        groups.setdefault((e.dataset, e.model), {})[e.method] = points[e.key]
+    return front, evaluate_claims(groups, alpha=alpha)
 
 
 # --------------------------------------------------------------------------- the folder

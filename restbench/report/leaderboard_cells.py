@@ -7,7 +7,9 @@ bootstrap. Per column the best compressed entry (highest mean, or lowest where l
 among all entries when none is compressed) is compared with every other entry: robustness columns
 by the paired sign-flip permutation test on the (seed, test subject) pairs both have, tied when
 p >= alpha; per-stage F1 and efficiency columns have no such pairs and are tied on an equal mean.
-Ranks are competition ranks by mean, an entry tied with the best sharing the best's rank.
+Ranks are competition ranks by mean, an entry tied with the best sharing the best's rank. A
+robustness cell also holds its per-subject macro-F1 (``per_subject``), so a reader can see which
+test subjects drive a difference.
 """
 
 from __future__ import annotations
@@ -41,7 +43,16 @@ def cell_of(entry: Entry, col: Column) -> dict:
         "tied_with_best": None,
         "p_value_vs_best": None,
         "n_pairs": None,
+        **({"per_subject": per_subject(entry.pairs[col.key], seeds)} if entry.pairs.get(col.key) else {}),
     }
+
+
+def per_subject(pairs: dict[tuple, float], seeds: list[int]) -> dict[str, list]:
+    """A robustness cell's per-subject macro-F1 (the unit of the paired tests): per test subject, its
+    value per seed, aligned with the cell's ``seeds`` (null where that seed lacks the subject). Their
+    mean is not the cell's mean, which pools the windows of all subjects."""
+    subjects = sorted({subject for _, subject in pairs})
+    return {subject: [pairs.get((seed, subject)) for seed in seeds] for subject in subjects}
 
 
 def rank_column(entries: list[Entry], cells: dict[str, dict[str, dict]], col: Column, levels: dict[str, Levels],
@@ -80,4 +91,4 @@ def rank_column(entries: list[Entry], cells: dict[str, dict[str, dict]], col: Co
         cell["rank"] = min(rank, best_rank) if (e is best or cell["tied_with_best"]) else rank
 
 
-__all__ = ["cell_of", "rank_column"]
+__all__ = ["cell_of", "per_subject", "rank_column"]

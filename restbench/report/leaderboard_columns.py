@@ -6,11 +6,14 @@ severity. Other suites (``suite``): per corruption the mean over its severities,
 mean. Per-stage F1 (``stages``): the clean F1 of each sleep stage. Table 5 (``efficiency``):
 params, size, MFLOPs, MACs, the size of each exported file (every ``VARIANT_size_kb`` field the
 efficiency records hold, whichever exporters ran), the median latency per night of every runner x
-variant, and with a baseline the speedup against it.
+variant, and with a baseline how many times fewer parameters and FLOPs the entry has than the
+baseline (``ratio:params``, ``ratio:mflops``) and its speedup against it. Robustness columns read
+the records of the runs' own test split only (no ``eval_set``).
 """
 
 from __future__ import annotations
 
+from restbench.report.frontier import own_test_split
 from restbench.report.tables import (
     MODEL_EFFICIENCY,
     REFERENCE_VARIANT,
@@ -34,7 +37,8 @@ def leaderboard_columns(records: list[dict], corruption_order: list[str],
                         baseline: str | None) -> tuple[list[Column], dict[str, Levels]]:
     """Every column the records can fill, in display order, and for each robustness column the
     levels it averages (keyed by column key)."""
-    rob = [r for r in records if r.get("record_type") == "robustness" and r.get("variant") == REFERENCE_VARIANT]
+    rob = [r for r in own_test_split(records)
+           if r.get("record_type") == "robustness" and r.get("variant") == REFERENCE_VARIANT]
     levels: dict[tuple[str, int], dict] = {}
     for r in rob:
         levels.setdefault((r["corruption"], r["severity"]), r)
@@ -88,6 +92,11 @@ def leaderboard_columns(records: list[dict], corruption_order: list[str],
         cols.append(Column(f"latency:{runner}:{variant}", f"s/night {runner} {variant}", "latency_s_per_night_median",
                            table="efficiency", better="lower", runner=runner, variant=variant))
     if baseline is not None:
+        # how many times fewer parameters and FLOPs than the baseline, beside the speedups they predict
+        for fld, metric, what in (("params", "params_ratio", "params"), ("mflops", "flop_ratio", "FLOPs")):
+            if any(r.get(fld) is not None for r in eff):
+                cols.append(Column(f"ratio:{fld}", f"× fewer {what} vs {baseline}", metric, table="efficiency",
+                                   better="higher"))
         for runner, variant in pairs:
             cols.append(Column(f"speedup:{runner}:{variant}", f"speedup vs {baseline} ({runner} {variant})", "speedup",
                                table="efficiency", better="higher", runner=runner, variant=variant))

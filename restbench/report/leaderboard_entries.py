@@ -6,19 +6,23 @@ per-subject pairs the same mean per test subject (what the paired test compares)
 column also keeps the record's subject-bootstrap interval for a one-seed entry. Per-stage F1 comes
 from the clean records' ``per_class_f1``, sizes and compute from the efficiency records, latency
 from the latency records, and a speedup is the baseline's latency over the entry's (same seed,
-runner and variant). An entry also carries its collapsed training phases (``flags``) and its
+runner and variant), a params or FLOP ratio the baseline's efficiency record over the entry's (same
+seed). Only robustness records of the runs' own test split (no ``eval_set``) are read. An entry also carries its collapsed training phases (``flags``) and its
 exported graphs that failed their check (``warnings``).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from restbench.deploy.export import check_summary
+from restbench.report.frontier import level_average
 from restbench.report.leaderboard_columns import Levels
 from restbench.report.runs import LoadedRun
 from restbench.report.tables import REFERENCE_VARIANT, STAGE_F1, Column, ordered
+
+#: Efficiency ratio columns: metric -> the efficiency record field the baseline's value is divided by.
+RATIOS = {"params_ratio": "params", "flop_ratio": "mflops"}
 
 
 @dataclass
@@ -68,7 +72,7 @@ def leaderboard_entries(runs: list[LoadedRun], cols: list[Column], levels: dict[
         ident = (r["dataset"], r["model"], r["method"])
         entries[ident].runs.setdefault(r["seed"], run_name)
         kind = r.get("record_type")
-        if kind == "robustness" and r.get("variant") == REFERENCE_VARIANT:
+        if kind == "robustness" and r.get("variant") == REFERENCE_VARIANT and r.get("eval_set") is None:
             rob.setdefault(ident, {})[(r["seed"], r["corruption"], r["severity"])] = r
         elif kind == "efficiency":
             eff.setdefault(ident, {})[r["seed"]] = r
@@ -95,10 +99,8 @@ def leaderboard_entries(runs: list[LoadedRun], cols: list[Column], levels: dict[
                     recs = [rob.get(ident, {}).get((seed, c, s)) for c, s in averaged]
                     if any(r is None for r in recs):
                         continue
-                    values[seed] = math.fsum(r["macro_f1"] for r in recs) / len(recs)
-                    subjects = set.intersection(*(set(r["per_subject_macro_f1"]) for r in recs))
-                    for subject in sorted(subjects):
-                        pairs[(seed, subject)] = math.fsum(r["per_subject_macro_f1"][subject] for r in recs) / len(recs)
+                    values[seed], per_subject = level_average(recs)
+                    pairs.update({(seed, subject): value for subject, value in per_subject.items()})
                     if len(recs) == 1 and recs[0].get("macro_f1_ci95") is not None:
                         entry.boot_ci.setdefault(col.key, {})[seed] = list(recs[0]["macro_f1_ci95"])
                 entry.pairs[col.key] = pairs
@@ -110,6 +112,13 @@ def leaderboard_entries(runs: list[LoadedRun], cols: list[Column], levels: dict[
                         values[seed] = per_class[stage]
             elif col.metric == "latency_s_per_night_median":
                 values = {s: v for s in seeds if (v := latency(ident, s, col)) is not None}
+            elif col.metric in RATIOS:
+                fld = RATIOS[col.metric]
+                base = eff.get(base_ident, {}) if base_ident is not None else {}
+                for seed, r in eff.get(ident, {}).items():
+                    theirs = (base.get(seed) or {}).get(fld)
+                    if r.get(fld) and theirs is not None:
+                        values[seed] = theirs / r[fld]
             elif col.metric == "speedup":
                 if base_ident is not None:
                     for seed in seeds:

@@ -9,7 +9,7 @@ from typing import Any
 from restbench.plugins.contract import PluginError
 
 #: The version of leaderboard.json's format a build writes.
-LEADERBOARD_SCHEMA_VERSION = "1.0"
+LEADERBOARD_SCHEMA_VERSION = "1.1"  # 1.1: frontier, claims, per-subject cells, ratio columns
 
 
 def _validator():

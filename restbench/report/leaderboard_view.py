@@ -4,14 +4,17 @@ The renderers (leaderboard.md, index.html, the plots) read only the stored data,
 views, never the builder: a leaderboard folder renders the same whether it was just built or
 checked out. Table 4, one table per other suite, per-stage F1 and Table 5 are groups of the
 stored columns (:func:`table_groups`); a cell reads ``mean ± std`` with the column's best
-compressed entry in bold and ``≈`` after a compressed entry tied with it (:func:`cell_text`).
+compressed entry in bold and ``≈`` after a compressed entry tied with it (:func:`cell_text`). The clean-vs-robust frontier and the paper's
+claims read as tables of the one results model (:func:`stored_frontier_table`,
+:func:`stored_claims_table`).
 """
 
 from __future__ import annotations
 
 from restbench.evaluation.statistics import smallest_attainable_p
 from restbench.report.formatting import format_cell
-from restbench.report.tables import Cell, Column
+from restbench.report.frontier import NOT_TESTABLE, claims_table, frontier_table
+from restbench.report.tables import Cell, Column, Row, Table
 
 
 def columns_of(data: dict) -> list[Column]:
@@ -48,6 +51,26 @@ def cell_text(data: dict, entry: dict, column: Column, markup: str = "md") -> st
     return text
 
 
+def _rows(data: dict) -> list[Row]:
+    return [Row(e["key"], e["key"], e["dataset"], e["model"], e["method"], e["compressor"]) for e in data["entries"]]
+
+
+def stored_frontier_table(data: dict) -> Table | None:
+    """The stored frontier (``data["frontier"]``) as a table: clean and each y column, the entries'
+    cells with their 95 % intervals, :data:`restbench.report.frontier.STAR` on the front."""
+    cells = {e["key"]: e["cells"] for e in data["entries"]}
+    return frontier_table(data.get("frontier"), cells, _rows(data))
+
+
+def stored_claims_table(data: dict) -> Table | None:
+    """The stored claims (``data["claims"]``) as a table with one verdict line per claim; None when no
+    claim could be tested on these runs."""
+    claims = data.get("claims") or []
+    if not any(c["verdict"] != NOT_TESTABLE for c in claims):
+        return None
+    return claims_table(claims)
+
+
 def power_note(data: dict) -> str | None:
     """A warning when the paired test cannot reach ``alpha`` with this many (seed, subject) pairs."""
     pairs = [c["n_pairs"] for e in data["entries"] for c in e["cells"].values() if c.get("n_pairs")]
@@ -61,4 +84,4 @@ def power_note(data: dict) -> str | None:
             "the test cannot separate entries; add seeds or test subjects.")
 
 
-__all__ = ["cell_text", "columns_of", "power_note", "table_groups"]
+__all__ = ["cell_text", "columns_of", "power_note", "stored_claims_table", "stored_frontier_table", "table_groups"]

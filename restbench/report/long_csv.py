@@ -24,7 +24,7 @@ LEADERBOARD_FIELDS: tuple[str, ...] = (
     "table", "dataset", "model", "method", "compressor", "label", "column", "column_label", "metric",
     "better", "suite", "corruption", "severity", "severity_name", "variant", "runner", "mean", "std",
     "ci95_low", "ci95_high", "ci_method", "n_seeds", "seeds", "runs", "rank", "best", "tied_with_best",
-    "p_value_vs_best", "n_pairs",
+    "p_value_vs_best", "n_pairs", "p_value", "verdict",
 )
 
 
@@ -66,7 +66,10 @@ def write_summary_csv(tables: dict[str, Table], path: str | os.PathLike) -> Path
 
 
 def leaderboard_csv(data: dict) -> str:
-    """leaderboard.csv: one row per entry x column of leaderboard.json ``data``, full precision."""
+    """leaderboard.csv: one row per entry x column of leaderboard.json ``data``, full precision; then
+    one row per entry x frontier axis (``table`` frontier, ``verdict`` front or whom it is dominated
+    by) and one per paper claim (``table`` claims: the paired difference, its interval, p-value,
+    pairs and verdict)."""
     rows, columns = [], columns_of(data)
     for entry in data["entries"]:
         for col in columns:
@@ -87,6 +90,32 @@ def leaderboard_csv(data: dict) -> str:
                 "tied_with_best": cell["tied_with_best"], "p_value_vs_best": _full(cell["p_value_vs_best"]),
                 "n_pairs": cell.get("n_pairs"),
             })
+    by_key = {e["key"]: e for e in data["entries"]}
+    front = data.get("frontier") or {"axes": []}
+    for axis in front["axes"]:  # one row per entry on each axis: on the front, or whom it is dominated by
+        for key, entry in by_key.items():
+            cell = entry["cells"].get(axis["y"])
+            if key in axis["not_placed"] or cell is None:
+                continue
+            ci = cell["ci95"] or [None, None]
+            dominated = axis["dominated_by"].get(key)
+            rows.append({
+                "table": "frontier", "dataset": entry["dataset"], "model": entry["model"], "method": entry["method"],
+                "compressor": entry["compressor"], "label": entry["label"], "column": axis["y"],
+                "column_label": f"{front['x_label']} vs {axis['label']}", "metric": "macro_f1", "better": "higher",
+                "mean": repr(cell["mean"]), "std": _full(cell["std"]), "ci95_low": _full(ci[0]),
+                "ci95_high": _full(ci[1]), "ci_method": cell["ci_method"], "n_seeds": cell["n_seeds"],
+                "seeds": ";".join(map(str, cell["seeds"])), "runs": ";".join(cell["runs"]),
+                "verdict": "dominated by " + ";".join(dominated) if dominated else "front",
+            })
+    for claim in data.get("claims") or []:  # one row per paper claim: the paired difference and verdict
+        ci = claim["ci95"] or [None, None]
+        rows.append({
+            "table": "claims", "dataset": claim["dataset"], "model": claim["model"], "method": claim["method"],
+            "column": claim["column"], "column_label": claim["claim"], "metric": "macro_f1_difference",
+            "mean": _full(claim["difference"]), "ci95_low": _full(ci[0]), "ci95_high": _full(ci[1]),
+            "n_pairs": claim["n_pairs"], "p_value": _full(claim["p_value"]), "verdict": claim["verdict"],
+        })
     return _csv(rows, LEADERBOARD_FIELDS)
 
 

@@ -24,7 +24,13 @@ from restbench.report.caveats import (
     health_lines,
 )
 from restbench.report.formatting import grid
-from restbench.report.leaderboard_view import cell_text, power_note, table_groups
+from restbench.report.leaderboard_view import (
+    cell_text,
+    power_note,
+    stored_claims_table,
+    stored_frontier_table,
+    table_groups,
+)
 from restbench.report.tables import REFERENCE_VARIANT, Table
 
 
@@ -118,6 +124,8 @@ def summary_markdown(tables: dict[str, Table], run_info: dict | None = None) -> 
         out += [f"## {table.title}", "", table.description, ""]
         out += table_lines(header, body)
         out.append("")
+        if table.notes:
+            out += [f"- {escape(note)}" for note in table.notes] + [""]
         if any(table.flagged(row) for row in table.rows):
             out += [HEALTH_NOTE, ""]
         if table.busy:
@@ -163,6 +171,17 @@ def summary_markdown(tables: dict[str, Table], run_info: dict | None = None) -> 
 # --------------------------------------------------------------------------- leaderboard.md
 
 
+def _result_tables(data: dict) -> list[str]:
+    """The frontier and the paper's claims, each a table with its lines under it."""
+    out = []
+    for table in (stored_frontier_table(data), stored_claims_table(data)):
+        if table is not None:
+            header, body = grid(table)
+            out += [f"## {table.title}", "", table.description, "", *table_lines(header, body), ""]
+            out += [f"- {escape(note)}" for note in table.notes] + [""]
+    return out
+
+
 def leaderboard_markdown(data: dict) -> str:
     """leaderboard.md: facts, Table 4 and Table 5 shapes with reference rows, other suites, the
     paper's values, the runs and their provenance, the plots."""
@@ -195,13 +214,15 @@ def leaderboard_markdown(data: dict) -> str:
         out += ["## Export checks", "", EXPORT_NOTE, ""]
         out += [f"- {entry_name(e)}: {line}" for e in warned for line in e["warnings"]] + [""]
     ref_rows = data["reference"]
-    for _, title, cols in table_groups(data):
+    for table_id, title, cols in table_groups(data):
         body = [[entry_name(entry), entry["compressor"] or "–"] + [cell_text(data, entry, c) for c in cols]
                 for entry in data["entries"]]
         body += [[f"*{ref['label']}*", "(reference)"]
                  + [f"*{ref['cells'][c.key]:,g}*" if c.key in ref["cells"] else "" for c in cols]
                  for ref in ref_rows if any(c.key in ref["cells"] for c in cols)]
         out += [f"## {title}", "", *table_lines(["Method", "Compressor"] + [c.label for c in cols], body, 2), ""]
+        if table_id == "table4":
+            out += _result_tables(data)
     ref_cols = data.get("reference_columns") or {}
     if ref_rows:
         body = [[ref["label"]] + [f"{ref['cells'][k]:g}" if k in ref["cells"] else "–" for k in ref_cols]

@@ -14,6 +14,10 @@ builder.
   the lowest seed; drawn only when predictions were published with the run.
 - ``pareto``: robust macro-F1 against MFLOPs per window and against latency per night, with
   the Pareto front (no other entry is both more robust and cheaper) drawn as a line.
+- ``frontier``: clean macro-F1 against the robust mean and against PGD at each eps, every entry with
+  its 95 % intervals, filled when no other entry dominates it (:mod:`restbench.report.frontier`).
+- ``sweep-frontier`` (:func:`sweep_frontier_figure`, ``restbench sweep``): a sweep's clean F1
+  against its mean attacked F1 and against each attack level, one point per grid point.
 - ``sweep`` (:func:`sweep_figure`, ``restbench sweep``): for one option, the validation score,
   clean F1 and F1 under each attack strength against the value (the paper's Figure 3); for two,
   a heat map of the score (its Tables 2-3), the chosen point marked.
@@ -266,6 +270,106 @@ def plot_pareto(data: dict, folder: Path) -> list[str]:
     return paths
 
 
+def _interval_error(cell: dict) -> tuple[list[float], list[float]] | float:
+    """Error bar lengths below and above a stored cell's mean from its 95 % interval (0 without one)."""
+    ci = cell.get("ci95")
+    if not ci:
+        return 0.0
+    return [max(0.0, cell["mean"] - ci[0])], [max(0.0, ci[1] - cell["mean"])]
+
+
+def _frontier_panels(plt: Any, panels: list[dict], suptitle: str, xlabel: str) -> Any:
+    """One panel per frontier axis: every point with its error bars, filled on the front and hollow
+    when dominated, labelled; the front joined by a dashed line in order of clean F1.
+
+    ``panels``: ``{"title", "ylabel", "points": [{"label", "x", "y", "xerr", "yerr", "front", "chosen"}]}``."""
+    ncols = min(len(panels), 2)
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.6 * ncols, 4.4 * nrows), squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, panel in zip(axes.flat, panels):
+        for i, p in enumerate(panel["points"]):
+            colour = colours[i % len(colours)]
+            ax.errorbar(p["x"], p["y"], xerr=p["xerr"], yerr=p["yerr"], fmt="o", capsize=3, color=colour,
+                        markerfacecolor=colour if p["front"] else "white", markersize=7 if p.get("chosen") else 5)
+            ax.annotate(p["label"] + (" (chosen)" if p.get("chosen") else ""), (p["x"], p["y"]),
+                        textcoords="offset points", xytext=(4, 4), fontsize=7)
+        front = sorted((p["x"], p["y"]) for p in panel["points"] if p["front"])
+        if len(front) > 1:
+            ax.plot([f[0] for f in front], [f[1] for f in front], color="grey", ls="--", lw=1)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(panel["ylabel"])
+        ax.set_title(panel["title"], fontsize=9)
+        ax.grid(alpha=0.3)
+    fig.suptitle(suptitle, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_frontier(data: dict, folder: Path) -> list[str]:
+    """Clean macro-F1 against each axis of the stored frontier (the robust mean, PGD at each eps):
+    every entry with its 95 % intervals, filled when no other entry dominates it."""
+    front = data.get("frontier") or {}
+    if not front.get("axes"):
+        return []
+    panels = []
+    for axis in front["axes"]:
+        points = []
+        for e in data["entries"]:
+            x, y = e["cells"].get(front["x"]), e["cells"].get(axis["y"])
+            if x is None or y is None or e["key"] in axis["not_placed"]:
+                continue
+            points.append({"label": e["key"], "x": x["mean"], "y": y["mean"], "xerr": _interval_error(x),
+                           "yerr": _interval_error(y), "front": e["key"] in axis["front"]})
+        panels.append({"title": f"{front['x_label']} vs {axis['label']}", "ylabel": f"{axis['label']} macro-F1",
+                       "points": points})
+    plt = _pyplot()
+    with plt.rc_context({"svg.hashsalt": "restbench"}):
+        fig = _frontier_panels(plt, panels, "Clean vs robust frontier (mean, 95 % interval; filled: not dominated "
+                               f"by a method at least as good on both axes and better on one, paired test p < "
+                               f"{front['alpha']:g})", f"{front['x_label']} macro-F1")
+        paths = _save(fig, folder, "frontier")
+        plt.close(fig)
+    return paths
+
+
+def sweep_frontier_figure(table: dict, stem: Path) -> list[str]:
+    """``stem``.png and .svg: a sweep's clean macro-F1 against its mean macro-F1 under the attack, and
+    against each attack level, one point per grid point (restbench.studies.sweep). The front is by
+    mean (a point is dominated when another is at least as high on both and higher on one): a sweep
+    table holds one seed and no per-subject values, so there is no interval and no paired test."""
+    rows, names = table["rows"], list(table["grid"])
+    levels, unit = list(table["attack"]["settings"]), table["attack"]["unit"]
+
+    def label(row: dict) -> str:
+        return ", ".join(f"{n.split('.', 1)[-1]}={row['point'][n]}" for n in names)
+
+    def robust(row: dict) -> float:
+        return statistics.fmean(row["attack_f1"][level] for level in levels)
+
+    panels = []
+    for title, value in ([(f"mean over {', '.join(levels)} {unit}", robust)]
+                         + [(f"{level} {unit}", lambda r, lv=level: r["attack_f1"][lv]) for level in levels]):
+        pts = [(r["clean_f1"], value(r)) for r in rows]
+        points = []
+        for r, (x, y) in zip(rows, pts):
+            dominated = any(ox >= x and oy >= y and (ox > x or oy > y) for ox, oy in pts)
+            points.append({"label": label(r), "x": x, "y": y, "xerr": 0.0, "yerr": 0.0, "front": not dominated,
+                           "chosen": r["chosen"]})
+        panels.append({"title": f"clean vs {table['attack']['corruption']} {title}",
+                       "ylabel": f"{table['attack']['corruption']} macro-F1", "points": points})
+    plt = _pyplot()
+    with plt.rc_context({"svg.hashsalt": "restbench"}):
+        fig = _frontier_panels(plt, panels, f"{table['method']}: clean vs robust on validation, one point per "
+                               f"{', '.join(names)} (seed {table['seed']}; one seed: no interval; filled: not "
+                               "dominated by mean)", "clean macro-F1 (validation)")
+        paths = _save(fig, stem.parent, stem.name)
+        plt.close(fig)
+    return paths
+
+
 def write_plots(data: dict, runs: list[Any], folder: Path, noise: str | None = None) -> list[str]:
     """Draw every figure into ``folder``; returns their paths relative to the leaderboard folder."""
     folder = Path(folder)
@@ -277,11 +381,13 @@ def write_plots(data: dict, runs: list[Any], folder: Path, noise: str | None = N
     paths += plot_confusions(data, runs, folder, noise)
     paths += plot_hypnograms(data, runs, folder, noise)
     paths += plot_pareto(data, folder)
+    paths += plot_frontier(data, folder)
     return paths
 
 
 def sweep_figure(table: dict, stem: Path) -> list[str]:
-    """``stem``.png and .svg of a sweep table (restbench.studies.sweep)."""
+    """``stem``.png and .svg of a sweep table (restbench.studies.sweep), and its clean-vs-robust
+    frontier beside them (``stem``-frontier.png and .svg, :func:`sweep_frontier_figure`)."""
     plt = _pyplot()
     plt.rcParams["svg.hashsalt"] = "restbench"
     names, rows = list(table["grid"]), table["rows"]
@@ -324,7 +430,7 @@ def sweep_figure(table: dict, stem: Path) -> list[str]:
     ax.set_title(f"{table['method']}: sweep on validation (chosen {table['chosen']})", fontsize=9)
     paths = _save(fig, stem.parent, stem.name)
     plt.close(fig)
-    return paths
+    return paths + sweep_frontier_figure(table, stem.parent / f"{stem.name}-frontier")
 
 
 def plotting_available() -> tuple[bool, str]:
@@ -336,5 +442,5 @@ def plotting_available() -> tuple[bool, str]:
     return True, ""
 
 
-__all__ = ["noise_corruption", "plot_confusions", "plot_f1_vs_severity", "plot_hypnograms", "plot_pareto",
-           "plotting_available", "sweep_figure", "write_plots"]
+__all__ = ["noise_corruption", "plot_confusions", "plot_f1_vs_severity", "plot_frontier", "plot_hypnograms",
+           "plot_pareto", "plotting_available", "sweep_figure", "sweep_frontier_figure", "write_plots"]

@@ -19,8 +19,15 @@ import html
 from pathlib import Path
 
 from restbench.report.caveats import ENTRY_HEALTH_NOTE, EXPORT_NOTE, HEALTH_MARKER, entry_name
-from restbench.report.leaderboard_view import cell_text, power_note, table_groups
-from restbench.report.tables import Column
+from restbench.report.formatting import grid
+from restbench.report.leaderboard_view import (
+    cell_text,
+    power_note,
+    stored_claims_table,
+    stored_frontier_table,
+    table_groups,
+)
+from restbench.report.tables import Column, Table
 
 SORT_JS = r"""
 /* rb-sort:begin */
@@ -117,6 +124,21 @@ def _table(data: dict, table_id: str, cols: list[Column]) -> str:
     return "".join(out)
 
 
+def _result_table(table: Table) -> str:
+    """A table of the one results model (the frontier, the claims), its lines under it; not sortable."""
+    header, body = grid(table)
+    out = [f"<h2>{_e(table.title)}</h2><p>{_e(table.description)}</p>",
+           f'<div class="wrap"><table id="{_e(table.name)}"><thead><tr>'
+           + "".join(f"<th>{_e(h)}</th>" for h in header) + "</tr></thead><tbody>"]
+    for line in body:
+        out.append("<tr>" + f'<td class="text">{_e(line[0])}</td>' + "".join(f"<td>{_e(c)}</td>" for c in line[1:])
+                   + "</tr>")
+    out.append("</tbody></table></div>")
+    if table.notes:
+        out.append("<ul>" + "".join(f"<li>{_e(note)}</li>" for note in table.notes) + "</ul>")
+    return "".join(out)
+
+
 def _runs_table(data: dict) -> str:
     heads = ["Run", "Seeds", "Methods", "Profile", "restbench", "Commit", "CPU", "Accelerator", "Python",
              "Data fingerprint", "Label", "Files hashed"]
@@ -179,6 +201,8 @@ def render_html(data: dict, out_dir: str | Path) -> str:
                      + "</ul>")
     for table_id, title, cols in table_groups(data):
         parts += [f"<h2>{_e(title)}</h2>", _table(data, table_id, cols)]
+        if table_id == "table4":
+            parts += [_result_table(t) for t in (stored_frontier_table(data), stored_claims_table(data)) if t]
     ref_cols = data.get("reference_columns") or {}
     if data["reference"]:
         parts.append(f"<h2>Paper reference values</h2><p>{_e(data['reference'][0]['source'])}</p>")

@@ -15,6 +15,11 @@ Tables (keys of the dict :func:`build_tables` returns; a table is present only w
   intervals. Only the reference variant (the PyTorch model, ``torch``) feeds it.
 - ``paired``: with a baseline method (the run's plain-training method), every other method's
   paired difference from it per cell (:mod:`restbench.report.paired`).
+- ``frontier``: clean macro-F1 against the robust mean and against PGD at each eps, per method, with
+  intervals, the methods on the frontier marked (:mod:`restbench.report.frontier`: not dominated by a
+  method with means at least as high on both axes that is better on one by the paired test).
+- ``claims``: the paper's claims (clean parity with Sors, robustness under Gaussian, shot and PGD),
+  each reproduced or not by its paired test; left out when none can be tested on the run.
 - ``artifact``: the artifact suite: clean, each artifact corruption's macro-F1 averaged over its
   severities, and the mean over every artifact corruption x severity ("mean corrupted").
   Averages are taken per seed first, then mean ± std over seeds.
@@ -52,8 +57,19 @@ import pandas as pd
 from restbench.evaluation.metrics import mean_corrupted_f1
 from restbench.plugins.contract import plain_method
 from restbench.records.rundir import RunDir
-from restbench.report.eval_sets import eval_set_tables
 from restbench.report.caveats import BUSY_MARKER
+from restbench.report.eval_sets import eval_set_tables
+from restbench.report.frontier import (
+    NOT_TESTABLE,
+    claims_table,
+    evaluate_claims,
+    frontier,
+    frontier_columns,
+    frontier_table,
+    interval_of,
+    paper_columns,
+    record_axes,
+)
 from restbench.report.long_csv import write_summary_csv
 from restbench.report.markdown import summary_markdown
 from restbench.report.paired import attach_intervals, paired_table
@@ -71,8 +87,11 @@ from restbench.report.tables import (
     ordered,
 )
 
-#: Efficiency columns of Table 5 after the model's own numbers and the exported files' sizes.
-RATIO_FIELDS: tuple[tuple[str, str], ...] = (("flop_ratio_vs_reference", "FLOP ratio (×)"),)
+#: Efficiency columns of Table 5 after the model's own numbers and the exported files' sizes: how many
+#: times fewer parameters and FLOPs than the unpruned reference (the params ratio is computed here from
+#: the reference's efficiency record of the same seed, the FLOP ratio is the record's own).
+RATIO_FIELDS: tuple[tuple[str, str], ...] = (("params_ratio_vs_reference", "Params ratio (×)"),
+                                             ("flop_ratio_vs_reference", "FLOP ratio (×)"))
 
 #: Per runner x variant latency columns of the efficiency table: (record field, label prefix).
 LATENCY_FIELDS: tuple[tuple[str, str], ...] = (
@@ -309,9 +328,23 @@ def _variants_table(rob: pd.DataFrame, rows: _Rows, corruptions: list[str]) -> T
     )
 
 
+def _params_ratio(eff: pd.DataFrame) -> pd.Series:
+    """Per efficiency record, its reference's parameters (same dataset, model and seed) over its own:
+    how many times fewer parameters than the unpruned reference (null without the reference's record)."""
+    params = {(r.dataset, r.model, r.method, r.seed): _given(r.params) for r in eff.itertuples(index=False)}
+
+    def ratio(r) -> float | None:
+        mine = _given(r.params)
+        theirs = params.get((r.dataset, r.model, _given(r.reference_method), r.seed))
+        return theirs / mine if mine and theirs is not None else None
+
+    return pd.Series([ratio(r) for r in eff.itertuples(index=False)], index=eff.index, dtype=object)
+
+
 def _efficiency_table(eff: pd.DataFrame, lat: pd.DataFrame, rows: _Rows) -> Table | None:
     if eff.empty and lat.empty:
         return None
+    eff = eff.assign(params_ratio_vs_reference=_params_ratio(eff))
     # every exporter's file sizes, between the model's own numbers and the FLOP ratio
     labelled = [*MODEL_EFFICIENCY, *((f, exported_size_label(f)) for f in exported_size_fields(eff)), *RATIO_FIELDS]
     fields = [fld for fld, _ in labelled if fld in eff and eff[fld].notna().any()]
@@ -331,8 +364,9 @@ def _efficiency_table(eff: pd.DataFrame, lat: pd.DataFrame, rows: _Rows) -> Tabl
     description = ("Size and compute per window; latency is the median per night (windows_per_night windows) "
                    "on each runner; mean ± std over seeds (pruned models differ per seed).")
     references = sorted({str(r) for r in pd.concat([eff["reference_method"], lat["reference_method"]]).dropna()})
-    if "flop_ratio_vs_reference" in shown or "speedup_vs_reference" in shown:
-        description += (f" Reference: the unpruned {', '.join(references) or 'plain-training model'}; FLOP ratio: "
+    if shown & {"params_ratio_vs_reference", "flop_ratio_vs_reference", "speedup_vs_reference"}:
+        description += (f" Reference: the unpruned {', '.join(references) or 'plain-training model'}; params ratio: "
+                        "its parameters over the model's (× fewer), same seed; FLOP ratio: "
                         "its MFLOPs over the model's (the speedup FLOPs alone predict); speedup: its fastest "
                         "window over the model's, same runner and variant.")
     if "transform_share" in shown:
@@ -394,6 +428,38 @@ def _stages_table(ref: pd.DataFrame, rows: _Rows) -> Table | None:
                   "differences). A stage a method never predicts scores 0.", columns, long, rows)
 
 
+def _frontier_and_claims(records: list[dict], rows: _Rows, paper: Table) -> dict[str, Table]:
+    """The clean-vs-robust frontier and the paper's claims (:mod:`restbench.report.frontier`), from the
+    reference-variant records of the run's own test split. A frontier cell that is also a Table 4
+    cell keeps that cell's interval; the robust mean's is Student t over seeds (none with one seed).
+    The claims table is left out when no claim can be tested on this run."""
+    columns, labels, corruption_of = paper_columns(records)
+    axes = record_axes(records, columns)
+    x, ys = frontier_columns(list(columns), corruption_of)
+    points = {rows.key(ident): axes[ident] for ident in rows.idents if ident in axes}
+    out: dict[str, Table] = {}
+    front = frontier(points, x, ys, labels)
+    cells = {}
+    for key, by_column in points.items():
+        for column, axis in by_column.items():
+            table_cell = paper.cell(key, column)
+            same = table_cell is not None and table_cell.values == list(axis.values.values())
+            interval = table_cell.interval if same else interval_of(axis)
+            cells.setdefault(key, {})[column] = {"values": list(axis.values.values()), "seeds": list(axis.values),
+                                                 "ci95": interval}
+    table = frontier_table(front, cells, [rows.row(ident) for ident in rows.idents])
+    if table is not None:
+        table.health = _health_of(rows, table.rows)
+        out["frontier"] = table
+    groups: dict[tuple, dict] = {}
+    for (dataset, model, method), by_column in axes.items():
+        groups.setdefault((dataset, model), {})[method] = by_column
+    claims = evaluate_claims(groups)
+    if any(c["verdict"] != NOT_TESTABLE for c in claims):
+        out["claims"] = claims_table(claims)
+    return out
+
+
 def _detail_table(rob: pd.DataFrame, rows: _Rows, corruptions: list[str]) -> Table:
     suite_of = dict(zip(zip(rob["corruption"], rob["severity"]), rob["suite"]))
     columns = [Column(f"{variant}:{key}:{metric}", f"{variant} {c} {sn} {metric}", metric,
@@ -453,6 +519,7 @@ def build_tables(
             paired = paired_table(tables["paper"], ref, baseline)
             if paired is not None:
                 tables["paired"] = paired
+        tables.update(_frontier_and_claims(records, rows, tables["paper"]))
     if "artifact" in suites:
         tables["artifact"] = _artifact_table(ref, rows, corruptions)
     for suite in suites:

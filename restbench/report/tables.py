@@ -130,7 +130,8 @@ class Table:
     ``settings`` lists, for robustness tables, what each corruption level was run with (the
     attack that produced the adversarial numbers, noise levels) so the summary can say so.
     ``health`` lists the collapsed training phases of the table's methods, each
-    ``{dataset, model, method, label, seed, phase, reasons}``.
+    ``{dataset, model, method, label, seed, phase, reasons}``. ``notes`` are lines a reader needs
+    under the table (the frontier's dominated methods, each paper claim's verdict).
     """
 
     name: str
@@ -143,6 +144,8 @@ class Table:
     settings: list[dict] = field(default_factory=list)
     health: list[dict] = field(default_factory=list)
     busy: list[dict] = field(default_factory=list)  # latency records marked busy: label, seed, runner, variant, reasons
+    notes: list[str] = field(default_factory=list)  # lines the renderers print under the table
+    row_header: str = "Method"  # the header of the row-label column
 
     def flagged(self, row: Row) -> bool:
         """Whether ``row``'s method has a collapsed training phase."""
@@ -164,6 +167,7 @@ class Table:
             "settings": self.settings,
             "health": self.health,
             "busy": self.busy,
+            "notes": self.notes,
         }
 
 

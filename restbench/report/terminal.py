@@ -90,6 +90,8 @@ def print_summary(tables: dict[str, Table], console: Any = None, wide: bool = Fa
     for table in shown:
         header, body = grid(table, terminal=not wide)
         caption = table.description
+        if table.notes:
+            caption += "\n" + "\n".join(f"- {note}" for note in table.notes)
         if any(table.flagged(row) for row in table.rows):
             caption += "\n" + HEALTH_NOTE
         if table.busy:
