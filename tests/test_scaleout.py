@@ -262,7 +262,8 @@ def test_a_smoke_sweep_writes_its_table_and_figure_and_never_reads_a_test_window
     assert best["chosen"] and table["chosen"] == best["point"]
     for row in table["rows"]:
         assert row["score"] == pytest.approx(np.mean([row["clean_f1"], *row["attack_f1"].values()]))
-    assert {p.name for p in out.iterdir()} == {"sweep.json", "sweep.md", "sweep.png", "sweep.svg", "chosen.json"}
+    assert {p.name for p in out.iterdir()} == {"sweep.json", "sweep.md", "sweep.png", "sweep.svg", "sweep-frontier.png",
+                                               "sweep-frontier.svg", "chosen.json"}
     assert json.loads((out / "chosen.json").read_text()) == {"rest-a": {"train_eps": table["chosen"]["rest-a.train_eps"]}}
     assert "3 of 3 points trained now" in result.output
 
@@ -348,6 +349,7 @@ def test_committed_sweeps_are_current_and_agree_with_the_eps_search():
         assert best["chosen"] and table["chosen"] == best["point"]
         assert json.loads((path.parent / "chosen.json").read_text()) == chosen_config(table)
         assert (path.parent / "sweep.png").is_file() and (path.parent / "sweep.svg").is_file()
+        assert (path.parent / "sweep-frontier.png").is_file() and (path.parent / "sweep-frontier.svg").is_file()
     mix = json.loads((docs / "sweeps" / "rest-a-train_mix-quick" / "sweep.json").read_text())
     eps = json.loads((docs / "eps-search" / "rest-a-train_eps-quick.json").read_text())
     (at_half,) = [r for r in mix["rows"] if r["point"] == {"rest-a.train_mix": 0.5}]

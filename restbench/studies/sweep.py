@@ -9,7 +9,9 @@ by the paper's criterion (restbench.run.validation.SCORE_DEFINITION). The highes
 the same seed gives the same file), ``sweep.md`` and ``chosen.json``, a ``--config`` file that
 ``restbench run --from-sweep DIR`` reads. ``restbench sweep`` then draws ``sweep.png``/``.svg``
 (:func:`restbench.report.plots.sweep_figure`: score, clean and attacked F1 against the value,
-Figure 3's shape; a heat map for two options, Tables 2-3's shape).
+Figure 3's shape; a heat map for two options, Tables 2-3's shape) and ``sweep-frontier.png``/``.svg``
+(clean F1 against the mean attacked F1 and against each attack level, one point per grid point:
+the trade-off the option sets).
 """
 
 from __future__ import annotations
