@@ -35,6 +35,8 @@ from typing import Iterable
 
 from restbench.evaluation.statistics import (
     ALPHA,
+    EXACT_PAIRS,
+    MONTE_CARLO_DRAWS,
     PairedDifference,
     mean,
     paired_difference,
@@ -306,7 +308,9 @@ def claims_table(claims: list[dict]) -> Table | None:
     alpha = claims[0]["alpha"]
     description = ("The paper's claims (restbench/report/paper_claims.json) judged by paired tests over (seed, test "
                    "subject) pairs of the method and the one it is compared with: mean difference of macro-F1 "
-                   "[Student-t 95 % interval], sign-flip permutation p-value. ")
+                   f"[Student-t 95 % interval], sign-flip permutation p-value (exact up to {EXACT_PAIRS} pairs, "
+                   f"else from {MONTE_CARLO_DRAWS:,} sign draws, whose smallest p is "
+                   f"{1 / (1 + MONTE_CARLO_DRAWS):.0e}). ")
     if margin is not None:
         description += (f"Parity (non-inferiority): reproduced when the interval's low end lies above -{margin:g}. ")
     description += f"Robustness (superiority): reproduced when the difference is positive with p < {alpha:g}."
