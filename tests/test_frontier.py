@@ -316,3 +316,27 @@ def test_the_committed_leaderboard_shows_the_frontier_claims_and_ratios():
     csv = (BOARD / lb.LEADERBOARD_CSV).read_text().splitlines()
     assert any(line.startswith("claims,") and ",not reproduced" in line for line in csv)
     assert any(line.startswith("frontier,") and ",front" in line for line in csv)
+
+
+def test_a_leaderboard_written_before_the_frontier_still_validates(tmp_path):
+    """A schema 1.0 leaderboard.json (no frontier, claims, per-subject values or ratio columns) is checked
+    as it was; a 1.1 one must hold them."""
+    import shutil
+
+    from restbench.report.leaderboard_validation import validate
+
+    folder = shutil.copytree(BOARD, tmp_path / BOARD.name, ignore=shutil.ignore_patterns("plots"))
+    data = json.loads((folder / lb.LEADERBOARD_JSON).read_text())
+    data["plots"] = []
+    old = json.loads(json.dumps(data))
+    old["schema_version"] = "1.0"
+    del old["frontier"], old["claims"]
+    old["columns"] = [c for c in old["columns"] if not c["key"].startswith("ratio:")]
+    for entry in old["entries"]:
+        entry["cells"] = {k: {f: v for f, v in c.items() if f != "per_subject"} for k, c in entry["cells"].items()
+                          if not k.startswith("ratio:")}
+    (folder / lb.LEADERBOARD_JSON).write_text(json.dumps(old))
+    assert validate(folder).problems == []
+    del data["frontier"]
+    (folder / lb.LEADERBOARD_JSON).write_text(json.dumps(data))
+    assert any(p.startswith("frontier: stored null") for p in validate(folder).problems)
