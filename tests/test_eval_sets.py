@@ -181,3 +181,28 @@ def test_two_sets_of_one_name_are_refused(tmp_path):
     result = restbench(*RUN, "--run-dir", tmp_path / "run", "--eval-dataset", "sleep-synth",
                        "--eval-dataset", "sleep-synth,data_seed=3")
     assert result.returncode != 0 and "two evaluation sets are named 'sleep-synth'" in result.stderr
+
+
+@pytest.mark.shared_fixture("sleep-edf-hypnograms")
+def test_a_leaderboard_shows_each_set_as_its_own_board(cross_run, tmp_path):
+    run_dir, *_ = cross_run
+    out = tmp_path / "board"
+    assert restbench("leaderboard", "build", run_dir, "--out", out, "--no-plots").returncode == 0
+    data = json.loads((out / "leaderboard.json").read_text())
+    assert [e["key"] for e in data["entries"]] == ["sors"]  # the main board: the run's own split only
+    boards = {b["name"]: b for b in data["eval_sets"]}
+    assert set(boards) == {"lab", "sc"} and boards["lab"]["dataset"] == "edf-folder"
+    lab = [r for r in robustness(run_dir) if r.get("eval_set") == "lab" and r["corruption"] == "clean"][0]
+    clean = boards["lab"]["entries"][0]["cells"]["clean"]
+    assert clean["values"] == [lab["macro_f1"]] and clean["ci95"] == lab["macro_f1_ci95"]
+    assert clean["per_subject"] == {subject: [f1] for subject, f1 in lab["per_subject_macro_f1"].items()}
+    assert "## On lab (edf-folder, 4 subjects, all windows): Robustness (Table 4 shape): macro-F1" \
+        in (out / "leaderboard.md").read_text()
+    assert "lab:table4" in (out / "leaderboard.csv").read_text()
+    assert 'id="lab-table4"' in (out / "index.html").read_text()
+    assert restbench("leaderboard", "validate", out).returncode == 0
+    # a set's number edited in the published file is caught by recomputation
+    boards["lab"]["entries"][0]["cells"]["clean"]["mean"] += 0.1
+    (out / "leaderboard.json").write_text(json.dumps(data))
+    edited = restbench("leaderboard", "validate", out)
+    assert edited.returncode != 0 and "eval_sets" in edited.stdout + edited.stderr

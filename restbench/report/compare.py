@@ -58,8 +58,8 @@ class Comparison:
 def _cells(run: LoadedRun, method: str, variant: str | None) -> dict[tuple, list[dict]]:
     out: dict[tuple, list[dict]] = {}
     for r in run.records:
-        if r.get("record_type") == "robustness" and r.get("method") == method \
-                and (variant is None or r.get("variant") == variant):
+        if r.get("record_type") == "robustness" and r.get("method") == method and r.get("eval_set") is None \
+                and (variant is None or r.get("variant") == variant):  # the runs' own test split
             key = (r["corruption"], r.get("severity_name") or str(r.get("severity")), r.get("variant"))
             out.setdefault(key, []).append(r)
     return out

@@ -16,6 +16,10 @@ from typing import Callable, Iterable
 
 from restbench.report.tables import Table
 
+#: Said under an evaluation set's heading: what its numbers are.
+SET_NOTE = ("The run's models on another dataset's recordings (restbench run --eval-dataset), under the same "
+            "corruptions with the training data's noise statistics; every statistic as above.")
+
 #: The tables an evaluation set gets (those that read robustness records), in the summary's order.
 SET_TABLES = ("paper", "paired", "frontier", "claims", "stages")
 
@@ -25,14 +29,18 @@ def eval_set_names(records: Iterable[dict]) -> list[str]:
     return list(dict.fromkeys(r["eval_set"] for r in records if r.get("eval_set") is not None))
 
 
+def describe_set(name: str, dataset: str | None, n_subjects: int, split: str | None) -> str:
+    """``lab (edf-folder, 4 subjects, all windows)``: how a table names an evaluation set."""
+    which = "all windows" if split == "all" else "its test split"
+    return f"{name} ({dataset}, {n_subjects} subject{'s' * (n_subjects != 1)}, {which})"
+
+
 def _describe(name: str, run_info: dict) -> str:
     entry = next((s for s in run_info.get("eval_sets") or [] if s.get("name") == name), None)
     if entry is None:
         return name
-    data = entry.get("data") or {}
-    subjects = len(data.get("subjects") or [])
-    which = "all windows" if entry.get("split") == "all" else "its test split"
-    return f"{name} ({entry.get('dataset')}, {subjects} subject{'s' * (subjects != 1)}, {which})"
+    return describe_set(name, entry.get("dataset"), len((entry.get("data") or {}).get("subjects") or []),
+                        entry.get("split"))
 
 
 def eval_set_tables(records: list[dict], run_info: dict, build: Callable[..., dict[str, Table]],

@@ -91,11 +91,13 @@ from restbench.plugins.contract import PluginError, plain_method
 from restbench.records.atomic import write_text_atomic
 from restbench.records.jsonio import to_jsonable, write_json_atomic
 from restbench.records.rundir import RunDir
+from restbench.report.eval_sets import eval_set_names
 from restbench.report.frontier import (
     AxisValues,
     evaluate_claims,
     frontier,
     frontier_columns,
+    own_test_split,
 )
 from restbench.report.leaderboard_cells import cell_of, rank_column
 from restbench.report.leaderboard_columns import Levels, leaderboard_columns
@@ -160,16 +162,14 @@ def assemble(runs: list[LoadedRun], *, name: str, baseline: str | None = None, b
     methods = {r["method"] for run in runs for r in run.records}
     if baseline is not None and baseline not in methods:
         raise PluginError(f"--baseline: method '{baseline}' is not in these runs (methods: {', '.join(sorted(methods))})")
+    labels = {m["name"]: m["label"] for m in run_meta or []}
+    sets = eval_set_boards(runs, baseline, alpha, labels)
+    runs = [LoadedRun(run.path, run.info, own_test_split(run.records)) for run in runs]  # the evaluation sets apart
     records = [r for run in runs for r in run.records]
     corruption_order = ordered(c for run in runs for c in run.info.get("corruptions", []))
     cols, levels = leaderboard_columns(records, corruption_order, baseline)
-    entries = leaderboard_entries(runs, cols, levels, baseline)
-    cells = {e.key: {c.key: cell_of(e, c) for c in cols if c.key in e.per_seed} for e in entries}
-    for col in cols:
-        rank_column(entries, cells, col, levels, alpha)
-    cols = [c for c in cols if any(c.key in cells[e.key] for e in entries)]
+    entries, cells, cols = _ranked(runs, cols, levels, baseline, alpha)
 
-    labels = {m["name"]: m["label"] for m in run_meta or []}
     info_of = {run.name: run.info for run in runs}
     out_entries = []
     for e in entries:
@@ -215,7 +215,69 @@ def assemble(runs: list[LoadedRun], *, name: str, baseline: str | None = None, b
         "reference": [{**row, "source": reference["source"]} for row in reference["rows"]],
         "reference_columns": reference["columns"],
         "notes": notes,
+        **({"eval_sets": sets} if sets else {}),
     })
+
+
+def _ranked(runs: list[LoadedRun], cols: list[Column], levels: dict[str, Levels], baseline: str | None,
+            alpha: float) -> tuple[list[Entry], dict[str, dict], list[Column]]:
+    """The entries of ``runs``, their cells ranked per column, and the columns some entry fills."""
+    entries = leaderboard_entries(runs, cols, levels, baseline)
+    cells = {e.key: {c.key: cell_of(e, c) for c in cols if c.key in e.per_seed} for e in entries}
+    for col in cols:
+        rank_column(entries, cells, col, levels, alpha)
+    return entries, cells, [c for c in cols if any(c.key in cells[e.key] for e in entries)]
+
+
+#: The columns an evaluation set's board has: those its robustness records fill (no efficiency).
+EVAL_SET_TABLES = ("table4", "suite", "stages")
+
+
+def eval_set_boards(runs: list[LoadedRun], baseline: str | None, alpha: float,
+                    labels: dict[str, str] | None = None) -> list[dict]:
+    """Per evaluation set of the runs (``restbench run --eval-dataset``), its own board: the
+    robustness columns, entries with ranked cells (intervals, ties, per-subject values), frontier
+    and claims, computed exactly as the main board's from the set's records. Training records come
+    along, re-labelled with the set's dataset, so collapsed phases are flagged there too. Runs
+    whose sets of one name hold different data are refused."""
+    boards = []
+    for name in eval_set_names(r for run in runs for r in run.records):
+        set_runs, described = [], None
+        for run in runs:
+            cells = [{k: v for k, v in r.items() if k != "eval_set"} for r in run.records if r.get("eval_set") == name]
+            if not cells:
+                continue
+            entry = next((e for e in run.info.get("eval_sets") or [] if e.get("name") == name), {})
+            this = {"name": name, "dataset": entry.get("dataset"), "split": entry.get("split"),
+                    "fingerprint": (entry.get("data") or {}).get("fingerprint"),
+                    "subjects": list((entry.get("data") or {}).get("subjects") or [])}
+            if described is not None and this != described:
+                raise PluginError(f"evaluation set '{name}' holds other data in run {run.name} than in the runs "
+                                  "before it; rename one of them (restbench evaluate ... name=LABEL)")
+            described = this
+            datasets = {r["dataset"] for r in cells}
+            training = [{**r, "dataset": d} for r in run.records if r.get("record_type") == "training" for d in datasets]
+            set_runs.append(LoadedRun(run.path, run.info, training + cells))
+        records = [r for run in set_runs for r in run.records]
+        corruption_order = ordered(c for run in set_runs for c in run.info.get("corruptions", []))
+        cols, levels = leaderboard_columns(records, corruption_order, baseline)
+        cols = [c for c in cols if c.table in EVAL_SET_TABLES]
+        entries, cells, cols = _ranked(set_runs, cols, levels, baseline, alpha)
+        front, claims = frontier_and_claims(entries, cols, levels, alpha)
+        out_entries = []
+        for e in entries:
+            if not cells[e.key]:
+                continue
+            run_names = list(dict.fromkeys(e.runs[s] for s in sorted(e.runs)))
+            out_entries.append({
+                "key": e.key, "dataset": e.dataset, "model": e.model, "method": e.method, "compressor": e.compressor,
+                "label": "reproduced" if all((labels or {}).get(r) == "reproduced" for r in run_names) else "self-reported",
+                "seeds": sorted(e.runs), "runs": run_names, "cells": cells[e.key],
+                **({"flags": list(dict.fromkeys(e.flags))} if e.flags else {})})
+        boards.append({
+            **described, "columns": [c.to_dict() for c in cols], "entries": out_entries,
+            "frontier": front, "claims": claims})
+    return boards
 
 
 def frontier_and_claims(entries: list[Entry], cols: list[Column], levels: dict[str, Levels],

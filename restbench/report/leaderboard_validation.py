@@ -160,6 +160,8 @@ def validate(path: str | os.PathLike, stale: StaleCheck | None = None) -> Valida
             entry["cells"] = {k: v for k, v in entry["cells"].items() if not k.startswith("ratio:")}
     else:
         keys += ["frontier", "claims"]
+    if "eval_sets" in data or "eval_sets" in fresh:
+        keys.append("eval_sets")
     for key in keys:
         _compare(data.get(key), fresh[key], key, found)
     # the same numbers under readable names: entries[sors].cells[gaussian/high].mean

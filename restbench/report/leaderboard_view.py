@@ -12,9 +12,23 @@ claims read as tables of the one results model (:func:`stored_frontier_table`,
 from __future__ import annotations
 
 from restbench.evaluation.statistics import smallest_attainable_p
+from restbench.report.eval_sets import describe_set
 from restbench.report.formatting import format_cell
 from restbench.report.frontier import NOT_TESTABLE, claims_table, frontier_table
 from restbench.report.tables import Cell, Column, Row, Table
+
+
+def eval_set_views(data: dict) -> list[tuple[str, dict]]:
+    """Per evaluation set of the leaderboard (``data["eval_sets"]``): how its tables are headed
+    (``On lab (edf-folder, 4 subjects, all windows)``) and its board as leaderboard-shaped data, so
+    every view and renderer reads it as it reads the main board."""
+    views = []
+    for board in data.get("eval_sets") or []:
+        where = f"On {describe_set(board['name'], board['dataset'], len(board['subjects']), board['split'])}"
+        views.append((where, {**data, "columns": board["columns"], "entries": board["entries"],
+                              "frontier": board["frontier"], "claims": board["claims"], "reference": [],
+                              "eval_set": board["name"]}))
+    return views
 
 
 def columns_of(data: dict) -> list[Column]:

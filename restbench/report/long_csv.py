@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from restbench.records.atomic import write_text_atomic
-from restbench.report.leaderboard_view import columns_of
+from restbench.report.leaderboard_view import columns_of, eval_set_views
 from restbench.report.tables import Table
 
 SUMMARY_FIELDS: tuple[str, ...] = (
@@ -69,7 +69,15 @@ def leaderboard_csv(data: dict) -> str:
     """leaderboard.csv: one row per entry x column of leaderboard.json ``data``, full precision; then
     one row per entry x frontier axis (``table`` frontier, ``verdict`` front or whom it is dominated
     by) and one per paper claim (``table`` claims: the paired difference, its interval, p-value,
-    pairs and verdict)."""
+    pairs and verdict). An evaluation set's rows follow, their ``table`` prefixed ``NAME:``."""
+    rows = _board_rows(data)
+    for _, view in eval_set_views(data):
+        rows += [{**row, "table": f"{view['eval_set']}:{row['table']}"} for row in _board_rows(view)]
+    return _csv(rows, LEADERBOARD_FIELDS)
+
+
+def _board_rows(data: dict) -> list[dict]:
+    """The CSV rows of one board (the leaderboard's, or an evaluation set's)."""
     rows, columns = [], columns_of(data)
     for entry in data["entries"]:
         for col in columns:
@@ -116,7 +124,7 @@ def leaderboard_csv(data: dict) -> str:
             "mean": _full(claim["difference"]), "ci95_low": _full(ci[0]), "ci95_high": _full(ci[1]),
             "n_pairs": claim["n_pairs"], "p_value": _full(claim["p_value"]), "verdict": claim["verdict"],
         })
-    return _csv(rows, LEADERBOARD_FIELDS)
+    return rows
 
 
 __all__ = ["LEADERBOARD_FIELDS", "SUMMARY_FIELDS", "leaderboard_csv", "summary_csv", "write_summary_csv"]

@@ -23,9 +23,11 @@ from restbench.report.caveats import (
     entry_name,
     health_lines,
 )
+from restbench.report.eval_sets import SET_NOTE
 from restbench.report.formatting import grid
 from restbench.report.leaderboard_view import (
     cell_text,
+    eval_set_views,
     power_note,
     stored_claims_table,
     stored_frontier_table,
@@ -171,14 +173,30 @@ def summary_markdown(tables: dict[str, Table], run_info: dict | None = None) -> 
 # --------------------------------------------------------------------------- leaderboard.md
 
 
-def _result_tables(data: dict) -> list[str]:
+def _result_tables(data: dict, prefix: str = "") -> list[str]:
     """The frontier and the paper's claims, each a table with its lines under it."""
     out = []
     for table in (stored_frontier_table(data), stored_claims_table(data)):
         if table is not None:
             header, body = grid(table)
-            out += [f"## {table.title}", "", table.description, "", *table_lines(header, body), ""]
+            out += [f"## {prefix}{table.title}", "", table.description, "", *table_lines(header, body), ""]
             out += [f"- {escape(note)}" for note in table.notes] + [""]
+    return out
+
+
+def _board_lines(data: dict, prefix: str = "") -> list[str]:
+    """A board's tables (Table 4 with its frontier and claims, other suites, per-stage F1, Table 5),
+    with the paper's reference rows; ``prefix`` heads each (an evaluation set's)."""
+    out = []
+    for table_id, title, cols in table_groups(data):
+        body = [[entry_name(entry), entry["compressor"] or "–"] + [cell_text(data, entry, c) for c in cols]
+                for entry in data["entries"]]
+        body += [[f"*{ref['label']}*", "(reference)"]
+                 + [f"*{ref['cells'][c.key]:,g}*" if c.key in ref["cells"] else "" for c in cols]
+                 for ref in data["reference"] if any(c.key in ref["cells"] for c in cols)]
+        out += [f"## {prefix}{title}", "", *table_lines(["Method", "Compressor"] + [c.label for c in cols], body, 2), ""]
+        if table_id == "table4":
+            out += _result_tables(data, prefix)
     return out
 
 
@@ -214,15 +232,9 @@ def leaderboard_markdown(data: dict) -> str:
         out += ["## Export checks", "", EXPORT_NOTE, ""]
         out += [f"- {entry_name(e)}: {line}" for e in warned for line in e["warnings"]] + [""]
     ref_rows = data["reference"]
-    for table_id, title, cols in table_groups(data):
-        body = [[entry_name(entry), entry["compressor"] or "–"] + [cell_text(data, entry, c) for c in cols]
-                for entry in data["entries"]]
-        body += [[f"*{ref['label']}*", "(reference)"]
-                 + [f"*{ref['cells'][c.key]:,g}*" if c.key in ref["cells"] else "" for c in cols]
-                 for ref in ref_rows if any(c.key in ref["cells"] for c in cols)]
-        out += [f"## {title}", "", *table_lines(["Method", "Compressor"] + [c.label for c in cols], body, 2), ""]
-        if table_id == "table4":
-            out += _result_tables(data)
+    out += _board_lines(data)
+    for where, view in eval_set_views(data):
+        out += [f"## {where}", "", SET_NOTE, "", *_board_lines(view, f"{where}: ")]
     ref_cols = data.get("reference_columns") or {}
     if ref_rows:
         body = [[ref["label"]] + [f"{ref['cells'][k]:g}" if k in ref["cells"] else "–" for k in ref_cols]

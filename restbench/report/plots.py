@@ -65,7 +65,8 @@ def _robustness(runs: list[Any]) -> dict[tuple, dict[int, dict]]:
     out: dict[tuple, dict[int, dict]] = {}
     for run in runs:
         for r in run.records:
-            if r.get("record_type") == "robustness" and r.get("variant") == REFERENCE_VARIANT:
+            if r.get("record_type") == "robustness" and r.get("variant") == REFERENCE_VARIANT \
+                    and r.get("eval_set") is None:  # the figures show the runs' own test split
                 out.setdefault((r["method"], r["corruption"], r["severity"]), {})[r["seed"]] = r
     return out
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from restbench.plugins.contract import PluginError
+from restbench.records.cells import CELL_FIELDS, cell_of
 from restbench.records.rundir import RunDir
 from restbench.records.schema import validate_run
 from restbench.report.tables import REFERENCE_VARIANT
@@ -103,19 +104,12 @@ def check_compatible(runs: list[LoadedRun]) -> None:
                     f"in {other.name}")
 
 
-def _cell_key(record: dict) -> tuple:
-    return (record.get("record_type"), record.get("dataset"), record.get("model"), record.get("method"),
-            record.get("seed"), record.get("corruption"), record.get("severity"), record.get("variant"),
-            record.get("runner"), record.get("phase"))
-
-
 def _describe_cell(key: tuple) -> str:
-    kind, _, _, method, seed, corruption, severity, variant, runner, phase = key
-    parts = [f"{kind} record of {method} seed {seed}"]
-    if corruption is not None:
-        parts.append(f"{corruption} severity {severity}")
-    parts += [f"{name} {value}" for name, value in (("variant", variant), ("runner", runner), ("phase", phase))
-              if value is not None]
+    cell = dict(zip(CELL_FIELDS, key))
+    parts = [f"{cell['record_type']} record of {cell['method']} seed {cell['seed']}"]
+    if cell["corruption"] is not None:
+        parts.append(f"{cell['corruption']} severity {cell['severity']}")
+    parts += [f"{name} {cell[name]}" for name in ("variant", "runner", "phase", "eval_set") if cell[name] is not None]
     return ", ".join(parts)
 
 
@@ -126,7 +120,7 @@ def check_unique(runs: list[LoadedRun]) -> list[str]:
     problems = []
     for run in runs:
         for record in run.records:
-            key = _cell_key(record)
+            key = cell_of(record)
             if key in seen:
                 where = f"in {run.name} twice" if seen[key] == run.name else f"in {seen[key]} and {run.name}"
                 problems.append(f"duplicate cell: {_describe_cell(key)} {where}")
@@ -139,22 +133,27 @@ def check_complete(run: LoadedRun) -> list[str]:
     """Problems: a method x seed of the run without an efficiency record or without a reference
     variant record for some corruption level the run evaluated, or a listed corruption never recorded."""
     problems = []
-    rob = [r for r in run.records if r.get("record_type") == "robustness" and r.get("variant") == REFERENCE_VARIANT]
+    every = [r for r in run.records if r.get("record_type") == "robustness" and r.get("variant") == REFERENCE_VARIANT]
+    rob = [r for r in every if r.get("eval_set") is None]
     levels = sorted({(r["corruption"], r["severity"], r["severity_name"]) for r in rob}, key=str)
-    have = {(r["method"], r["seed"], r["corruption"], r["severity"]) for r in rob}
     eff = {(r["method"], r["seed"]) for r in run.records if r.get("record_type") == "efficiency"}
     recipes = run.info.get("method_recipes") or {}
+    sets = [None, *(s.get("name") for s in run.info.get("eval_sets") or [])]
     for method in run.info.get("methods", []):
         # a reference method (YASA) records which corruptions do not apply to it (white-box attacks)
         left_out = set((recipes.get(method) or {}).get("corruptions_left_out") or ())
         for seed in run.info.get("seeds", []):
             if (method, seed) not in eff:
                 problems.append(f"{run.name}: incomplete: no efficiency record for {method} seed {seed}")
-            missing = [f"{c}/{name}" if c != "clean" else c for c, s, name in levels
-                       if (method, seed, c, s) not in have and c not in left_out]
-            if missing:
-                problems.append(f"{run.name}: incomplete: {method} seed {seed} has no {REFERENCE_VARIANT} record for "
-                                + ", ".join(missing))
+            for eval_set in sets:  # the run's own test split, then each evaluation set
+                have = {(r["corruption"], r["severity"]) for r in every
+                        if (r["method"], r["seed"], r.get("eval_set")) == (method, seed, eval_set)}
+                missing = [f"{c}/{name}" if c != "clean" else c for c, s, name in levels
+                           if (c, s) not in have and c not in left_out]
+                if missing:
+                    where = "" if eval_set is None else f" on evaluation set {eval_set}"
+                    problems.append(f"{run.name}: incomplete: {method} seed {seed} has no {REFERENCE_VARIANT} record"
+                                    f"{where} for " + ", ".join(missing))
     recorded = {r["corruption"] for r in rob}
     for corruption in run.info.get("corruptions", []):
         if corruption not in recorded:

@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import base64
 import html
+from dataclasses import replace
 from pathlib import Path
 
 from restbench.report.caveats import ENTRY_HEALTH_NOTE, EXPORT_NOTE, HEALTH_MARKER, entry_name
+from restbench.report.eval_sets import SET_NOTE
 from restbench.report.formatting import grid
 from restbench.report.leaderboard_view import (
     cell_text,
+    eval_set_views,
     power_note,
     stored_claims_table,
     stored_frontier_table,
@@ -166,6 +169,19 @@ def _figure(out_dir: Path, png: str) -> str:
             f"<figcaption>{_e(Path(png).stem)}{link}</figcaption></figure>")
 
 
+def _board_parts(data: dict, prefix: str = "") -> list[str]:
+    """A board's tables (the leaderboard's, or an evaluation set's under ``prefix``)."""
+    parts = []
+    for table_id, title, cols in table_groups(data):
+        dom_id = f"{data['eval_set']}-{table_id}" if data.get("eval_set") else table_id
+        parts += [f"<h2>{_e(prefix + title)}</h2>", _table(data, dom_id, cols)]
+        if table_id == "table4":
+            parts += [_result_table(replace(t, name=f"{data['eval_set']}-{t.name}", title=prefix + t.title)
+                                    if data.get("eval_set") else t)
+                      for t in (stored_frontier_table(data), stored_claims_table(data)) if t]
+    return parts
+
+
 def render_html(data: dict, out_dir: str | Path) -> str:
     """index.html for the leaderboard ``data`` whose plots lie under ``out_dir``."""
     out_dir = Path(out_dir)
@@ -199,10 +215,9 @@ def render_html(data: dict, out_dir: str | Path) -> str:
         parts.append(f"<h2>Export checks</h2><p>{_e(EXPORT_NOTE)}</p><ul>"
                      + "".join(f"<li>{_e(entry_name(e))}: {_e(line)}</li>" for e in warned for line in e["warnings"])
                      + "</ul>")
-    for table_id, title, cols in table_groups(data):
-        parts += [f"<h2>{_e(title)}</h2>", _table(data, table_id, cols)]
-        if table_id == "table4":
-            parts += [_result_table(t) for t in (stored_frontier_table(data), stored_claims_table(data)) if t]
+    parts += _board_parts(data)
+    for where, view in eval_set_views(data):
+        parts += [f"<h2>{_e(where)}</h2><p>{_e(SET_NOTE)}</p>", *_board_parts(view, f"{where}: ")]
     ref_cols = data.get("reference_columns") or {}
     if data["reference"]:
         parts.append(f"<h2>Paper reference values</h2><p>{_e(data['reference'][0]['source'])}</p>")
