@@ -172,6 +172,8 @@ def test_input_contract_mismatch_is_one_line_before_training(tmp_path, extra, ma
     ("sleep-synth,split=val", "split must be one of all, test"),
     ("sleep-synth,name=Bad Name", "name must be lowercase"),
     ("sleep-synth,no_such_option=1", "no_such_option"),
+    ("edf-folder,name=lab,data_dir=/nonexistent-restbench", "no data directory at /nonexistent-restbench; pass the "
+                                                             "folder of your recordings with data_dir=PATH"),
 ])
 def test_bad_eval_dataset_options(tmp_path, spec, match):
     result = restbench(*RUN, "--run-dir", tmp_path / "run", "--eval-dataset", spec)

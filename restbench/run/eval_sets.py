@@ -139,9 +139,9 @@ def prepare(eval_set: EvalSet, train_data: SleepData, model: Any, model_input: A
     try:
         data = steps.fit_to_model(steps.prepare_data(eval_set.dataset, options, registry, trains=False), model, model_input)
     except PluginFailure as exc:
-        raise PluginFailure(f"{where}: {exc}", exc.plugin) from None
+        raise PluginFailure(f"{where}: {_spec_words(str(exc))}", exc.plugin) from None
     except (UsageError, PluginError) as exc:
-        raise type(exc)(f"{where}: {exc}") from None
+        raise type(exc)(f"{where}: {_spec_words(str(exc))}") from None
     if data.samples_per_epoch != train_data.samples_per_epoch:
         raise UsageError(f"{where}: its epochs have {data.samples_per_epoch} samples at {data.sfreq:g} Hz, the model "
                          f"was trained on {train_data.samples_per_epoch} at {train_data.sfreq:g} Hz; set the "
@@ -154,6 +154,17 @@ def prepare(eval_set: EvalSet, train_data: SleepData, model: Any, model_input: A
     if len(view.windows("test")) == 0:
         raise UsageError(f"{where}: no test window (split={eval_set.request.split}); use split=all or more recordings")
     return view
+
+
+#: A dataset's error names the run's options; a set takes them as keys of its spec.
+_RUN_OPTIONS = ((re.compile(r"--data-dir\b"), "data_dir=PATH"), (re.compile(r"--protocol\b"), "protocol=NAME"),
+                (re.compile(r"--dataset-option\b"), "KEY=VALUE"), (re.compile(r"\(--n-subjects\b"), "(n_subjects=N"))
+
+
+def _spec_words(message: str) -> str:
+    for pattern, key in _RUN_OPTIONS:
+        message = pattern.sub(key, message)
+    return message
 
 
 def record(eval_set: EvalSet, view: SleepData) -> dict:

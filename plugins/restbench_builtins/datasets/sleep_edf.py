@@ -128,7 +128,8 @@ def pair_sources(
             if len(paths) < 2:
                 continue
             what = "hypnograms" if role == "hypnogram" else "PSG files"
-            listing = " and ".join(str(p) for p in paths)
+            # a data directory that holds many copies (e.g. a cache folder) names three, not all
+            listing = " and ".join(str(p) for p in paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
             if lenient:
                 notes.append(f"{prefix}: {len(paths)} {what} for one night ({listing}); used {paths[0].name} (lenient_input)")
             elif problem is None:
