@@ -117,11 +117,32 @@ def test_a_null_budget_leaves_slimming_and_its_job_keys_as_they_were():
         id, version = "m", "1"
 
     net, spec = sors()
-    _, _, report = Slimming().compress(net, spec, Sors2018(), {"sparsity": 0.5, "flop_budget": None})
+    _, _, report = Slimming().compress(net, spec, Sors2018(), {"sparsity": 0.5, "flop_budget": None,
+                                                               "flop_cost_power": None})
     assert "flop_budget" not in report.details and report.details["criterion"] == "global |BN gamma|"
     from restbench.api import Recipe
 
     recipe = Recipe(compressor="slimming")
-    with_null = train_inputs("fp", Identity(), {}, "liu", {}, recipe, {"sparsity": 0.5, "flop_budget": None}, {}, 0)
+    with_null = train_inputs("fp", Identity(), {}, "liu", {}, recipe,
+                             {"sparsity": 0.5, "flop_budget": None, "flop_cost_power": None}, {}, 0)
     without = train_inputs("fp", Identity(), {}, "liu", {}, recipe, {"sparsity": 0.5}, {}, 0)
     assert with_null == without
+
+
+def test_cost_power_zero_ranks_by_gamma_alone_and_null_is_the_full_cost():
+    # early |gamma| twice the late: with the cost weight the early layers go first, without it the late ones
+    net, spec = sors(early_gamma=2.0, late_gamma=1.0)
+    full = Slimming().compress(net, spec, Sors2018(), {"flop_budget": 0.5})[2]
+    one = Slimming().compress(net, spec, Sors2018(), {"flop_budget": 0.5, "flop_cost_power": 1.0})[2]
+    plain = Slimming().compress(net, spec, Sors2018(), {"flop_budget": 0.5, "flop_cost_power": 0.0})[2]
+    assert full.kept_channels == one.kept_channels and "flop_cost_power" not in full.details
+    assert plain.details["flop_cost_power"] == 0.0 and plain.details["flops_after"] <= 0.5 * plain.details["flops_before"]
+    names = list(plain.kept_channels)
+
+    def kept(report, layers):
+        return sum(report.kept_channels[n][0] for n in layers)
+
+    # |gamma| alone cuts the cheap late layers first (to their floor) and needs many more channels gone to
+    # reach the budget; the cost weight keeps them whole and cuts a few expensive early channels
+    assert kept(full, names[6:]) == sum(full.kept_channels[n][1] for n in names[6:])
+    assert kept(plain, names[6:]) < kept(full, names[6:]) and kept(plain, names) < kept(full, names)

@@ -5,9 +5,10 @@ Slimming ranks channels by ``|gamma|`` alone, so it keeps many channels of the e
 long feature maps make each channel cost far more FLOPs than a late layer's: parameters fall 20x
 while FLOPs fall 7x. Here a channel's score is its importance divided by its FLOP cost,
 
-    score(c) = importance(c) / (cost_per_channel(group of c) / mean cost_per_channel)
+    score(c) = importance(c) / (cost_per_channel(group of c) / mean cost_per_channel) ** cost_power
 
-so a channel of an expensive layer must be proportionally more important to stay. A group's cost
+so a channel of an expensive layer must be proportionally more important to stay (``cost_power`` 1,
+the default; a smaller power softens the weight and spreads the cut over more layers). A group's cost
 per channel is measured, not modelled: the FLOPs the network saves when that group loses a few
 channels, counted with :func:`restbench.evaluation.cost.count_flops` on the physically pruned
 network (channel surgery on a copy), so it holds for any architecture whose channel groups are its
@@ -102,11 +103,13 @@ def channel_costs(count: _Counter, counts: dict[str, int], probe: float = 0.1) -
 
 def flop_budget_keep(module: nn.Module, spec: dict, model: Model, groups: list[ChannelGroup],
                      importance: dict[str, torch.Tensor], budget: float, min_keep: float, rounds: int = 3,
-                     probe: float = 0.1) -> BudgetResult:
+                     probe: float = 0.1, cost_power: float = 1.0) -> BudgetResult:
     """Channels to keep per group so the network's counted FLOPs per window are at most ``budget``
     times the unpruned network's (module docstring). ``importance`` scores every channel of every
     group (higher is kept first: ``|gamma|`` for slimming); ``probe`` is the fraction of a group's
-    channels removed to measure its cost per channel."""
+    channels removed to measure its cost per channel; ``cost_power`` softens the cost weight
+    (``importance / (cost / mean cost) ** cost_power``: 1 the full cost, 0.5 a cut spread over more
+    layers, 0 plain importance)."""
     import torch
 
     if not 0.0 < budget <= 1.0:
@@ -126,7 +129,7 @@ def flop_budget_keep(module: nn.Module, spec: dict, model: Model, groups: list[C
         for g in groups:
             ranked = order[g.name][:current[g.name]]  # the channels still kept, most important first
             removable = ranked[floor[g.name]:]
-            weight = max(costs[g.name], 1e-12) / mean_cost
+            weight = (max(costs[g.name], 1e-12) / mean_cost) ** cost_power
             scores.append(importance[g.name].detach().float().cpu()[removable] / weight)
             owners += [g.name] * int(removable.numel())
         if not owners:

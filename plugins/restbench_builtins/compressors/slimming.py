@@ -13,6 +13,7 @@ With ``flop_budget`` set, the target is the network's counted FLOPs per window i
 channel fraction: channels are ranked by ``|gamma|`` divided by their layer's FLOP cost per channel
 and removed until the pruned network's counted FLOPs are at most ``flop_budget`` times the
 unpruned network's (:mod:`restbench.training.flop_budget`); ``sparsity`` is then not used.
+``flop_cost_power`` softens that weight (``|gamma| / (cost / mean cost) ** power``).
 """
 
 from __future__ import annotations
@@ -77,13 +78,19 @@ class Slimming:
     """Compressor plugin: global |gamma| ranking over every BN layer, then channel surgery."""
 
     id = "slimming"
-    version = "1.2.0"  # flop_budget (off by default) changes no number of a run without it
+    # flop_budget and flop_cost_power (off by default) change no number of a run without them; the version
+    # enters every slimmed job's key, so it stays
+    version = "1.2.0"
     description = "Network slimming: prune the globally smallest BN |gamma| to a target sparsity (default 0.8), each layer keeps >= 10 %"
     citation = "Liu et al. 2017, Learning Efficient Convolutional Networks through Network Slimming (ICCV)"
     options = (*channel_pruning_options(),
                Option("flop_budget", float, None, "prune to this fraction of the unpruned network's counted FLOPs per "
                       "window instead of to a channel sparsity (the paper's 15.4x cut of Sors: 0.065); channels are "
                       "ranked by |gamma| over their layer's FLOP cost per channel", minimum=0.001, maximum=1.0,
+                      nullable=True),
+               Option("flop_cost_power", float, None, "with flop_budget: channels are ranked by |gamma| / (their "
+                      "layer's FLOP cost per channel / the mean cost) ** this power (null: 1, the full cost; 0.5 "
+                      "spreads the cut over more layers; 0: plain |gamma|)", minimum=0.0, maximum=2.0,
                       nullable=True))
 
     def supports(self, module: nn.Module, spec: dict, model: Model) -> tuple[bool, str]:
@@ -94,14 +101,19 @@ class Slimming:
         self, module: nn.Module, spec: dict, model: Model, options: dict[str, Any]
     ) -> tuple[nn.Module, dict, CompressionReport]:
         """Return the pruned ``(module, spec, report)``; ``options``: ``sparsity``, ``min_keep``, ``fold``,
-        ``flop_budget``."""
+        ``flop_budget``, ``flop_cost_power``."""
         opts = fill_options(self.options, options, self.id)
         groups = require_prunable(module, "compressor slimming", spec, model)
         scores = gamma_scores(module, groups)
         if opts["flop_budget"] is not None:
-            chosen = flop_budget_keep(module, spec, model, groups, scores, opts["flop_budget"], opts["min_keep"])
+            power = 1.0 if opts["flop_cost_power"] is None else float(opts["flop_cost_power"])
+            chosen = flop_budget_keep(module, spec, model, groups, scores, opts["flop_budget"], opts["min_keep"],
+                                      cost_power=power)
             keep = chosen.keep
-            details = {"criterion": "global |BN gamma| / FLOP cost per channel", **chosen.details()}
+            details = {"criterion": "global |BN gamma| / FLOP cost per channel"
+                       + ("" if power == 1.0 else f" ** {power:g}"), **chosen.details()}
+            if opts["flop_cost_power"] is not None:
+                details["flop_cost_power"] = power
         else:
             keep, threshold = slimming_keep(scores, opts["sparsity"], opts["min_keep"])
             details = {"criterion": "global |BN gamma|", "sparsity_target": opts["sparsity"],
