@@ -127,7 +127,9 @@ def test_evaluate_adds_a_set_later_keeping_every_cell(cross_run, tmp_path):
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)
     before = robustness(copy)
-    again = restbench("evaluate", copy, "--eval-dataset", lab_spec(lab, name="lab2", split="test"), "-q")
+    # a relative data_dir is recorded absolute, so the run can be reproduced from anywhere
+    again = restbench("evaluate", copy, "--eval-dataset", lab_spec(lab.name, name="lab2", split="test"), "-q",
+                      cwd=lab.parent)
     assert again.returncode == 0, again.stderr
     after = robustness(copy)
     assert after[: len(before)] == before
@@ -135,6 +137,7 @@ def test_evaluate_adds_a_set_later_keeping_every_cell(cross_run, tmp_path):
     assert added and {r["job_key"] for r in added} == {before[0]["job_key"]}
     info = json.loads((copy / "run.json").read_text())
     assert [s["name"] for s in info["eval_sets"]] == ["lab", "sc", "lab2"]
+    assert info["eval_sets"][2]["data_dir"] == str(lab.resolve())
     assert not list((copy / "artifacts" / "models").glob("*.pt"))[1:]  # nothing new trained
     # a set of a name the run already has is refused, in one line
     twice = restbench("evaluate", copy, "--eval-dataset", lab_spec(lab, name="lab2"))

@@ -102,7 +102,8 @@ class EvalSet:
         """What run.json records of the set before its data is prepared (resume compares it)."""
         data_dir = self.request.data_dir
         return {"name": self.name, "dataset": self.dataset.id, "version": str(self.dataset.version),
-                "data_dir": None if data_dir is None else str(data_dir), "protocol": self.request.protocol,
+                # absolute, so restbench evaluate and reproduce find the files from any working directory
+                "data_dir": None if data_dir is None else str(data_dir.resolve()), "protocol": self.request.protocol,
                 "n_subjects": self.request.n_subjects,
                 "split": self.request.split, "options": self.options}
 
